@@ -1,0 +1,1 @@
+"""Bundled rpcnet plugin `rpcnet_balancers` (registered through the `rpcnet` entry-point group)."""

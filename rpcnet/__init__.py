@@ -1,0 +1,27 @@
+"""rpcnet: RPC over QUIC + TLS 1.3 with built-in clusters.
+
+Plugins write ``from rpcnet import hookimpl``.
+"""
+
+from __future__ import annotations
+
+from .config import RpcConfig, TlsConfig, load_config
+from .errors import RpcError, StatusCode
+from .hookspecs import hookimpl, hookspec
+from .plugins import PluginHost, make_plugin_manager
+from .registry import UnknownStrategyError
+
+__all__ = [
+    "hookimpl",
+    "hookspec",
+    "make_plugin_manager",
+    "PluginHost",
+    "UnknownStrategyError",
+    "RpcConfig",
+    "TlsConfig",
+    "load_config",
+    "RpcError",
+    "StatusCode",
+]
+
+__version__ = "0.1.0"

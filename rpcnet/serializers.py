@@ -1,0 +1,151 @@
+"""Builtin serializers: ``msgpack`` (the default) and ``json`` (orjson).
+
+A serializer turns one message value into bytes and back. Both builtins
+round-trip ``None``, bools, ints, floats, str, bytes, lists and dicts (tuples
+come back as lists), enforce a size limit in both directions, and raise
+:class:`~rpcnet.errors.SerializationError` with a clear message on bad input.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, ClassVar
+
+import attrs
+import msgpack
+import orjson
+
+from .errors import SerializationError
+
+__all__ = ["Serializer", "MsgpackSerializer", "JsonSerializer", "SerializerOptions"]
+
+DEFAULT_MAX_SIZE = 4 * 1024 * 1024
+
+
+def _positive(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value}")
+
+
+@attrs.frozen(kw_only=True)
+class SerializerOptions:
+    max_size: int = attrs.field(default=DEFAULT_MAX_SIZE, converter=int, validator=_positive)
+
+
+class Serializer:
+    """Interface of a serializer strategy.
+
+    Subclasses set ``name`` and implement :meth:`dumps` and :meth:`loads`.
+    ``dumps`` raises ``SerializationError`` for a value it cannot encode or
+    whose encoding exceeds ``max_size``; ``loads`` raises it for bytes that are
+    malformed, oversize, or use features the serializer refuses.
+    """
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type] = SerializerOptions
+
+    def __init__(self, options: SerializerOptions | None = None) -> None:
+        self.options = options or SerializerOptions()
+        self.max_size = self.options.max_size
+
+    def dumps(self, value: Any) -> bytes:
+        raise NotImplementedError
+
+    def loads(self, data: bytes) -> Any:
+        raise NotImplementedError
+
+    def _check_size(self, size: int, direction: str) -> None:
+        if size > self.max_size:
+            raise SerializationError(
+                f"{self.name}: {direction} message is {size} bytes, over the {self.max_size}-byte limit "
+                f"(raise the serializer's max_size option if this is expected)"
+            )
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise SerializationError(
+        f"msgpack: extension type {code} is not accepted (only the timestamp extension -1 is)"
+    )
+
+
+class MsgpackSerializer(Serializer):
+    name: ClassVar[str] = "msgpack"
+
+    def dumps(self, value: Any) -> bytes:
+        try:
+            data = msgpack.packb(value, use_bin_type=True, datetime=True)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SerializationError(f"msgpack: cannot encode {type(value).__name__}: {exc}") from exc
+        if len(data) > self.max_size:
+            self._check_size(len(data), "encoded")
+        return data
+
+    def loads(self, data: bytes) -> Any:
+        if len(data) > self.max_size:
+            self._check_size(len(data), "received")
+        try:
+            return msgpack.unpackb(
+                data,
+                raw=False,
+                ext_hook=_reject_ext,
+                timestamp=3,
+                strict_map_key=False,
+                max_buffer_size=self.max_size,
+            )
+        except SerializationError:
+            raise
+        except msgpack.ExtraData as exc:
+            raise SerializationError(f"msgpack: {len(exc.extra)} trailing bytes after the value") from None
+        except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
+            raise SerializationError(f"msgpack: malformed data ({type(exc).__name__}: {exc})") from None
+
+
+_BYTES_KEY = "$bytes"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {_BYTES_KEY: base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, (set, frozenset)):
+        raise TypeError("sets are not JSON; pass a list")
+    raise TypeError(f"type {type(value).__name__} is not JSON serializable")
+
+
+def _revive(value: Any) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1 and _BYTES_KEY in value and isinstance(value[_BYTES_KEY], str):
+            try:
+                return base64.b64decode(value[_BYTES_KEY], validate=True)
+            except ValueError as exc:
+                raise SerializationError(f"json: invalid base64 in {_BYTES_KEY!r}: {exc}") from None
+        return {k: _revive(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_revive(v) for v in value]
+    return value
+
+
+class JsonSerializer(Serializer):
+    """JSON via orjson. ``bytes`` travel as ``{"$bytes": "<base64>"}``."""
+
+    name: ClassVar[str] = "json"
+
+    def dumps(self, value: Any) -> bytes:
+        try:
+            data = orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise SerializationError(f"json: cannot encode {type(value).__name__}: {exc}") from exc
+        if len(data) > self.max_size:
+            self._check_size(len(data), "encoded")
+        return data
+
+    def loads(self, data: bytes) -> Any:
+        if len(data) > self.max_size:
+            self._check_size(len(data), "received")
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise SerializationError(f"json: malformed data ({exc})") from None
+        if isinstance(value, (dict, list)):
+            return _revive(value)
+        return value
+
