@@ -240,10 +240,6 @@ class RpcConfig(ConfigBase):
     stream_buffer: int = attrs.field(default=16, converter=int, validator=positive)
     #: Seconds in-flight calls get to finish on graceful shutdown.
     shutdown_grace: float = attrs.field(default=10.0, converter=float, validator=non_negative)
-    #: Seconds a connection may stay silent before it is closed.
-    idle_timeout: float = attrs.field(default=60.0, converter=float, validator=positive)
-    #: Seconds between keep-alive pings on an idle connection (None: off).
-    keepalive_interval: float | None = attrs.field(default=15.0, converter=_optional(float), validator=positive)
     #: Deadline applied to calls made without one (None: no deadline).
     default_timeout: float | None = attrs.field(default=None, converter=_optional(float), validator=positive)
     #: Plugin names (entry-point or distribution) never loaded.
