@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 import orjson
+import pluggy
 
+from .errors import PluginError
 from .plugins import make_plugin_manager
 from .registry import KINDS
 
@@ -22,7 +24,10 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plugins(as_json: bool) -> None:
     """List plugins: distribution, version, strategies by kind, hooks, and broken ones."""
-    host = make_plugin_manager()
+    try:
+        host = make_plugin_manager()
+    except (PluginError, pluggy.PluginValidationError) as exc:
+        raise click.ClickException(f"the plugins cannot be loaded together: {exc}") from exc
     infos = host.plugins()
     if as_json:
         payload = {

@@ -111,6 +111,11 @@ class ConfigBase:
     @classmethod
     def from_toml(cls: type[C], path: str | os.PathLike[str]) -> C:
         """Read a TOML file: the ``[<toml_table>]`` table if present, else the root."""
+        return cls.from_mapping(cls.toml_mapping(path), where=str(path))
+
+    @classmethod
+    def toml_mapping(cls, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """The settings table of a TOML file, unvalidated (see :meth:`from_toml`)."""
         path = Path(path)
         try:
             with path.open("rb") as handle:
@@ -121,7 +126,7 @@ class ConfigBase:
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
         if cls.toml_table and isinstance(data.get(cls.toml_table), dict):
             data = data[cls.toml_table]
-        return cls.from_mapping(data, where=str(path))
+        return data
 
     @classmethod
     def env_mapping(cls, environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX) -> dict[str, Any]:
@@ -178,17 +183,27 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_config(cls: type[C], path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None, **overrides: Any) -> C:
-    """Defaults, then the TOML file, then ``RPCNET_*`` variables, then ``overrides``."""
+    """Defaults, then the TOML file, then ``RPCNET_*`` variables, then ``overrides``.
+
+    Layers merge table by table: ``RPCNET_TLS__CA_FILE`` replaces only
+    ``ca_file`` of a ``[rpc.tls]`` table read from the file, and
+    ``RPCNET_OPTIONS__QUIC__IDLE_TIMEOUT`` only that one option.
+    """
     data: dict[str, Any] = {}
     if path is not None:
-        data = attrs.asdict(cls.from_toml(path), recurse=False)  # type: ignore[arg-type]
-        data = {k: v for k, v in data.items()}
+        cls.from_toml(path)  # report a bad file as the file's error, before layering
+        data = _normalise_keys(cls.toml_mapping(path))
     data = _merge(data, cls.env_mapping(environ))
-    data = _merge(data, overrides)
-    return cls.from_mapping(_plain(data))
+    data = _merge(data, _plain(overrides))
+    return cls.from_mapping(data)
 
 
-def _plain(data: dict[str, Any]) -> dict[str, Any]:
+def _normalise_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    # TOML may spell settings kebab-case; env and keyword overrides use snake_case.
+    return {key.replace("-", "_"): value for key, value in data.items()}
+
+
+def _plain(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (attrs.asdict(v) if attrs.has(type(v)) else v) for k, v in data.items()}
 
 

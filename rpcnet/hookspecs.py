@@ -12,7 +12,7 @@ Nothing but :class:`rpcnet.plugins.PluginHost` calls ``pm.hook``.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -35,7 +35,7 @@ def rpcnet_register_transports(register: Register) -> None:
     Called once per plugin manager, at construction. Call ``register(name,
     cls)`` for each transport; ``cls`` implements
     :class:`rpcnet.transport.Transport`. Chosen by ``RpcConfig.transport``.
-    Returns nothing.
+    Every plugin is called (collect-all); returns nothing.
     """
 
 
@@ -45,7 +45,7 @@ def rpcnet_register_serializers(register: Register) -> None:
 
     Called once per plugin manager, at construction. ``cls`` implements
     :class:`rpcnet.serializers.Serializer`. Chosen by ``RpcConfig.serializer``.
-    Returns nothing.
+    Every plugin is called (collect-all); returns nothing.
     """
 
 
@@ -55,7 +55,8 @@ def rpcnet_register_membership(register: Register) -> None:
 
     Called once per plugin manager, at construction. ``cls`` implements
     :class:`rpcnet.membership.Membership`. Chosen by
-    ``ClusterConfig.membership``. Returns nothing.
+    ``ClusterConfig.membership``. Every plugin is called (collect-all);
+    returns nothing.
     """
 
 
@@ -65,7 +66,8 @@ def rpcnet_register_failure_detectors(register: Register) -> None:
 
     Called once per plugin manager, at construction. ``cls`` implements
     :class:`rpcnet.failure_detector.FailureDetector`. Chosen by
-    ``ClusterConfig.failure_detector``. Returns nothing.
+    ``ClusterConfig.failure_detector``. Every plugin is called
+    (collect-all); returns nothing.
     """
 
 
@@ -75,7 +77,8 @@ def rpcnet_register_load_balancers(register: Register) -> None:
 
     Called once per plugin manager, at construction. ``cls`` implements
     :class:`rpcnet.balancing.LoadBalancer`. Chosen by
-    ``WorkerRegistry(strategy=...)``. Returns nothing.
+    ``WorkerRegistry(strategy=...)``. Every plugin is called (collect-all);
+    returns nothing.
     """
 
 
@@ -85,7 +88,8 @@ def rpcnet_register_health_checks(register: Register) -> None:
 
     Called once per plugin manager, at construction. ``cls`` implements
     :class:`rpcnet.health.HealthCheck`. Several may be enabled at once through
-    ``ClusterConfig.health_checks``. Returns nothing.
+    ``ClusterConfig.health_checks``. Every plugin is called (collect-all);
+    returns nothing.
     """
 
 
@@ -95,7 +99,9 @@ def rpcnet_cluster_event(event: ClusterEvent) -> None:
 
     Called on every plugin, on the node's event loop, once per membership
     transition the local node observes, after subscribers were queued. Must
-    not block; schedule slow work. Return values are ignored.
+    not block; schedule slow work. Every plugin is called (collect-all), each
+    on its own: one that raises is logged and the others still see the event.
+    Returns nothing; return values are ignored.
     """
 
 
@@ -103,7 +109,8 @@ def rpcnet_cluster_event(event: ClusterEvent) -> None:
 def rpcnet_call(call: CallInfo) -> Generator[None, None, None]:
     """Wrap every RPC call, on the client and the server, for metrics and tracing.
 
-    Implement it as ``@hookimpl(wrapper=True)``, a generator that yields once:
+    Called once per call on each side, every wrapper (collect-all), outermost
+    first. Implement it as ``@hookimpl(wrapper=True)``, a generator that yields once:
     code before ``yield`` runs when the call starts, code after it runs when
     the call has finished, however it finished (``call.status`` and
     ``call.duration`` are set then). Calls are asynchronous, so the kernel
@@ -112,4 +119,5 @@ def rpcnet_call(call: CallInfo) -> Generator[None, None, None]:
     wrapper is rejected when the plugin manager is built. An exception raised
     by a wrapper is logged and never fails the call. ``call.side`` is
     ``"client"`` or ``"server"``. Keep it cheap: it runs on the hot path.
+    Returns a generator; the value it returns is ignored.
     """

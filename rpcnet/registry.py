@@ -131,6 +131,12 @@ class StrategyRegistry:
             )
         table[name] = StrategyEntry(kind=kind, name=name, cls=cls, plugin=plugin, distribution=distribution)
 
+    def remove_plugin(self, plugin: str) -> None:
+        """Forget every strategy ``plugin`` registered (it turned out broken)."""
+        for table in self._tables.values():
+            for name in [n for n, e in table.items() if e.plugin == plugin]:
+                del table[name]
+
     def get(self, kind: str, name: str) -> type:
         return self.entry(kind, name).cls
 

@@ -81,6 +81,7 @@ class MsgpackSerializer(Serializer):
         return data
 
     def loads(self, data: bytes) -> Any:
+        _check_bytes_like(self.name, data)
         if len(data) > self.max_size:
             self._check_size(len(data), "received")
         try:
@@ -90,14 +91,24 @@ class MsgpackSerializer(Serializer):
                 ext_hook=_reject_ext,
                 timestamp=3,
                 strict_map_key=False,
-                max_buffer_size=self.max_size,
             )
         except SerializationError:
             raise
         except msgpack.ExtraData as exc:
             raise SerializationError(f"msgpack: {len(exc.extra)} trailing bytes after the value") from None
+        except msgpack.StackError:
+            raise SerializationError("msgpack: malformed data (nested too deeply)") from None
+        except msgpack.FormatError:
+            raise SerializationError("msgpack: malformed data (invalid type byte)") from None
         except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
             raise SerializationError(f"msgpack: malformed data ({type(exc).__name__}: {exc})") from None
+
+
+def _check_bytes_like(serializer: str, data: Any) -> None:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise SerializationError(
+            f"{serializer}: loads() takes bytes, got {type(data).__name__}; encode text before decoding it"
+        )
 
 
 _BYTES_KEY = "$bytes"
@@ -125,7 +136,12 @@ def _revive(value: Any) -> Any:
 
 
 class JsonSerializer(Serializer):
-    """JSON via orjson. ``bytes`` travel as ``{"$bytes": "<base64>"}``."""
+    """JSON via orjson. ``bytes`` travel as ``{"$bytes": "<base64>"}``.
+
+    So a dict whose only key is ``"$bytes"`` with a string value is reserved:
+    it decodes as bytes. Integers must fit in 64 bits (larger ones are refused
+    when encoding); non-string dict keys are sent as strings.
+    """
 
     name: ClassVar[str] = "json"
 
@@ -139,6 +155,7 @@ class JsonSerializer(Serializer):
         return data
 
     def loads(self, data: bytes) -> Any:
+        _check_bytes_like(self.name, data)
         if len(data) > self.max_size:
             self._check_size(len(data), "received")
         try:
@@ -146,6 +163,9 @@ class JsonSerializer(Serializer):
         except orjson.JSONDecodeError as exc:
             raise SerializationError(f"json: malformed data ({exc})") from None
         if isinstance(value, (dict, list)):
-            return _revive(value)
+            try:
+                return _revive(value)
+            except RecursionError:
+                raise SerializationError("json: malformed data (nested too deeply)") from None
         return value
 

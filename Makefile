@@ -1,0 +1,48 @@
+# Two commands matter: `make test` and `make demo`. Both bootstrap .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Rebuilt only when a pyproject changes (or .venv is missing), so repeat runs cost nothing.
+STAMP := $(VENV)/.bootstrap-stamp
+EXAMPLE_PLUGIN_PYPROJECTS := $(wildcard examples/plugins/*/pyproject.toml)
+EXAMPLE_PLUGINS := $(patsubst %/pyproject.toml,%,$(EXAMPLE_PLUGIN_PYPROJECTS))
+PYTEST_ARGS ?=
+
+.PHONY: venv test test-fast demo bench lint clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml $(EXAMPLE_PLUGIN_PYPROJECTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	set -e; for plugin in $(EXAMPLE_PLUGINS); do \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check -e "$$plugin"; \
+	done
+	touch $(STAMP)
+
+## Everything CI runs.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## The quick loop: skips tests marked slow.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+## The newest demo available: `rpcnet demo`, else the memory-transport demo, else the plugin demo.
+demo: $(STAMP)
+	@if $(BIN)/rpcnet demo --help >/dev/null 2>&1; then \
+		$(BIN)/rpcnet demo; \
+	elif [ -f examples/memory_demo.py ]; then \
+		$(BIN)/python examples/memory_demo.py; \
+	else \
+		$(BIN)/python examples/plugins_demo.py; \
+	fi
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/rpc_bench.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check rpcnet plugins tests examples benchmarks
+
+clean-venv:
+	rm -rf $(VENV)
