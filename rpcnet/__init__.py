@@ -10,9 +10,14 @@ from .errors import RpcError, StatusCode
 from .hookspecs import hookimpl, hookspec
 from .plugins import PluginHost, make_plugin_manager
 from .registry import UnknownStrategyError
+from .rpc import RpcClient, RpcServer, ServerContext, current_deadline
 
 __all__ = [
     "hookimpl",
+    "RpcServer",
+    "RpcClient",
+    "ServerContext",
+    "current_deadline",
     "hookspec",
     "make_plugin_manager",
     "PluginHost",

@@ -78,6 +78,16 @@ class RpcError(RpcnetError):
 
     code: ClassVar[StatusCode] = StatusCode.UNKNOWN
 
+    def __new__(cls, *args: Any, code: StatusCode | int | None = None, **kwargs: Any) -> RpcError:
+        # RpcError("...", code=StatusCode.NOT_FOUND) builds a NotFoundError, so
+        # ``except NotFoundError`` works whichever way the error was made.
+        if cls is RpcError and code is not None:
+            try:
+                cls = _BY_CODE.get(StatusCode(code), RpcError)
+            except ValueError:
+                pass
+        return super().__new__(cls)
+
     def __init__(
         self,
         message: str = "",
@@ -87,7 +97,7 @@ class RpcError(RpcnetError):
         code: StatusCode | None = None,
     ) -> None:
         super().__init__(message)
-        if code is not None:
+        if code is not None and StatusCode(code) is not type(self).code:
             self.code = StatusCode(code)
         self.message = message
         self.details = details

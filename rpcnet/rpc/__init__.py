@@ -1,0 +1,19 @@
+"""The RPC engine: transport-agnostic server and client."""
+
+from .client import BidiCall, CallMetadata, ResponseStream, RpcClient
+from .context import CallInfo, ServerContext, current_context, current_deadline
+from .methods import MethodKind
+from .server import RpcServer
+
+__all__ = [
+    "RpcServer",
+    "RpcClient",
+    "ServerContext",
+    "CallInfo",
+    "CallMetadata",
+    "ResponseStream",
+    "BidiCall",
+    "MethodKind",
+    "current_deadline",
+    "current_context",
+]

@@ -1,0 +1,684 @@
+"""The RPC client: one reused connection, one stream per call."""
+
+from __future__ import annotations
+
+import asyncio
+import collections.abc
+import logging
+from collections.abc import AsyncIterable, Iterable
+from typing import Any
+
+import attrs
+
+from ..config import RpcConfig
+from ..errors import RpcError, SerializationError, StatusCode, TransportError, error_for_status
+from ..plugins import PluginHost, make_plugin_manager
+from ..transport import CONNECTION_LOST, Address, Connection, Stream, Transport, parse_address
+from .context import CallInfo, _deadline
+from .methods import MethodKind
+from .protocol import (
+    MESSAGE,
+    PREFIX,
+    RESPONSE_HEADER,
+    TRAILER,
+    FrameDecoder,
+    ProtocolError,
+    ResetCode,
+    decode_response_header,
+    decode_trailer,
+    encode_header,
+)
+from .server import _serializer_options
+from .streams import MessageQueue
+from .wrappers import end_wrappers, start_wrappers
+
+__all__ = ["RpcClient", "CallMetadata", "ResponseStream", "BidiCall"]
+
+log = logging.getLogger("rpcnet.client")
+
+
+@attrs.frozen
+class CallMetadata:
+    """Metadata the server sent: before the first response, and with the status."""
+
+    initial: dict[str, Any]
+    trailers: dict[str, Any]
+
+
+class _Refused(Exception):
+    """The server refused the call before running a handler; safe to retry."""
+
+
+def _reset_error(error_code: int) -> BaseException:
+    if error_code == CONNECTION_LOST:
+        return RpcError("the connection to the server was lost during the call", code=StatusCode.UNAVAILABLE)
+    if error_code == ResetCode.REFUSED:
+        return _Refused()
+    if error_code == ResetCode.DEADLINE_EXCEEDED:
+        return RpcError("the server reset the call: deadline exceeded", code=StatusCode.DEADLINE_EXCEEDED)
+    if error_code == ResetCode.CANCELLED:
+        return RpcError("the server cancelled the call", code=StatusCode.CANCELLED)
+    if error_code == ResetCode.PROTOCOL_ERROR:
+        return RpcError("the server reset the call: protocol error", code=StatusCode.INTERNAL)
+    return RpcError(f"the server reset the stream (code {error_code})", code=StatusCode.UNAVAILABLE)
+
+
+class _ClientCall:
+    """Stream handler for the client side of any call kind."""
+
+    __slots__ = (
+        "client",
+        "method",
+        "decode",
+        "decoder",
+        "future",
+        "responses",
+        "response",
+        "initial",
+        "trailers",
+        "stream",
+        "timer",
+        "finished",
+        "streaming",
+    )
+
+    def __init__(self, client: RpcClient, method: str, decode: Any, streaming: bool, queue_stream: bool) -> None:
+        self.client = client
+        self.method = method
+        self.decode = decode
+        self.decoder = FrameDecoder(client.config.max_message_size)
+        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.responses: MessageQueue | None = None
+        self.response: Any = None
+        self.initial: dict[str, Any] = {}
+        self.trailers: dict[str, Any] = {}
+        self.stream: Stream | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.finished = False
+        self.streaming = streaming
+
+    def data_received(self, data: bytes, end_stream: bool) -> None:
+        if self.finished:
+            return
+        try:
+            frames = self.decoder.feed(data)
+            for frame_type, payload in frames:
+                if frame_type == MESSAGE:
+                    if self.responses is not None:
+                        self.responses.put(payload)
+                    elif self.response is None:
+                        self.response = payload
+                    else:
+                        raise ProtocolError("the server sent more than one response to a unary call")
+                elif frame_type == TRAILER:
+                    code, message, details, metadata = decode_trailer(payload)
+                    self.trailers = metadata
+                    if code == StatusCode.OK:
+                        self._succeed()
+                    else:
+                        self._finish(error_for_status(code, message, details, metadata))
+                    return
+                elif frame_type == RESPONSE_HEADER:
+                    self.initial = decode_response_header(payload)
+                else:
+                    raise ProtocolError(f"unexpected frame type 0x{frame_type:02x} from the server")
+        except ProtocolError as exc:
+            self._abort(RpcError(f"malformed response: {exc}", code=StatusCode.INTERNAL), ResetCode.PROTOCOL_ERROR)
+            return
+        if end_stream:
+            self._finish(RpcError("the server ended the stream without a status", code=StatusCode.INTERNAL))
+
+    def stream_reset(self, error_code: int) -> None:
+        self._finish(_reset_error(error_code))
+
+    def _succeed(self) -> None:
+        if self.streaming:
+            self._finish(None)
+            return
+        if self.response is None:
+            self._finish(RpcError("the server sent no response message for a unary call", code=StatusCode.INTERNAL))
+            return
+        try:
+            value = self.decode(self.response)
+        except SerializationError as exc:
+            self._finish(RpcError(f"could not decode the response: {exc}", code=StatusCode.INTERNAL))
+            return
+        self._finish(None, value)
+
+    def _finish(self, exc: BaseException | None, value: Any = None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.responses is not None:
+            self.responses.close(exc)
+        future = self.future
+        if not future.done():
+            if exc is None:
+                future.set_result(value)
+            else:
+                future.set_exception(exc)
+                if self.streaming:
+                    future.exception()  # observed through the response stream instead
+
+    def _abort(self, exc: BaseException, reset_code: int) -> None:
+        if self.finished:
+            return
+        stream = self.stream
+        if stream is not None:
+            stream.reset(reset_code)
+        self._finish(exc)
+
+    def on_deadline(self) -> None:
+        self.timer = None
+        self._abort(RpcError("deadline exceeded", code=StatusCode.DEADLINE_EXCEEDED), ResetCode.DEADLINE_EXCEEDED)
+
+    def cancel(self) -> None:
+        self._abort(RpcError("the call was cancelled by the client", code=StatusCode.CANCELLED), ResetCode.CANCELLED)
+
+
+class RpcClient:
+    """Calls methods on one server, reusing one connection for all calls.
+
+    ``async with RpcClient(address, config) as client: await client.call(...)``.
+    A call made inside a handler inherits that call's deadline.
+    """
+
+    def __init__(
+        self,
+        address: str | Address,
+        config: RpcConfig | None = None,
+        *,
+        plugins: PluginHost | None = None,
+        server_name: str | None = None,
+    ) -> None:
+        self.address = parse_address(address)
+        self.config = config or RpcConfig()
+        self.plugins = plugins or make_plugin_manager(disabled=self.config.disabled_plugins)
+        self.transport: Transport = self.plugins.create(
+            "transport", self.config.transport, self.config.options.get(self.config.transport)
+        )
+        self.server_name = server_name or (self.config.tls.server_name if self.config.tls else None)
+        self._serializers: dict[str, Any] = {}
+        self.serializer = self._serializer(self.config.serializer)
+        self._connection: Connection | None = None
+        self._connecting: asyncio.Future[Connection] | None = None
+        self._closed = False
+        self._header_cache: dict[str, bytes] = {}
+        self._wrappers = self.plugins.call_wrappers
+
+    def _serializer(self, name: str) -> Any:
+        serializer = self._serializers.get(name)
+        if serializer is None:
+            serializer = self.plugins.create("serializer", name, _serializer_options(self.config, name))
+            self._serializers[name] = serializer
+        return serializer
+
+    # -- connection --------------------------------------------------------
+
+    async def connect(self) -> Connection:
+        """Connect now (calls connect on demand; this surfaces errors early)."""
+        connection = self._connection
+        if connection is not None and not connection.is_closed:
+            return connection
+        if self._closed:
+            raise RpcError("the client is closed", code=StatusCode.UNAVAILABLE)
+        if self._connecting is not None:
+            return await asyncio.shield(self._connecting)
+        loop = asyncio.get_running_loop()
+        self._connecting = loop.create_future()
+        try:
+            connection = await self.transport.connect(self.address, tls=self.config.tls, server_name=self.server_name)
+        except BaseException as exc:
+            self._connecting.set_exception(exc)
+            self._connecting.exception()
+            self._connecting = None
+            raise
+        self._connection = connection
+        self._connecting.set_result(connection)
+        self._connecting = None
+        return connection
+
+    async def close(self) -> None:
+        self._closed = True
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close(0, "client closed")
+            try:
+                await asyncio.wait_for(connection.wait_closed(), 5.0)
+            except (asyncio.TimeoutError, TransportError):
+                pass
+
+    async def __aenter__(self) -> RpcClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
+
+    # -- helpers -------------------------------------------------------------
+
+    def _timeout(self, timeout: float | None) -> tuple[float | None, float | None]:
+        """(absolute deadline, seconds to send) from ``timeout`` and the inherited deadline."""
+        loop = asyncio.get_running_loop()
+        if timeout is None:
+            timeout = self.config.default_timeout
+        deadline = None if timeout is None else loop.time() + timeout
+        inherited = _deadline.get()
+        if inherited is not None and (deadline is None or inherited < deadline):
+            deadline = inherited
+        if deadline is None:
+            return None, None
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise RpcError("deadline exceeded before the call was sent", code=StatusCode.DEADLINE_EXCEEDED)
+        return deadline, remaining
+
+    def _header(self, method: str, metadata: dict[str, Any] | None, remaining: float | None) -> bytes:
+        if metadata or remaining is not None:
+            return encode_header(method, metadata, remaining)
+        header = self._header_cache.get(method)
+        if header is None:
+            header = self._header_cache[method] = encode_header(method)
+        return header
+
+    def _message(self, serializer: Any, value: Any) -> bytes:
+        try:
+            payload = serializer.dumps(value)
+        except SerializationError as exc:
+            raise RpcError(f"could not encode the request: {exc}", code=StatusCode.INVALID_ARGUMENT) from None
+        if len(payload) > self.config.max_message_size:
+            raise RpcError(
+                f"request of {len(payload)} bytes exceeds the {self.config.max_message_size}-byte limit",
+                code=StatusCode.RESOURCE_EXHAUSTED,
+            )
+        return PREFIX.pack(MESSAGE, len(payload)) + payload
+
+    async def _open(self, call: _ClientCall, first: bytes, end_stream: bool) -> Stream:
+        """Open a stream and send its first bytes, reconnecting once if the
+        connection turned out to be closed before anything was sent."""
+        for attempt in (1, 2):
+            connection = self._connection
+            if connection is None or connection.is_closed:
+                connection = await self.connect()
+            try:
+                stream = await connection.open_stream(call)
+                stream.send(first, end_stream)
+            except TransportError:
+                if attempt == 2 or not connection.is_closed:
+                    raise RpcError("could not start the call: the connection is closed", code=StatusCode.UNAVAILABLE) from None
+                continue
+            call.stream = stream
+            return stream
+        raise AssertionError("unreachable")
+
+    def _arm(self, call: _ClientCall, deadline: float | None) -> None:
+        if deadline is not None:
+            call.timer = asyncio.get_running_loop().call_at(deadline, call.on_deadline)
+
+    def _wrap_start(self, method: str, kind: MethodKind, metadata: dict[str, Any] | None) -> tuple[CallInfo, list[Any]] | None:
+        if not self._wrappers:
+            return None
+        connection = self._connection
+        info = CallInfo(
+            side="client",
+            method=method,
+            kind=kind.value,
+            peer=connection.peer if connection is not None else None,
+            metadata=dict(metadata or {}),
+            start=asyncio.get_running_loop().time(),
+        )
+        return info, start_wrappers(self._wrappers, info)
+
+    @staticmethod
+    def _wrap_end(wrapped: tuple[CallInfo, list[Any]] | None, exc: BaseException | None) -> None:
+        if wrapped is None:
+            return
+        info, generators = wrapped
+        info.status = exc.code if isinstance(exc, RpcError) else (StatusCode.OK if exc is None else StatusCode.UNKNOWN)
+        info.error = exc
+        info.duration = asyncio.get_running_loop().time() - info.start
+        end_wrappers(generators, info)
+
+    # -- unary -----------------------------------------------------------------
+
+    async def call(
+        self,
+        method: str,
+        request: Any = None,
+        *,
+        timeout: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        serializer: str | None = None,
+    ) -> Any:
+        """Unary call: send ``request``, return the response.
+
+        Raises the :class:`~rpcnet.errors.RpcError` subclass of the status the
+        server returned (``NotFoundError``, ``DeadlineExceededError``, ...).
+        """
+        response, _ = await self.call_with_metadata(method, request, timeout=timeout, metadata=metadata, serializer=serializer)
+        return response
+
+    async def call_with_metadata(
+        self,
+        method: str,
+        request: Any = None,
+        *,
+        timeout: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        serializer: str | None = None,
+    ) -> tuple[Any, CallMetadata]:
+        """Unary call returning ``(response, CallMetadata(initial, trailers))``."""
+        codec = self._serializer(serializer) if serializer else self.serializer
+        wrapped = self._wrap_start(method, MethodKind.UNARY, metadata) if self._wrappers else None
+        try:
+            for attempt in (1, 2):
+                deadline, remaining = self._timeout(timeout)
+                data = self._header(method, metadata, remaining) + self._message(codec, request)
+                call = _ClientCall(self, method, codec.loads, False, False)
+                await self._open(call, data, True)
+                self._arm(call, deadline)
+                try:
+                    response = await call.future
+                except _Refused:
+                    self._forget_connection()
+                    if attempt == 2:
+                        raise RpcError("the server refused the call: it is shutting down", code=StatusCode.UNAVAILABLE) from None
+                    continue
+                except asyncio.CancelledError:
+                    call.cancel()
+                    raise
+                result = response, CallMetadata(call.initial, call.trailers)
+                break
+        except BaseException as exc:
+            self._wrap_end(wrapped, exc)
+            raise
+        self._wrap_end(wrapped, None)
+        return result
+
+    def _forget_connection(self) -> None:
+        """The server is going away on this connection; use a new one next time."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close(0, "server refused calls")
+
+    # -- streaming -------------------------------------------------------------
+
+    def call_server_streaming(
+        self,
+        method: str,
+        request: Any = None,
+        *,
+        timeout: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        serializer: str | None = None,
+    ) -> ResponseStream:
+        """Server streaming: ``async for response in client.call_server_streaming(m, req)``."""
+        return ResponseStream(self, method, MethodKind.SERVER_STREAMING, [request], timeout, metadata, serializer)
+
+    async def call_client_streaming(
+        self,
+        method: str,
+        requests: Iterable[Any] | AsyncIterable[Any],
+        *,
+        timeout: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        serializer: str | None = None,
+    ) -> Any:
+        """Client streaming: send every item of ``requests``, return the response."""
+        call = BidiCall(self, method, MethodKind.CLIENT_STREAMING, requests, timeout, metadata, serializer)
+        return await call.result()
+
+    def call_streaming(
+        self,
+        method: str,
+        requests: Iterable[Any] | AsyncIterable[Any] | None = None,
+        *,
+        timeout: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        serializer: str | None = None,
+    ) -> BidiCall:
+        """Bidirectional streaming.
+
+        With ``requests``, they are sent in the background while you iterate
+        the responses. Without, send with ``await call.send(msg)`` and end with
+        ``await call.done_writing()``; read with ``async for`` or ``await call.read()``.
+        """
+        return BidiCall(self, method, MethodKind.BIDI_STREAMING, requests, timeout, metadata, serializer)
+
+
+class ResponseStream:
+    """Responses of a streaming call, as an async iterator.
+
+    After iteration ends, ``initial_metadata`` and ``trailers`` are set.
+    ``cancel()`` aborts the call (the server's handler is cancelled).
+    """
+
+    def __init__(
+        self,
+        client: RpcClient,
+        method: str,
+        kind: MethodKind,
+        requests: Any,
+        timeout: float | None,
+        metadata: dict[str, Any] | None,
+        serializer: str | None,
+    ) -> None:
+        self._client = client
+        self._method = method
+        self._kind = kind
+        self._requests = requests
+        self._timeout = timeout
+        self._metadata = metadata
+        self._codec = client._serializer(serializer) if serializer else client.serializer
+        self._call: _ClientCall | None = None
+        self._starting: asyncio.Future[None] | None = None
+        self._wrapped: tuple[CallInfo, list[Any]] | None = None
+        self._ended = False
+
+    async def _start(self) -> _ClientCall:
+        if self._call is not None:
+            return self._call
+        if self._starting is not None:
+            await asyncio.shield(self._starting)
+            assert self._call is not None
+            return self._call
+        self._starting = asyncio.get_running_loop().create_future()
+        client = self._client
+        try:
+            self._wrapped = client._wrap_start(self._method, self._kind, self._metadata)
+            deadline, remaining = client._timeout(self._timeout)
+            first = client._header(self._method, self._metadata, remaining)
+            end = False
+            if self._kind is MethodKind.SERVER_STREAMING:
+                first += client._message(self._codec, self._requests[0])
+                end = True
+            call = _ClientCall(client, self._method, self._codec.loads, True, True)
+            call.responses = MessageQueue(_LazyStream(call), client.config.stream_buffer, self._decode)
+            await client._open(call, first, end)
+            client._arm(call, deadline)
+        except BaseException as exc:
+            self._starting.set_exception(exc)
+            self._starting.exception()
+            self._end(exc)
+            raise
+        self._call = call
+        self._starting.set_result(None)
+        self._after_start(call)
+        return call
+
+    def _after_start(self, call: _ClientCall) -> None:
+        pass
+
+    def _decode(self, payload: bytes) -> Any:
+        try:
+            return self._codec.loads(payload)
+        except SerializationError as exc:
+            error = RpcError(f"could not decode a response message: {exc}", code=StatusCode.INTERNAL)
+            if self._call is not None:
+                self._call._abort(error, ResetCode.PROTOCOL_ERROR)
+            raise error from None
+
+    def _end(self, exc: BaseException | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self._client._wrap_end(self._wrapped, exc)
+
+    def __aiter__(self) -> ResponseStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        call = self._call or await self._start()
+        assert call.responses is not None
+        try:
+            return await call.responses.__anext__()
+        except StopAsyncIteration:
+            self._end(None)
+            raise
+        except _Refused:
+            self._end(None)
+            raise RpcError("the server refused the call: it is shutting down", code=StatusCode.UNAVAILABLE) from None
+        except asyncio.CancelledError:
+            call.cancel()
+            self._end(RpcError("cancelled", code=StatusCode.CANCELLED))
+            raise
+        except BaseException as exc:
+            self._end(exc)
+            raise
+
+    async def read(self) -> Any:
+        """The next response; raises ``EOFError`` when the server has finished."""
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            raise EOFError("the server has finished sending") from None
+
+    def cancel(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+
+    @property
+    def initial_metadata(self) -> dict[str, Any]:
+        return self._call.initial if self._call else {}
+
+    @property
+    def trailers(self) -> dict[str, Any]:
+        return self._call.trailers if self._call else {}
+
+    async def __aenter__(self) -> ResponseStream:
+        await self._start()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._call is not None and not self._call.finished:
+            self._call.cancel()
+
+
+class BidiCall(ResponseStream):
+    """A call whose requests stream too (client streaming and bidirectional)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sender: asyncio.Task[None] | None = None
+        self._write_closed = False
+
+    def _after_start(self, call: _ClientCall) -> None:
+        if self._requests is not None:
+            self._sender = asyncio.get_running_loop().create_task(self._send_all(self._requests))
+
+    async def _send_all(self, requests: Iterable[Any] | AsyncIterable[Any]) -> None:
+        try:
+            if isinstance(requests, collections.abc.AsyncIterable):
+                async for item in requests:
+                    if not await self._send_one(item):
+                        return
+            else:
+                for item in requests:
+                    if not await self._send_one(item):
+                        return
+            await self.done_writing()
+        except RpcError as exc:
+            call = self._call
+            if call is not None:
+                call._abort(exc, ResetCode.CANCELLED)
+        except TransportError:
+            pass  # the call itself reports why the stream ended
+
+    async def _send_one(self, item: Any) -> bool:
+        call = self._call
+        assert call is not None and call.stream is not None
+        if call.finished:
+            return False
+        call.stream.send(self._client._message(self._codec, item))
+        await call.stream.drain()
+        return True
+
+    async def send(self, message: Any) -> None:
+        """Send one request message (waits while the peer is not reading)."""
+        call = self._call or await self._start()
+        if self._write_closed:
+            raise RuntimeError("done_writing() was already called")
+        if call.finished:
+            await call.future  # raises the call's error
+            raise RpcError("the call has already finished", code=StatusCode.FAILED_PRECONDITION)
+        await self._send_one(message)
+
+    async def done_writing(self) -> None:
+        """Tell the server no more requests follow."""
+        call = self._call or await self._start()
+        if self._write_closed or call.finished:
+            self._write_closed = True
+            return
+        self._write_closed = True
+        assert call.stream is not None
+        call.stream.send(b"", end_stream=True)
+
+    async def result(self) -> Any:
+        """For client streaming: wait for the single response."""
+        call = self._call or await self._start()
+        try:
+            await call.future
+        except _Refused:
+            self._end(None)
+            raise RpcError("the server refused the call: it is shutting down", code=StatusCode.UNAVAILABLE) from None
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
+        except BaseException as exc:
+            self._end(exc)
+            raise
+        finally:
+            if self._sender is not None and not self._sender.done():
+                self._sender.cancel()
+        assert call.responses is not None
+        try:
+            value = await call.responses.read()
+        except EOFError:
+            error = RpcError("the server sent no response message", code=StatusCode.INTERNAL)
+            self._end(error)
+            raise error from None
+        self._end(None)
+        return value
+
+    def __await__(self) -> Any:
+        return self.result().__await__()
+
+
+class _LazyStream:
+    """Lets a response queue pause/resume the stream once it is open."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, call: _ClientCall) -> None:
+        self._call = call
+
+    def pause_reading(self) -> None:
+        if self._call.stream is not None:
+            self._call.stream.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._call.stream is not None:
+            self._call.stream.resume_reading()

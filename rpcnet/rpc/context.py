@@ -1,0 +1,114 @@
+"""Per-call state visible to handlers, and the deadline that nested calls inherit."""
+
+from __future__ import annotations
+
+import contextvars
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import attrs
+
+from ..errors import StatusCode, error_for_status
+from ..transport import PeerInfo
+
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["ServerContext", "CallInfo", "current_deadline", "current_context"]
+
+#: Absolute event-loop time by which the current call must finish, or None.
+#: Set inside every handler; client calls made there inherit it.
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("rpcnet_deadline", default=None)
+_context: contextvars.ContextVar[ServerContext | None] = contextvars.ContextVar("rpcnet_context", default=None)
+
+
+def current_deadline() -> float | None:
+    """The deadline (``loop.time()`` units) of the call being handled, if any."""
+    return _deadline.get()
+
+
+def current_context() -> ServerContext | None:
+    """The :class:`ServerContext` of the call being handled, if any."""
+    return _context.get()
+
+
+@attrs.define(slots=True, eq=False)
+class CallInfo:
+    """What ``rpcnet_call`` wrappers see about one call."""
+
+    side: str  # "client" or "server"
+    method: str
+    kind: str  # "unary", "server_streaming", "client_streaming", "bidi_streaming"
+    peer: PeerInfo | None
+    metadata: dict[str, Any]
+    start: float
+    status: StatusCode | None = None
+    duration: float | None = None
+    error: BaseException | None = None
+
+
+class ServerContext:
+    """Handed to every handler as its second argument."""
+
+    __slots__ = (
+        "method",
+        "metadata",
+        "peer",
+        "deadline",
+        "_loop",
+        "_trailers",
+        "_initial_metadata",
+        "_initial_sent",
+        "cancelled",
+        "_call",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        metadata: dict[str, Any],
+        peer: PeerInfo,
+        deadline: float | None,
+        loop: asyncio.AbstractEventLoop,
+        call: Any,
+    ) -> None:
+        self.method = method
+        #: Metadata the client sent with the call.
+        self.metadata = metadata
+        #: The client: address, and its verified certificate identity under mutual TLS.
+        self.peer = peer
+        #: Absolute ``loop.time()`` by which the call must end, or None.
+        self.deadline = deadline
+        self._loop = loop
+        self._trailers: dict[str, Any] = {}
+        self._initial_metadata: dict[str, Any] = {}
+        self._initial_sent = False
+        #: True once the client cancelled or the deadline passed.
+        self.cancelled = False
+        self._call = call
+
+    def time_remaining(self) -> float | None:
+        """Seconds left before the deadline (never negative), or None without one."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - self._loop.time())
+
+    def set_trailers(self, metadata: dict[str, Any]) -> None:
+        """Metadata sent with the final status."""
+        self._trailers.update(metadata)
+
+    def set_initial_metadata(self, metadata: dict[str, Any]) -> None:
+        """Metadata sent before the first response message (or with the status)."""
+        if self._initial_sent:
+            raise RuntimeError("initial metadata was already sent")
+        self._initial_metadata.update(metadata)
+
+    def abort(self, code: StatusCode | int, message: str = "", details: Any = None) -> NoReturn:
+        """End the call now with ``code``; raises, so nothing after it runs."""
+        if StatusCode(code) is StatusCode.OK:
+            raise ValueError("abort() needs an error status, not OK")
+        raise error_for_status(int(code), message, details)
+
+    def __repr__(self) -> str:
+        return f"<ServerContext {self.method} peer={self.peer.address} deadline={self.deadline}>"
+
+

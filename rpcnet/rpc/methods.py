@@ -1,0 +1,38 @@
+"""Method kinds and the registry of a server's methods."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from ..serializers import Serializer
+
+__all__ = ["MethodKind", "MethodSpec"]
+
+
+class MethodKind(enum.Enum):
+    UNARY = "unary"
+    SERVER_STREAMING = "server_streaming"
+    CLIENT_STREAMING = "client_streaming"
+    BIDI_STREAMING = "bidi_streaming"
+
+    @property
+    def streams_requests(self) -> bool:
+        return self in (MethodKind.CLIENT_STREAMING, MethodKind.BIDI_STREAMING)
+
+    @property
+    def streams_responses(self) -> bool:
+        return self in (MethodKind.SERVER_STREAMING, MethodKind.BIDI_STREAMING)
+
+
+@attrs.frozen(kw_only=True)
+class MethodSpec:
+    name: str
+    kind: MethodKind
+    handler: Callable[..., Any]
+    serializer: Serializer
+    #: Safe to run twice: clients may retry it after it was sent.
+    idempotent: bool = False

@@ -1,0 +1,560 @@
+"""The RPC server: methods by name, one stream per call, over any transport."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..config import RpcConfig
+from ..errors import RpcError, SerializationError, StatusCode, TransportError
+from ..plugins import PluginHost, make_plugin_manager
+from ..transport import Address, Listener, PeerInfo, Stream, Transport, parse_address
+from .context import CallInfo, ServerContext, _context, _deadline
+from .methods import MethodKind, MethodSpec
+from .protocol import (
+    HEADER,
+    MESSAGE,
+    OK_TRAILER,
+    PREFIX,
+    FrameDecoder,
+    ProtocolError,
+    ResetCode,
+    decode_header,
+    encode_response_header,
+    encode_trailer,
+)
+from .streams import MessageQueue
+from .wrappers import end_wrappers, start_wrappers
+
+__all__ = ["RpcServer"]
+
+log = logging.getLogger("rpcnet.server")
+
+_NO_REQUEST = object()
+
+
+def _serializer_options(config: RpcConfig, name: str) -> dict[str, Any]:
+    options = {"max_size": config.max_message_size}
+    options.update(config.options.get(name, {}))
+    return options
+
+
+class RpcServer:
+    """Serves registered methods on a transport chosen by ``config.transport``.
+
+    Register handlers with :meth:`register` (unary), :meth:`register_streaming`
+    (bidirectional), :meth:`register_server_streaming`,
+    :meth:`register_client_streaming`, or the decorators :meth:`unary`,
+    :meth:`server_streaming`, :meth:`client_streaming`, :meth:`bidi_streaming`.
+    Handlers take ``(request_or_request_iterator, ctx)``; streaming responses
+    are async generators.
+    """
+
+    def __init__(self, config: RpcConfig | None = None, *, plugins: PluginHost | None = None) -> None:
+        self.config = config or RpcConfig()
+        self.plugins = plugins or make_plugin_manager(disabled=self.config.disabled_plugins)
+        self.transport: Transport = self.plugins.create(
+            "transport", self.config.transport, self.config.options.get(self.config.transport)
+        )
+        self._serializers: dict[str, Any] = {}
+        self.serializer = self._serializer(self.config.serializer)
+        self._methods: dict[str, MethodSpec] = {}
+        self._listener: Listener | None = None
+        self._active: set[_ServerCall] = set()
+        self._per_connection: dict[Any, int] = {}
+        self._idle: asyncio.Event | None = None
+        self._closed: asyncio.Event | None = None
+        self._stopping = False
+        self._wrappers = self.plugins.call_wrappers
+
+    # -- registration -----------------------------------------------------
+
+    def _serializer(self, name: str) -> Any:
+        serializer = self._serializers.get(name)
+        if serializer is None:
+            serializer = self.plugins.create("serializer", name, _serializer_options(self.config, name))
+            self._serializers[name] = serializer
+        return serializer
+
+    def add_method(
+        self,
+        name: str,
+        kind: MethodKind,
+        handler: Callable[..., Any],
+        *,
+        idempotent: bool = False,
+        serializer: str | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError("method name must be a non-empty string")
+        if name in self._methods:
+            raise ValueError(f"method {name!r} is already registered")
+        if not callable(handler):
+            raise TypeError(f"handler for {name!r} is not callable: {handler!r}")
+        if kind.streams_responses and not (
+            inspect.isasyncgenfunction(handler) or inspect.iscoroutinefunction(handler) or callable(handler)
+        ):
+            raise TypeError(f"streaming handler for {name!r} must be an async generator function")
+        self._methods[name] = MethodSpec(
+            name=name,
+            kind=kind,
+            handler=handler,
+            serializer=self._serializer(serializer) if serializer else self.serializer,
+            idempotent=idempotent,
+        )
+
+    def register(self, name: str, handler: Callable[..., Any], **kwargs: Any) -> None:
+        """Register a unary handler ``async def h(request, ctx) -> response``."""
+        self.add_method(name, MethodKind.UNARY, handler, **kwargs)
+
+    def register_streaming(self, name: str, handler: Callable[..., Any], **kwargs: Any) -> None:
+        """Register a bidirectional handler ``async def h(requests, ctx)`` that yields responses."""
+        self.add_method(name, MethodKind.BIDI_STREAMING, handler, **kwargs)
+
+    def register_server_streaming(self, name: str, handler: Callable[..., Any], **kwargs: Any) -> None:
+        """Register ``async def h(request, ctx)`` that yields responses."""
+        self.add_method(name, MethodKind.SERVER_STREAMING, handler, **kwargs)
+
+    def register_client_streaming(self, name: str, handler: Callable[..., Any], **kwargs: Any) -> None:
+        """Register ``async def h(requests, ctx) -> response``."""
+        self.add_method(name, MethodKind.CLIENT_STREAMING, handler, **kwargs)
+
+    def _decorator(self, kind: MethodKind, name: str | None, kwargs: dict[str, Any]) -> Callable[[Any], Any]:
+        def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
+            self.add_method(name or handler.__name__, kind, handler, **kwargs)
+            return handler
+
+        return decorate
+
+    def unary(self, name: str | None = None, **kwargs: Any) -> Callable[[Any], Any]:
+        return self._decorator(MethodKind.UNARY, name, kwargs)
+
+    def server_streaming(self, name: str | None = None, **kwargs: Any) -> Callable[[Any], Any]:
+        return self._decorator(MethodKind.SERVER_STREAMING, name, kwargs)
+
+    def client_streaming(self, name: str | None = None, **kwargs: Any) -> Callable[[Any], Any]:
+        return self._decorator(MethodKind.CLIENT_STREAMING, name, kwargs)
+
+    def bidi_streaming(self, name: str | None = None, **kwargs: Any) -> Callable[[Any], Any]:
+        return self._decorator(MethodKind.BIDI_STREAMING, name, kwargs)
+
+    streaming = bidi_streaming
+
+    @property
+    def methods(self) -> dict[str, MethodSpec]:
+        return dict(self._methods)
+
+    # -- lifecycle --------------------------------------------------------
+
+    @property
+    def address(self) -> Address:
+        if self._listener is None:
+            raise RuntimeError("the server is not started")
+        return self._listener.address
+
+    @property
+    def active_calls(self) -> int:
+        return len(self._active)
+
+    async def start(self, address: str | Address = ("127.0.0.1", 0)) -> Address:
+        if self._listener is not None:
+            raise RuntimeError("the server is already started")
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closed = asyncio.Event()
+        self._stopping = False
+        self._listener = await self.transport.listen(parse_address(address), self._on_stream, tls=self.config.tls)
+        return self._listener.address
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop gracefully: refuse new connections and calls, let running
+        calls finish for ``grace`` seconds (default ``config.shutdown_grace``),
+        cancel the rest with UNAVAILABLE, then close every connection."""
+        listener = self._listener
+        if listener is None or self._stopping:
+            if self._closed is not None:
+                await self._closed.wait()
+            return
+        self._stopping = True
+        grace = self.config.shutdown_grace if grace is None else grace
+        listener.stop_accepting()
+        assert self._idle is not None
+        if self._active:
+            try:
+                await asyncio.wait_for(self._idle.wait(), grace)
+            except asyncio.TimeoutError:
+                pass
+        if self._active:
+            tasks = []
+            for call in list(self._active):
+                call.cancel("shutdown")
+                if call.task is not None:
+                    tasks.append(call.task)
+            if tasks:
+                await asyncio.wait(tasks, timeout=1.0)
+        await listener.close()
+        self._listener = None
+        assert self._closed is not None
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        if self._closed is None:
+            raise RuntimeError("the server is not started")
+        await self._closed.wait()
+
+    async def __aenter__(self) -> RpcServer:
+        if self._listener is None:
+            await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.stop()
+
+    # -- per-call bookkeeping -------------------------------------------------
+
+    def _on_stream(self, stream: Stream) -> _ServerCall:
+        return _ServerCall(self, stream)
+
+    def _admit(self, call: _ServerCall) -> str | None:
+        """Count a new call in; return why it is refused, or None."""
+        config = self.config
+        if len(self._active) >= config.max_concurrent_calls:
+            return f"server is at its limit of {config.max_concurrent_calls} concurrent calls"
+        connection = call.stream.connection
+        count = self._per_connection.get(connection, 0)
+        if count >= config.max_concurrent_calls_per_connection:
+            return (
+                f"connection is at its limit of {config.max_concurrent_calls_per_connection} concurrent calls"
+            )
+        self._per_connection[connection] = count + 1
+        self._active.add(call)
+        if self._idle is not None:
+            self._idle.clear()
+        return None
+
+    def _release(self, call: _ServerCall) -> None:
+        if call not in self._active:
+            return
+        self._active.discard(call)
+        connection = call.stream.connection
+        count = self._per_connection.get(connection, 1) - 1
+        if count <= 0:
+            self._per_connection.pop(connection, None)
+        else:
+            self._per_connection[connection] = count
+        if not self._active and self._idle is not None:
+            self._idle.set()
+
+
+class _ServerCall:
+    """Handler of one stream: parses frames, runs the method, sends the reply."""
+
+    __slots__ = (
+        "server",
+        "stream",
+        "decoder",
+        "spec",
+        "request",
+        "requests",
+        "ctx",
+        "task",
+        "done",
+        "timer",
+        "cancel_reason",
+        "counted",
+        "info",
+        "wrappers",
+    )
+
+    def __init__(self, server: RpcServer, stream: Stream) -> None:
+        self.server = server
+        self.stream = stream
+        self.decoder = FrameDecoder(server.config.max_message_size)
+        self.spec: MethodSpec | None = None
+        self.request: Any = _NO_REQUEST
+        self.requests: MessageQueue | None = None
+        self.ctx: ServerContext | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.done = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.cancel_reason: str | None = None
+        self.counted = False
+        self.info: CallInfo | None = None
+        self.wrappers: list[Any] | None = None
+
+    # -- transport events ---------------------------------------------------
+
+    def data_received(self, data: bytes, end_stream: bool) -> None:
+        if self.done:
+            return
+        try:
+            frames = self.decoder.feed(data)
+        except ProtocolError as exc:
+            self._fail_protocol(exc)
+            return
+        for frame_type, payload in frames:
+            if self.spec is None:
+                if frame_type != HEADER:
+                    self._fail_protocol(ProtocolError("the first frame of a call must be a header"))
+                    return
+                self._on_header(payload)
+                if self.done:
+                    return
+            elif frame_type == MESSAGE:
+                if self.requests is not None:
+                    self.requests.put(payload)
+                elif self.request is _NO_REQUEST:
+                    self.request = payload
+                else:
+                    self._fail(StatusCode.INVALID_ARGUMENT, f"{self.spec.kind.value} method {self.spec.name!r} takes exactly one request message, got more")
+                    return
+            else:
+                self._fail_protocol(ProtocolError(f"unexpected frame type 0x{frame_type:02x} after the header"))
+                return
+        if end_stream:
+            if self.spec is None:
+                self._fail_protocol(ProtocolError("the stream ended before a complete header"))
+            elif self.requests is not None:
+                self.requests.close()
+            elif self.request is _NO_REQUEST:
+                self._fail(StatusCode.INVALID_ARGUMENT, f"{self.spec.kind.value} method {self.spec.name!r} takes exactly one request message, got none")
+            elif self.task is None:
+                self._start()
+
+    def stream_reset(self, error_code: int) -> None:
+        if self.ctx is not None:
+            self.ctx.cancelled = True
+        was_done = self.done
+        self.done = True
+        if self.requests is not None:
+            self.requests.close(RpcError("the client cancelled the call", code=StatusCode.CANCELLED))
+        task = self.task
+        if task is not None and not task.done():
+            self.cancel_reason = "client"
+            task.cancel()
+        elif not was_done:
+            self._finished(StatusCode.CANCELLED)
+
+    # -- call flow ----------------------------------------------------------
+
+    def _on_header(self, payload: bytes) -> None:
+        server = self.server
+        try:
+            method, metadata, timeout = decode_header(payload)
+        except ProtocolError as exc:
+            self._fail_protocol(exc)
+            return
+        spec = server._methods.get(method)
+        if server._stopping:
+            self.done = True
+            self.stream.reset(ResetCode.REFUSED)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        peer: PeerInfo = self.stream.connection.peer
+        if spec is None:
+            self.spec = MethodSpec(name=method, kind=MethodKind.UNARY, handler=_unimplemented, serializer=server.serializer)
+            self._fail(StatusCode.UNIMPLEMENTED, f"method {method!r} is not implemented by this server")
+            return
+        self.spec = spec
+        refused = server._admit(self)
+        if refused is not None:
+            self._fail(StatusCode.RESOURCE_EXHAUSTED, refused)
+            return
+        self.counted = True
+        self.ctx = ServerContext(method, metadata, peer, deadline, loop, self)
+        if server._wrappers:
+            self.info = CallInfo(side="server", method=method, kind=spec.kind.value, peer=peer, metadata=metadata, start=loop.time())
+            self.wrappers = start_wrappers(server._wrappers, self.info)
+        if deadline is not None:
+            if timeout <= 0:
+                self._fail(StatusCode.DEADLINE_EXCEEDED, "the call's deadline had passed when it arrived")
+                return
+            self.timer = loop.call_at(deadline, self._on_deadline)
+        if spec.kind.streams_requests:
+            self.requests = MessageQueue(self.stream, server.config.stream_buffer, self._decode_streamed)
+            self._start()
+
+    def _start(self) -> None:
+        spec = self.spec
+        assert spec is not None
+        if spec.kind is MethodKind.UNARY:
+            coro = self._run_unary()
+        else:
+            coro = self._run_general()
+        self.task = asyncio.get_running_loop().create_task(coro)
+
+    def _decode_streamed(self, payload: bytes) -> Any:
+        assert self.spec is not None
+        try:
+            return self.spec.serializer.loads(payload)
+        except SerializationError as exc:
+            raise RpcError(f"could not decode a request message: {exc}", code=StatusCode.INVALID_ARGUMENT) from None
+
+    def _decode_request(self) -> Any:
+        assert self.spec is not None
+        try:
+            return self.spec.serializer.loads(self.request)
+        except SerializationError as exc:
+            raise RpcError(f"could not decode the request: {exc}", code=StatusCode.INVALID_ARGUMENT) from None
+
+    def _encode(self, value: Any) -> bytes:
+        assert self.spec is not None
+        try:
+            payload = self.spec.serializer.dumps(value)
+        except SerializationError as exc:
+            raise RpcError(f"could not encode the response: {exc}", code=StatusCode.INTERNAL) from None
+        if len(payload) > self.server.config.max_message_size:
+            raise RpcError(
+                f"response of {len(payload)} bytes exceeds the {self.server.config.max_message_size}-byte limit",
+                code=StatusCode.RESOURCE_EXHAUSTED,
+            )
+        return PREFIX.pack(MESSAGE, len(payload)) + payload
+
+    def _initial_metadata_frame(self) -> bytes:
+        ctx = self.ctx
+        if ctx is None or ctx._initial_sent:
+            return b""
+        ctx._initial_sent = True
+        if not ctx._initial_metadata:
+            return b""
+        return encode_response_header(ctx._initial_metadata)
+
+    async def _run_unary(self) -> None:
+        ctx = self.ctx
+        assert ctx is not None and self.spec is not None
+        _deadline.set(ctx.deadline)
+        _context.set(ctx)
+        try:
+            response = await self.spec.handler(self._decode_request(), ctx)
+            frame = self._encode(response)
+            head = self._initial_metadata_frame()
+            if ctx._trailers:
+                self._send_final(head + frame + encode_trailer(StatusCode.OK, metadata=ctx._trailers), StatusCode.OK)
+            else:
+                self._send_final(head + frame + OK_TRAILER, StatusCode.OK)
+        except asyncio.CancelledError:
+            self._on_cancelled()
+        except RpcError as exc:
+            self._fail(exc.code, exc.message, exc.details, exc.trailers)
+        except Exception as exc:
+            self._on_handler_error(exc)
+
+    async def _run_general(self) -> None:
+        ctx = self.ctx
+        spec = self.spec
+        assert ctx is not None and spec is not None
+        _deadline.set(ctx.deadline)
+        _context.set(ctx)
+        try:
+            argument = self.requests if self.requests is not None else self._decode_request()
+            result = spec.handler(argument, ctx)
+            if spec.kind.streams_responses:
+                if inspect.isawaitable(result) and not hasattr(result, "__aiter__"):
+                    result = await result
+                if not hasattr(result, "__aiter__"):
+                    raise TypeError(f"streaming handler {spec.name!r} must return an async iterator, got {type(result).__name__}")
+                stream = self.stream
+                async for item in result:
+                    if self.done:
+                        break
+                    stream.send(self._initial_metadata_frame() + self._encode(item))
+                    await stream.drain()
+                response_frames = b""
+            else:
+                response_frames = self._encode(await result)
+            trailer = encode_trailer(StatusCode.OK, metadata=ctx._trailers) if ctx._trailers else OK_TRAILER
+            self._send_final(self._initial_metadata_frame() + response_frames + trailer, StatusCode.OK)
+        except asyncio.CancelledError:
+            self._on_cancelled()
+        except RpcError as exc:
+            self._fail(exc.code, exc.message, exc.details, exc.trailers)
+        except TransportError:
+            self._finished(StatusCode.UNAVAILABLE)
+        except Exception as exc:
+            self._on_handler_error(exc)
+
+    def _on_handler_error(self, exc: Exception) -> None:
+        assert self.spec is not None
+        log.error("handler for %r raised", self.spec.name, exc_info=exc)
+        self._fail(StatusCode.UNKNOWN, f"handler raised {type(exc).__name__}: {exc}")
+
+    def _on_cancelled(self) -> None:
+        reason = self.cancel_reason
+        if reason == "deadline":
+            self._fail(StatusCode.DEADLINE_EXCEEDED, "the call's deadline expired while the handler was running")
+        elif reason == "shutdown":
+            self._fail(StatusCode.UNAVAILABLE, "the server is shutting down")
+        else:
+            self._finished(StatusCode.CANCELLED)
+
+    def _on_deadline(self) -> None:
+        self.timer = None
+        if self.ctx is not None:
+            self.ctx.cancelled = True
+        task = self.task
+        if task is not None and not task.done():
+            self.cancel_reason = "deadline"
+            task.cancel()
+        elif not self.done:
+            self._fail(StatusCode.DEADLINE_EXCEEDED, "the call's deadline expired before the request was complete")
+
+    def cancel(self, reason: str) -> None:
+        task = self.task
+        if task is not None and not task.done():
+            self.cancel_reason = reason
+            task.cancel()
+        elif not self.done:
+            self._fail(StatusCode.UNAVAILABLE, "the server is shutting down")
+
+    # -- ending -------------------------------------------------------------
+
+    def _send_final(self, data: bytes, status: StatusCode) -> None:
+        if not self.done:
+            self.done = True
+            try:
+                self.stream.send(data, end_stream=True)
+            except TransportError:
+                status = StatusCode.UNAVAILABLE
+        self._finished(status)
+
+    def _fail(self, code: StatusCode, message: str, details: Any = None, trailers: dict[str, Any] | None = None) -> None:
+        ctx = self.ctx
+        metadata = dict(ctx._trailers) if ctx is not None else {}
+        if trailers:
+            metadata.update(trailers)
+        try:
+            frame = encode_trailer(code, message, details, metadata)
+        except (TypeError, ValueError) as exc:
+            frame = encode_trailer(StatusCode.INTERNAL, f"could not encode the error details: {exc}")
+        head = self._initial_metadata_frame() if ctx is not None else b""
+        self._send_final(head + frame, StatusCode(code))
+
+    def _fail_protocol(self, exc: ProtocolError) -> None:
+        if self.done:
+            return
+        self._fail(exc.status, f"protocol error: {exc}")
+
+    def _finished(self, status: StatusCode) -> None:
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.requests is not None:
+            self.requests.close()
+        if self.counted:
+            self.counted = False
+            self.server._release(self)
+            if self.wrappers:
+                info = self.info
+                assert info is not None
+                info.status = status
+                info.duration = asyncio.get_running_loop().time() - info.start
+                end_wrappers(self.wrappers, info)
+
+
+async def _unimplemented(request: Any, ctx: ServerContext) -> Any:  # pragma: no cover - never called
+    raise RpcError("unimplemented", code=StatusCode.UNIMPLEMENTED)
