@@ -1,0 +1,386 @@
+"""Side-by-side RPC benchmark: rpcnet against grpc.aio, raw aioquic and plain TCP.
+
+Every run starts a fresh server process and a separate client process for one
+(target, scenario) pair; this driver only launches them and collects the
+client's result, so it takes no CPU from either side while they measure.
+Runs are interleaved (every target of a scenario, then the next scenario, then
+the next repetition) so a slow patch of the machine hits all targets alike.
+Each pair is repeated ``--repeat`` times and the run with the median
+requests/s is reported, together with the ratio rpcnet / each baseline.
+
+    python benchmarks/rpc_bench.py                      # everything, a few minutes
+    python benchmarks/rpc_bench.py --quick              # smoke run
+    python benchmarks/rpc_bench.py --scenarios unary64_c64 --targets rpcnet,raw_aioquic,grpc_aio
+    python benchmarks/rpc_bench.py --json > result.json
+
+Numbers are measured, never asserted: the goals are printed as met or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+
+from devcerts import write_dev_certs  # noqa: E402
+from scenarios import SCENARIOS  # noqa: E402
+from targets import TARGETS  # noqa: E402
+
+WORKER = BENCH_DIR / "worker.py"
+UNAVAILABLE_STATUS = 3
+SUBJECT = "rpcnet"
+BASELINES = tuple(t for t in TARGETS if t != SUBJECT)
+
+
+@attrs.frozen(kw_only=True)
+class Goal:
+    """rpcnet's requests/s must be at least ``minimum`` times the baseline's in the same run."""
+
+    scenario: str
+    baseline: str
+    minimum: float
+
+
+GOALS = (
+    Goal(scenario="unary64_c64", baseline="raw_aioquic", minimum=0.8),
+    Goal(scenario="unary64_c64", baseline="grpc_aio", minimum=3.0),
+)
+
+
+@attrs.define
+class Outcome:
+    """Every run of one (scenario, target) pair."""
+
+    scenario: str
+    target: str
+    runs: list[dict[str, Any]] = attrs.field(factory=list)
+    failures: list[str] = attrs.field(factory=list)
+    unavailable: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.unavailable is not None:
+            return "unavailable"
+        return "ok" if self.runs else "failed"
+
+    @property
+    def median(self) -> dict[str, Any] | None:
+        """The run whose requests/s is the median (the lower one of two middles)."""
+        if not self.runs:
+            return None
+        ordered = sorted(self.runs, key=lambda run: run["requests_per_s"])
+        return ordered[(len(ordered) - 1) // 2]
+
+    def as_json(self) -> dict[str, Any]:
+        reason = self.unavailable if self.unavailable is not None else ("; ".join(self.failures) or None)
+        return {
+            "scenario": self.scenario,
+            "target": self.target,
+            "status": self.status,
+            "reason": reason,
+            "median": self.median,
+            "runs": self.runs,
+            "failed_runs": len(self.failures),
+        }
+
+
+class RunFailed(Exception):
+    pass
+
+
+class TargetUnavailableHere(Exception):
+    pass
+
+
+def _tail(text: str, lines: int = 12) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is not None:
+        return
+    if process.stdin is not None:
+        process.stdin.close()
+    try:
+        await asyncio.wait_for(process.wait(), timeout=10)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+
+
+async def run_once(target: str, scenario: str, options: argparse.Namespace, tls_dir: str) -> dict[str, Any]:
+    """Start a server, run one client against it, stop the server; return the client's result."""
+    common = [target, "--tls-dir", tls_dir, "--host", options.host]
+    if options.uvloop:
+        common.append("--uvloop")
+    server_cpu = ["--cpu", str(options.cpus[0])] if options.pin else []
+    client_cpu = ["--cpu", str(options.cpus[1])] if options.pin else []
+    with tempfile.TemporaryFile(mode="w+") as server_errors:
+        server = await asyncio.create_subprocess_exec(
+            sys.executable, str(WORKER), "server", *common, *server_cpu,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=server_errors,
+        )
+        try:
+            assert server.stdout is not None
+            try:
+                line = (await asyncio.wait_for(server.stdout.readline(), timeout=options.startup_timeout)).decode()
+            except TimeoutError:
+                raise RunFailed(f"server did not report READY within {options.startup_timeout:g} s") from None
+            if line.startswith("UNAVAILABLE"):
+                raise TargetUnavailableHere(line.partition(" ")[2].strip())
+            if not line.startswith("READY"):
+                await server.wait()
+                server_errors.seek(0)
+                raise RunFailed(f"server exited with status {server.returncode}:\n{_tail(server_errors.read())}")
+            port = line.split()[1]
+
+            client = await asyncio.create_subprocess_exec(
+                sys.executable, str(WORKER), "client", *common, *client_cpu,
+                "--port", port, "--scenario", scenario,
+                "--warmup", str(options.warmup), "--duration", str(options.duration),
+                "--server-pid", str(server.pid),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )
+            budget = options.warmup + options.duration + options.startup_timeout + 30
+            try:
+                out, err = await asyncio.wait_for(client.communicate(), timeout=budget)
+            except TimeoutError:
+                client.kill()
+                await client.wait()
+                raise RunFailed(f"client did not finish within {budget:g} s") from None
+            lines = out.decode().splitlines()
+            for text in lines:
+                if text.startswith("RESULT "):
+                    result = json.loads(text[len("RESULT "):])
+                    break
+                if text.startswith("UNAVAILABLE"):
+                    raise TargetUnavailableHere(text.partition(" ")[2].strip())
+            else:
+                raise RunFailed(f"client exited with status {client.returncode}:\n{_tail(err.decode())}")
+        finally:
+            await _stop(server)
+    return result
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+async def run_all(options: argparse.Namespace) -> list[Outcome]:
+    outcomes = {(s, t): Outcome(scenario=s, target=t) for s in options.scenarios for t in options.targets}
+    unavailable: dict[str, str] = {}
+    total = len(outcomes) * options.repeat
+    done = 0
+    with tempfile.TemporaryDirectory(prefix="rpcnet-bench-") as tls_dir:
+        write_dev_certs(tls_dir)
+        for repetition in range(1, options.repeat + 1):
+            for scenario in options.scenarios:
+                for target in options.targets:
+                    done += 1
+                    outcome = outcomes[(scenario, target)]
+                    label = f"[{done}/{total}] {scenario:<18} {target:<12} run {repetition}/{options.repeat}"
+                    if target in unavailable:
+                        outcome.unavailable = unavailable[target]
+                        continue
+                    try:
+                        result = await run_once(target, scenario, options, tls_dir)
+                    except TargetUnavailableHere as exc:
+                        unavailable[target] = str(exc)
+                        outcome.unavailable = str(exc)
+                        _progress(f"{label}: unavailable: {exc}")
+                        continue
+                    except RunFailed as exc:
+                        outcome.failures.append(str(exc))
+                        _progress(f"{label}: FAILED: {exc}")
+                        continue
+                    outcome.runs.append(result)
+                    _progress(
+                        f"{label}: {_fmt(result['requests_per_s'])} req/s, "
+                        f"p50 {_fmt(result['p50_us'])} us, p99 {_fmt(result['p99_us'])} us"
+                    )
+    for target, reason in unavailable.items():
+        for scenario in options.scenarios:
+            outcomes[(scenario, target)].unavailable = reason
+    return list(outcomes.values())
+
+
+def ratios(outcomes: list[Outcome]) -> dict[str, dict[str, float | None]]:
+    """rpcnet's median requests/s divided by each baseline's, per scenario."""
+    medians = {(o.scenario, o.target): o.median for o in outcomes}
+    table: dict[str, dict[str, float | None]] = {}
+    for scenario in dict.fromkeys(o.scenario for o in outcomes):
+        subject = medians.get((scenario, SUBJECT))
+        row: dict[str, float | None] = {}
+        for baseline in BASELINES:
+            if (scenario, baseline) not in medians:
+                continue
+            other = medians[(scenario, baseline)]
+            ok = subject is not None and other is not None and other["requests_per_s"] > 0
+            row[baseline] = subject["requests_per_s"] / other["requests_per_s"] if ok else None
+        table[scenario] = row
+    return table
+
+
+def goals(ratio_table: dict[str, dict[str, float | None]]) -> list[dict[str, Any]]:
+    report = []
+    for goal in GOALS:
+        if goal.baseline not in ratio_table.get(goal.scenario, {}):
+            continue  # that scenario or baseline was not part of this run
+        ratio = ratio_table[goal.scenario][goal.baseline]
+        report.append({**attrs.asdict(goal), "ratio": ratio, "met": None if ratio is None else ratio >= goal.minimum})
+    return report
+
+
+def _versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for name in ("rpcnet", "aioquic", "grpcio", "uvloop"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def report_json(outcomes: list[Outcome], options: argparse.Namespace) -> dict[str, Any]:
+    ratio_table = ratios(outcomes)
+    return {
+        "meta": {
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "versions": _versions(),
+            "event_loop": "uvloop" if options.uvloop else "asyncio",
+            "pinned": options.pin,
+            "duration_s": options.duration,
+            "warmup_s": options.warmup,
+            "repeat": options.repeat,
+        },
+        "scenarios": {name: attrs.asdict(SCENARIOS[name]) for name in options.scenarios},
+        "results": [o.as_json() for o in outcomes],
+        "ratios": ratio_table,
+        "goals": goals(ratio_table),
+    }
+
+
+def report_table(outcomes: list[Outcome], options: argparse.Namespace) -> str:
+    ratio_table = ratios(outcomes)
+    header = (
+        f"{'target':<12} {'req/s':>10} {'p50 us':>9} {'p99 us':>9} {'MiB/s':>8} {'msg/s':>9} "
+        f"{'srv us/call':>11} {'cli us/call':>11} {'rpcnet/x':>9}"
+    )
+    loop = "uvloop" if options.uvloop else "asyncio"
+    lines = [
+        f"median of {options.repeat} run(s), {options.duration:g} s each after {options.warmup:g} s warm-up; "
+        f"{loop} loop; server and client in separate processes"
+        f"{f', pinned to CPUs {options.cpus[0]} and {options.cpus[1]}' if options.pin else ''}",
+    ]
+    for scenario in options.scenarios:
+        lines += ["", f"{scenario}: {SCENARIOS[scenario].description}", header]
+        for outcome in (o for o in outcomes if o.scenario == scenario):
+            median = outcome.median
+            if median is None:
+                reason = outcome.unavailable or (outcome.failures[-1].strip().splitlines()[-1] if outcome.failures else "")
+                lines.append(f"{outcome.target:<12} {outcome.status}: {reason}")
+                continue
+            ratio = ratio_table[scenario].get(outcome.target)
+            ratio_text = "" if outcome.target == SUBJECT else (f"{ratio:.2f}x" if ratio is not None else "n/a")
+            lines.append(
+                f"{outcome.target:<12} {_fmt(median['requests_per_s']):>10} {_fmt(median['p50_us']):>9} "
+                f"{_fmt(median['p99_us']):>9} {_fmt(median['mib_per_s'], 1):>8} {_fmt(median['messages_per_s']):>9} "
+                f"{_fmt(median['server_cpu_us_per_call'], 1):>11} {_fmt(median['client_cpu_us_per_call'], 1):>11} "
+                f"{ratio_text:>9}"
+            )
+    lines += ["", "goals (rpcnet req/s / baseline req/s, same run):"]
+    for goal in goals(ratio_table):
+        verdict = "not measured" if goal["met"] is None else ("met" if goal["met"] else "NOT met")
+        measured = "-" if goal["ratio"] is None else f"{goal['ratio']:.2f}x"
+        lines.append(
+            f"  {goal['scenario']}: rpcnet / {goal['baseline']} >= {goal['minimum']:g}x: {measured} ({verdict})"
+        )
+    return "\n".join(lines)
+
+
+def _names(values: list[str], known: tuple[str, ...] | list[str], what: str) -> list[str]:
+    names = [n for value in values for n in value.split(",") if n]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown {what} {', '.join(unknown)}; available: {', '.join(known)}")
+    return list(dict.fromkeys(names))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), metavar="NAME",
+                        help=f"scenarios to run, space- or comma-separated (default: all: {', '.join(SCENARIOS)})")
+    parser.add_argument("--targets", nargs="+", default=list(TARGETS), metavar="NAME",
+                        help=f"targets to run (default: all: {', '.join(TARGETS)})")
+    parser.add_argument("--duration", type=float, help="seconds measured per run (default 3; --quick 1)")
+    parser.add_argument("--warmup", type=float, help="seconds of load before measuring (default 1; --quick 0.3)")
+    parser.add_argument("--repeat", type=int, help="runs per target and scenario; the median is reported (default 3; --quick 1)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: short windows, one repetition")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    parser.add_argument("--output", type=Path, help="also write the JSON report to this file")
+    parser.add_argument("--uvloop", action="store_true", help="run every process, of every target, on uvloop")
+    parser.add_argument("--pin", action="store_true", help="pin the server to CPU 0 and the client to CPU 1")
+    parser.add_argument("--host", default="127.0.0.1", help="address the servers bind to (default 127.0.0.1)")
+    parser.add_argument("--startup-timeout", type=float, default=30.0, help="seconds a server gets to report ready")
+    options = parser.parse_args(argv)
+    options.scenarios = _names(options.scenarios, list(SCENARIOS), "scenario")
+    options.targets = _names(options.targets, TARGETS, "target")
+    defaults = (1.0, 0.3, 1) if options.quick else (3.0, 1.0, 3)
+    for name, default in zip(("duration", "warmup", "repeat"), defaults, strict=True):
+        if getattr(options, name) is None:
+            setattr(options, name, default)
+    if options.duration <= 0 or options.warmup < 0 or options.repeat < 1:
+        parser.error("--duration must be > 0, --warmup >= 0 and --repeat >= 1")
+    if options.uvloop:
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            parser.error("--uvloop needs uvloop: pip install uvloop")
+    if options.pin:
+        if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+            parser.error("--pin needs Linux and at least two usable CPUs")
+        options.cpus = sorted(os.sched_getaffinity(0))[:2]
+    return options
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    outcomes = asyncio.run(run_all(options))
+    report = report_json(outcomes, options)
+    if options.output is not None:
+        options.output.parent.mkdir(parents=True, exist_ok=True)
+        options.output.write_text(json.dumps(report, indent=2) + "\n")
+    if options.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(report_table(outcomes, options))
+    measured = any(o.runs for o in outcomes)
+    return 0 if measured else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""What each scenario sends, shared by the driver and the client worker."""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["SCENARIOS", "Scenario"]
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+@attrs.frozen(kw_only=True)
+class Scenario:
+    name: str
+    description: str
+    #: "unary" calls echo; "download" calls the server-streaming method.
+    kind: str
+    #: Callers sharing the one connection, each making one call after another.
+    concurrency: int
+    #: Unary request (and reply) size in bytes.
+    payload_size: int = 0
+    #: Messages per download call and bytes per message.
+    stream_messages: int = 0
+    stream_message_size: int = 0
+
+    @property
+    def bytes_per_call(self) -> int:
+        """Payload bytes one call moves from server to client."""
+        if self.kind == "download":
+            return self.stream_messages * self.stream_message_size
+        return self.payload_size
+
+    @property
+    def messages_per_call(self) -> int:
+        return self.stream_messages if self.kind == "download" else 1
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            name="unary64_c1",
+            description="64-byte echo, one caller: latency of a lone call",
+            kind="unary",
+            concurrency=1,
+            payload_size=64,
+        ),
+        Scenario(
+            name="unary64_c64",
+            description="64-byte echo, 64 concurrent callers on one connection: per-call overhead",
+            kind="unary",
+            concurrency=64,
+            payload_size=64,
+        ),
+        Scenario(
+            name="unary_1mib",
+            description="1 MiB echo (1 MiB up, 1 MiB down), one caller: bulk unary",
+            kind="unary",
+            concurrency=1,
+            payload_size=1 * MIB,
+        ),
+        Scenario(
+            name="stream_throughput",
+            description="server streams 64 messages of 16 KiB per call, one caller: streaming throughput",
+            kind="download",
+            concurrency=1,
+            stream_messages=64,
+            stream_message_size=16 * KIB,
+        ),
+    )
+}
