@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "PluginError",
     "SerializationError",
+    "MessageTooLargeError",
     "TransportError",
     "TlsError",
     "RpcError",
@@ -58,6 +59,10 @@ class PluginError(RpcnetError):
 
 class SerializationError(RpcnetError, ValueError):
     """A value could not be encoded, or bytes could not be decoded."""
+
+
+class MessageTooLargeError(SerializationError):
+    """An encoded or received message is over the configured size limit."""
 
 
 class TransportError(RpcnetError, ConnectionError):

@@ -15,7 +15,7 @@ import attrs
 import msgpack
 import orjson
 
-from .errors import SerializationError
+from .errors import MessageTooLargeError, SerializationError
 
 __all__ = ["Serializer", "MsgpackSerializer", "JsonSerializer", "SerializerOptions"]
 
@@ -56,7 +56,7 @@ class Serializer:
 
     def _check_size(self, size: int, direction: str) -> None:
         if size > self.max_size:
-            raise SerializationError(
+            raise MessageTooLargeError(
                 f"{self.name}: {direction} message is {size} bytes, over the {self.max_size}-byte limit "
                 f"(raise the serializer's max_size option if this is expected)"
             )

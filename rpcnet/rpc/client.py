@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 from ..config import RpcConfig
-from ..errors import RpcError, SerializationError, StatusCode, TransportError, error_for_status
+from ..errors import MessageTooLargeError, RpcError, SerializationError, StatusCode, TransportError, error_for_status
 from ..plugins import PluginHost, make_plugin_manager
 from ..transport import CONNECTION_LOST, Address, Connection, Stream, Transport, parse_address
 from .context import CallInfo, _deadline
@@ -123,7 +123,7 @@ class _ClientCall:
                 else:
                     raise ProtocolError(f"unexpected frame type 0x{frame_type:02x} from the server")
         except ProtocolError as exc:
-            self._abort(RpcError(f"malformed response: {exc}", code=StatusCode.INTERNAL), ResetCode.PROTOCOL_ERROR)
+            self._abort(RpcError(f"malformed response: {exc}", code=exc.status), ResetCode.PROTOCOL_ERROR)
             return
         if end_stream:
             self._finish(RpcError("the server ended the stream without a status", code=StatusCode.INTERNAL))
@@ -287,6 +287,8 @@ class RpcClient:
     def _message(self, serializer: Any, value: Any) -> bytes:
         try:
             payload = serializer.dumps(value)
+        except MessageTooLargeError as exc:
+            raise RpcError(f"request too large: {exc}", code=StatusCode.RESOURCE_EXHAUSTED) from None
         except SerializationError as exc:
             raise RpcError(f"could not encode the request: {exc}", code=StatusCode.INVALID_ARGUMENT) from None
         if len(payload) > self.config.max_message_size:
@@ -302,7 +304,12 @@ class RpcClient:
         for attempt in (1, 2):
             connection = self._connection
             if connection is None or connection.is_closed:
-                connection = await self.connect()
+                try:
+                    connection = await self.connect()
+                except TransportError as exc:
+                    raise RpcError(
+                        f"cannot connect to {self.address[0]}:{self.address[1]}: {exc}", code=StatusCode.UNAVAILABLE
+                    ) from exc
             try:
                 stream = await connection.open_stream(call)
                 stream.send(first, end_stream)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import RpcConfig
-from ..errors import RpcError, SerializationError, StatusCode, TransportError
+from ..errors import MessageTooLargeError, RpcError, SerializationError, StatusCode, TransportError
 from ..plugins import PluginHost, make_plugin_manager
 from ..transport import Address, Listener, PeerInfo, Stream, Transport, parse_address
 from .context import CallInfo, ServerContext, _context, _deadline
@@ -405,6 +405,8 @@ class _ServerCall:
         assert self.spec is not None
         try:
             payload = self.spec.serializer.dumps(value)
+        except MessageTooLargeError as exc:
+            raise RpcError(f"response too large: {exc}", code=StatusCode.RESOURCE_EXHAUSTED) from None
         except SerializationError as exc:
             raise RpcError(f"could not encode the response: {exc}", code=StatusCode.INTERNAL) from None
         if len(payload) > self.server.config.max_message_size:

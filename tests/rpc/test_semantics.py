@@ -1,0 +1,326 @@
+"""Call semantics beyond the interop cases: deadlines, errors, limits, backpressure, hooks."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from rpcnet import RpcServer, ServerContext, current_deadline, hookimpl, make_plugin_manager
+from rpcnet.errors import (
+    DeadlineExceededError,
+    InvalidArgumentError,
+    NotFoundError,
+    ResourceExhaustedError,
+    StatusCode,
+    UnknownError,
+)
+
+from .helpers import until
+
+
+async def test_deadline_propagates_into_nested_calls(setup: Any) -> None:
+    seen: dict[str, Any] = {}
+    inner_server = setup.server()
+
+    @inner_server.unary("inner")
+    async def inner(request: Any, ctx: ServerContext) -> Any:
+        seen["inner_remaining"] = ctx.time_remaining()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            seen["inner_cancelled"] = True
+            raise
+
+    inner_address = await inner_server.start(setup.listen)
+    nested = setup.client(inner_address)
+    outer_server = setup.server()
+
+    @outer_server.unary("outer")
+    async def outer(request: Any, ctx: ServerContext) -> Any:
+        seen["outer_deadline"] = current_deadline()
+        await nested.call("inner", None)  # no timeout given: inherits the caller's
+        return "unreachable"
+
+    outer_address = await outer_server.start(setup.listen)
+    client = setup.client(outer_address)
+    try:
+        with pytest.raises(DeadlineExceededError):
+            await client.call("outer", None, timeout=0.5)
+        assert seen["outer_deadline"] is not None
+        assert 0 < seen["inner_remaining"] <= 0.5
+        # The inner handler was cancelled at the inherited deadline, not after its 30 s sleep.
+        await until(lambda: seen.get("inner_cancelled"), timeout=5)
+        await until(lambda: inner_server.active_calls == 0)
+    finally:
+        await client.close()
+        await nested.close()
+        await outer_server.stop(grace=0)
+        await inner_server.stop(grace=0)
+
+
+async def test_expired_inherited_deadline_fails_before_sending(serve: Any) -> None:
+    calls = []
+
+    def register(server: RpcServer) -> None:
+        @server.unary("count")
+        async def count(request: Any, ctx: ServerContext) -> int:
+            calls.append(request)
+            return len(calls)
+
+    _, client = await serve(register)
+    from rpcnet.rpc.context import _deadline
+
+    token = _deadline.set(asyncio.get_running_loop().time() - 1)
+    try:
+        with pytest.raises(DeadlineExceededError):
+            await client.call("count", 1)
+    finally:
+        _deadline.reset(token)
+    assert calls == []
+
+
+async def test_error_details_round_trip_exactly(serve: Any) -> None:
+    details = {"field": "näme", "reasons": ["\U0001f608", "\u263a"], "raw": b"\x00\xff", "n": 2**40}
+
+    def register(server: RpcServer) -> None:
+        @server.unary("find")
+        async def find(request: Any, ctx: ServerContext) -> Any:
+            raise NotFoundError(f"no item {request!r} \U0001f50e", details=details, trailers={"retry-after": 3})
+
+    _, client = await serve(register)
+    with pytest.raises(NotFoundError) as info:
+        await client.call("find", "x")
+    assert info.value.code is StatusCode.NOT_FOUND
+    assert info.value.message == "no item 'x' \U0001f50e"
+    assert info.value.details == details
+    assert info.value.trailers == {"retry-after": 3}
+
+
+async def test_handler_exception_is_unknown_and_connection_survives(serve: Any) -> None:
+    def register(server: RpcServer) -> None:
+        @server.unary("boom")
+        async def boom(request: Any, ctx: ServerContext) -> Any:
+            raise ValueError("bad thing")
+
+        @server.unary("ok")
+        async def ok(request: Any, ctx: ServerContext) -> Any:
+            return "fine"
+
+    _, client = await serve(register)
+    with pytest.raises(UnknownError) as info:
+        await client.call("boom", None)
+    assert "ValueError" in info.value.message and "bad thing" in info.value.message
+    connection = client._connection
+    assert await client.call("ok", None) == "fine"
+    assert client._connection is connection
+
+
+async def test_undecodable_request_is_invalid_argument(serve: Any) -> None:
+    def register(server: RpcServer) -> None:
+        @server.unary("echo")
+        async def echo(request: Any, ctx: ServerContext) -> Any:
+            return request
+
+    _, client = await serve(register)
+    with pytest.raises(InvalidArgumentError):
+        # Sent as JSON to a msgpack method: valid frame, undecodable payload.
+        await client.call("echo", {"a": 1}, serializer="json")
+
+
+async def test_per_connection_cap(serve: Any) -> None:
+    release = asyncio.Event()
+
+    def register(server: RpcServer) -> None:
+        @server.unary("hold")
+        async def hold(request: Any, ctx: ServerContext) -> Any:
+            await release.wait()
+            return request
+
+    server, client = await serve(register, max_concurrent_calls_per_connection=2)
+    held = [asyncio.ensure_future(client.call("hold", i)) for i in range(2)]
+    await until(lambda: server.active_calls == 2)
+    with pytest.raises(ResourceExhaustedError) as info:
+        await client.call("hold", 3)
+    assert "limit of 2" in info.value.message
+    release.set()
+    assert await asyncio.gather(*held) == [0, 1]
+    assert await client.call("hold", 4) == 4
+
+
+async def test_global_cap(setup: Any) -> None:
+    release = asyncio.Event()
+    server = setup.server(max_concurrent_calls=1)
+
+    @server.unary("hold")
+    async def hold(request: Any, ctx: ServerContext) -> Any:
+        await release.wait()
+        return request
+
+    address = await server.start(setup.listen)
+    first, second = setup.client(address), setup.client(address)
+    try:
+        held = asyncio.ensure_future(first.call("hold", 1))
+        await until(lambda: server.active_calls == 1)
+        with pytest.raises(ResourceExhaustedError):
+            await second.call("hold", 2)
+        release.set()
+        assert await held == 1
+    finally:
+        await first.close()
+        await second.close()
+        await server.stop(grace=0)
+
+
+async def test_request_over_the_size_limit_is_refused_before_sending(serve: Any) -> None:
+    calls = []
+
+    def register(server: RpcServer) -> None:
+        @server.unary("echo")
+        async def echo(request: Any, ctx: ServerContext) -> Any:
+            calls.append(1)
+            return request
+
+    server, client = await serve(register)
+    limit = client.config.max_message_size
+    with pytest.raises(ResourceExhaustedError) as info:
+        await client.call("echo", bytes(limit))  # msgpack adds a 5-byte prefix: 5 bytes over
+    assert str(limit) in info.value.message
+    assert calls == []
+
+
+async def test_response_over_the_size_limit(setup: Any) -> None:
+    server = setup.server(max_message_size=1000)
+
+    @server.unary("big")
+    async def big(request: Any, ctx: ServerContext) -> Any:
+        return bytes(request)
+
+    address = await server.start(setup.listen)
+    client = setup.client(address)  # the client keeps the 4 MiB default
+    try:
+        assert len(await client.call("big", 990)) == 990
+        with pytest.raises(ResourceExhaustedError) as info:
+            await client.call("big", 1000)
+        assert "1000-byte limit" in info.value.message
+    finally:
+        await client.close()
+        await server.stop(grace=0)
+
+
+async def test_client_limit_applies_to_received_messages(setup: Any) -> None:
+    server = setup.server()
+
+    @server.unary("big")
+    async def big(request: Any, ctx: ServerContext) -> Any:
+        return bytes(request)
+
+    address = await server.start(setup.listen)
+    client = setup.client(address, max_message_size=1000)
+    try:
+        with pytest.raises(ResourceExhaustedError) as info:
+            await client.call("big", 2000)
+        assert "exceeds the 1000-byte limit" in info.value.message
+        assert len(await client.call("big", 10)) == 10
+    finally:
+        await client.close()
+        await server.stop(grace=0)
+
+
+async def test_server_streaming_backpressure(serve: Any) -> None:
+    produced = []
+    size = 64 * 1024
+
+    def register(server: RpcServer) -> None:
+        @server.server_streaming("flood")
+        async def flood(count: int, ctx: ServerContext) -> Any:
+            for index in range(count):
+                produced.append(index)
+                yield bytes(size)
+
+    _, client = await serve(register)
+    stream = client.call_server_streaming("flood", 1000)
+    first = await stream.read()
+    assert len(first) == size
+    # The reader stops; the producer must stall long before 1000 messages
+    # (1000 x 64 KiB = 62.5 MiB) instead of buffering them all.
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 0.5
+    while loop.time() < end:
+        assert len(produced) < 200, f"producer ran ahead to {len(produced)} messages"
+        await asyncio.sleep(0.01)
+    rest = [len(item) async for item in stream]
+    assert len(rest) == 999 and len(produced) == 1000
+
+
+async def test_client_streaming_backpressure(serve: Any) -> None:
+    gate = asyncio.Event()
+    size = 64 * 1024
+
+    def register(server: RpcServer) -> None:
+        @server.client_streaming("sink")
+        async def sink(requests: Any, ctx: ServerContext) -> int:
+            await gate.wait()
+            return sum([len(item) async for item in requests])
+
+    _, client = await serve(register)
+    sent = []
+
+    async def requests() -> Any:
+        for index in range(1000):
+            sent.append(index)
+            yield bytes(size)
+
+    result = asyncio.ensure_future(client.call_client_streaming("sink", requests()))
+    await until(lambda: len(sent) > 0)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 0.5
+    while loop.time() < end:
+        assert len(sent) < 200, f"sender ran ahead to {len(sent)} messages"
+        await asyncio.sleep(0.01)
+    gate.set()
+    assert await asyncio.wait_for(result, 30) == 1000 * size
+
+
+class CallRecorder:
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str]] = []
+        self.finished: list[tuple[str, str, StatusCode | None, bool]] = []
+
+    @hookimpl(wrapper=True)
+    def rpcnet_call(self, call: Any) -> Any:
+        self.started.append((call.side, call.method))
+        yield
+        self.finished.append((call.side, call.method, call.status, call.duration is not None and call.duration >= 0))
+
+
+async def test_call_wrapper_hook_sees_both_sides(setup: Any) -> None:
+    recorder = CallRecorder()
+    host = make_plugin_manager(plugins=[("recorder", recorder)])
+    from rpcnet import RpcClient
+
+    server = RpcServer(setup.server_config, plugins=host)
+
+    @server.unary("ok")
+    async def ok(request: Any, ctx: ServerContext) -> Any:
+        return request
+
+    @server.unary("missing")
+    async def missing(request: Any, ctx: ServerContext) -> Any:
+        raise NotFoundError("gone")
+
+    address = await server.start(setup.listen)
+    client = RpcClient(address, setup.client_config, plugins=host)
+    try:
+        await client.call("ok", 1)
+        with pytest.raises(NotFoundError):
+            await client.call("missing", 1)
+        await until(lambda: len(recorder.finished) == 4)
+    finally:
+        await client.close()
+        await server.stop(grace=0)
+    assert ("client", "ok", StatusCode.OK, True) in recorder.finished
+    assert ("server", "ok", StatusCode.OK, True) in recorder.finished
+    assert ("client", "missing", StatusCode.NOT_FOUND, True) in recorder.finished
+    assert ("server", "missing", StatusCode.NOT_FOUND, True) in recorder.finished
