@@ -1,0 +1,392 @@
+"""What the QUIC driver needs from a QUIC library, and its aioquic implementation.
+
+The driver (:mod:`rpcnet_quic.driver`) and the endpoints speak to a sans-IO
+``QuicConnection`` through its public API (``receive_datagram``,
+``datagrams_to_send``, ``get_timer``, ``handle_timer``, ``next_event``,
+``send_stream_data``, ``reset_stream``, ``stop_stream``, ``send_ping``,
+``close``, ``connect``, ``get_next_available_stream_id``), which aioquic and
+qh3 share. Everything else (building configurations, packet helpers, the few
+pieces of connection state the public API does not expose, and receive-credit
+control) goes through a :class:`QuicBackend`. A second library becomes a
+second backend plus a transport subclass naming it; see docs/transport.md.
+"""
+
+from __future__ import annotations
+
+import abc
+import ssl
+from collections.abc import Mapping
+from typing import Any, ClassVar, NamedTuple
+
+from rpcnet.config import TlsConfig
+from rpcnet.errors import ConfigError, TlsError
+
+from .options import QuicOptions
+
+__all__ = ["QuicBackend", "AioquicBackend", "EventTypes", "CloseInfo", "LongHeader", "CID_LENGTH"]
+
+#: Length of the connection IDs our endpoints issue (short-header routing relies on it).
+CID_LENGTH = 8
+
+
+class EventTypes(NamedTuple):
+    """The library's event classes the driver dispatches on."""
+
+    handshake_completed: type
+    protocol_negotiated: type
+    stream_data_received: type
+    stream_reset: type
+    stop_sending_received: type
+    connection_terminated: type
+    connection_id_issued: type
+    connection_id_retired: type
+
+
+class CloseInfo(NamedTuple):
+    """Why a connection is closing: the CONNECTION_CLOSE fields, and who sent it."""
+
+    error_code: int
+    frame_type: int | None
+    reason: str
+    by_peer: bool
+
+
+class LongHeader(NamedTuple):
+    version: int
+    is_initial: bool
+    destination_cid: bytes
+    source_cid: bytes
+    token: bytes
+
+
+class QuicBackend(abc.ABC):
+    """Adapter between the driver and one QUIC library."""
+
+    name: ClassVar[str]
+    events: EventTypes
+
+    # -- configuration and connections -----------------------------------
+
+    @abc.abstractmethod
+    def server_configuration(self, options: QuicOptions, tls: TlsConfig, alpn: str) -> Any:
+        """A server configuration, loaded once per listener."""
+
+    @abc.abstractmethod
+    def server_connection(
+        self,
+        configuration: Any,
+        options: QuicOptions,
+        *,
+        original_destination_cid: bytes,
+        retry_source_cid: bytes | None,
+        request_client_certificate: bool,
+        streams: Mapping[int, Any],
+    ) -> Any:
+        """A server-side ``QuicConnection`` for a new Initial."""
+
+    @abc.abstractmethod
+    def client_connection(
+        self, options: QuicOptions, tls: TlsConfig, server_name: str, alpn: str, streams: Mapping[int, Any]
+    ) -> Any:
+        """A client-side ``QuicConnection`` (not yet connected)."""
+
+    # -- state the public API does not expose -----------------------------
+
+    @abc.abstractmethod
+    def peer_stream_limit(self, quic: Any) -> int:
+        """How many bidirectional streams the peer lets us open in total."""
+
+    @abc.abstractmethod
+    def handshake_confirmed(self, quic: Any) -> bool:
+        """True once the handshake is confirmed (a client got HANDSHAKE_DONE)."""
+
+    @abc.abstractmethod
+    def close_info(self, quic: Any) -> CloseInfo | None:
+        """Why the connection is closing, once it is (else None)."""
+
+    @abc.abstractmethod
+    def peer_certificates(self, quic: Any) -> tuple[Any, list[Any]]:
+        """The peer's leaf certificate (or None) and intermediates, as
+        ``cryptography`` certificates."""
+
+    @abc.abstractmethod
+    def send_backlog(self, quic: Any, stream_id: int) -> int:
+        """Bytes written to a stream and not yet acknowledged."""
+
+    # -- packets ----------------------------------------------------------
+
+    @abc.abstractmethod
+    def parse_long_header(self, data: bytes) -> LongHeader | None:
+        """The long header of a datagram's first packet, None if malformed."""
+
+    @abc.abstractmethod
+    def supported_versions(self, configuration: Any) -> list[int]: ...
+
+    @abc.abstractmethod
+    def encode_version_negotiation(self, header: LongHeader, versions: list[int]) -> bytes: ...
+
+    @abc.abstractmethod
+    def encode_retry(self, header: LongHeader, source_cid: bytes, token: bytes) -> bytes: ...
+
+    @abc.abstractmethod
+    def retry_token_handler(self) -> Any:
+        """An object with ``create_token(*, address, original_destination_connection_id,
+        retry_source_connection_id, now)`` and ``validate_token(*, address,
+        destination_cid, token, now)`` (which raises ValueError)."""
+
+    @abc.abstractmethod
+    def encode_initial_close(self, header: LongHeader, error_code: int) -> bytes:
+        """An Initial packet that closes the connection a client is opening."""
+
+
+def _load_cert_chain(configuration: Any, tls: TlsConfig, role: str) -> None:
+    try:
+        configuration.load_cert_chain(tls.cert_file, tls.key_file)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{role} certificate or key file not found: {exc.filename}") from None
+    except (ValueError, TypeError) as exc:
+        raise TlsError(
+            f"cannot load the {role} certificate {tls.cert_file!r} with key {tls.key_file!r}: {exc}; "
+            "expected PEM files (rpcnet certs DIR writes a working set)"
+        ) from None
+
+
+def _check_ca_file(tls: TlsConfig) -> None:
+    if tls.ca_file is not None:
+        try:
+            with open(tls.ca_file, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"tls.ca_file {tls.ca_file!r} cannot be read: {exc.strerror}") from None
+
+
+class AioquicBackend(QuicBackend):
+    """The aioquic library (the default)."""
+
+    name = "aioquic"
+
+    def __init__(self) -> None:
+        from aioquic.quic import events
+        from aioquic.quic.configuration import QuicConfiguration
+        from aioquic.quic.connection import QuicConnection, QuicConnectionState
+        from aioquic.quic.packet import QuicFrameType
+
+        self._QuicConfiguration = QuicConfiguration
+        self._draining = QuicConnectionState.DRAINING
+        self._connection_class = _make_connection_class(QuicConnection, QuicFrameType.MAX_STREAM_DATA)
+        self.events = EventTypes(
+            handshake_completed=events.HandshakeCompleted,
+            protocol_negotiated=events.ProtocolNegotiated,
+            stream_data_received=events.StreamDataReceived,
+            stream_reset=events.StreamReset,
+            stop_sending_received=events.StopSendingReceived,
+            connection_terminated=events.ConnectionTerminated,
+            connection_id_issued=events.ConnectionIdIssued,
+            connection_id_retired=events.ConnectionIdRetired,
+        )
+
+    def _configuration(self, options: QuicOptions, *, is_client: bool, alpn: str) -> Any:
+        return self._QuicConfiguration(
+            alpn_protocols=[alpn],
+            is_client=is_client,
+            idle_timeout=options.idle_timeout,
+            max_data=options.connection_window,
+            max_stream_data=options.stream_window,
+            max_datagram_size=options.max_datagram_size,
+            congestion_control_algorithm=options.congestion_control,
+            connection_id_length=CID_LENGTH,
+        )
+
+    def server_configuration(self, options: QuicOptions, tls: TlsConfig, alpn: str) -> Any:
+        configuration = self._configuration(options, is_client=False, alpn=alpn)
+        _load_cert_chain(configuration, tls, "server")
+        return configuration
+
+    def server_connection(
+        self,
+        configuration: Any,
+        options: QuicOptions,
+        *,
+        original_destination_cid: bytes,
+        retry_source_cid: bytes | None,
+        request_client_certificate: bool,
+        streams: Mapping[int, Any],
+    ) -> Any:
+        quic = self._connection_class(
+            configuration=configuration,
+            original_destination_connection_id=original_destination_cid,
+            retry_source_connection_id=retry_source_cid,
+        )
+        quic.rpcnet_setup(options, streams, request_client_certificate)
+        return quic
+
+    def client_connection(
+        self, options: QuicOptions, tls: TlsConfig, server_name: str, alpn: str, streams: Mapping[int, Any]
+    ) -> Any:
+        configuration = self._configuration(options, is_client=True, alpn=alpn)
+        configuration.server_name = server_name
+        configuration.verify_mode = ssl.CERT_REQUIRED
+        _check_ca_file(tls)
+        if tls.ca_file is not None:
+            configuration.load_verify_locations(cafile=tls.ca_file)
+        if tls.cert_file is not None:
+            _load_cert_chain(configuration, tls, "client")
+        quic = self._connection_class(configuration=configuration)
+        quic.rpcnet_setup(options, streams, False)
+        return quic
+
+    def peer_stream_limit(self, quic: Any) -> int:
+        return quic._remote_max_streams_bidi
+
+    def handshake_confirmed(self, quic: Any) -> bool:
+        return quic._handshake_confirmed
+
+    def close_info(self, quic: Any) -> CloseInfo | None:
+        event = quic._close_event
+        if event is None:
+            return None
+        return CloseInfo(event.error_code, event.frame_type, event.reason_phrase, quic._state == self._draining)
+
+    def peer_certificates(self, quic: Any) -> tuple[Any, list[Any]]:
+        context = getattr(quic, "tls", None)
+        if context is None:
+            return None, []
+        return context._peer_certificate, list(context._peer_certificate_chain)
+
+    def send_backlog(self, quic: Any, stream_id: int) -> int:
+        stream = quic._streams.get(stream_id)
+        if stream is None:
+            return 0
+        sender = stream.sender
+        return sender._buffer_stop - sender._buffer_start
+
+    def parse_long_header(self, data: bytes) -> LongHeader | None:
+        from aioquic.buffer import Buffer
+        from aioquic.quic.packet import QuicPacketType, pull_quic_header
+
+        try:
+            header = pull_quic_header(Buffer(data=data), host_cid_length=CID_LENGTH)
+        except ValueError:
+            return None
+        if header.version is None:
+            return None
+        return LongHeader(
+            header.version,
+            header.packet_type == QuicPacketType.INITIAL,
+            header.destination_cid,
+            header.source_cid,
+            header.token,
+        )
+
+    def supported_versions(self, configuration: Any) -> list[int]:
+        return list(configuration.supported_versions)
+
+    def encode_version_negotiation(self, header: LongHeader, versions: list[int]) -> bytes:
+        from aioquic.quic.packet import encode_quic_version_negotiation
+
+        return encode_quic_version_negotiation(
+            source_cid=header.destination_cid, destination_cid=header.source_cid, supported_versions=versions
+        )
+
+    def encode_retry(self, header: LongHeader, source_cid: bytes, token: bytes) -> bytes:
+        from aioquic.quic.packet import encode_quic_retry
+
+        return encode_quic_retry(
+            version=header.version,
+            source_cid=source_cid,
+            destination_cid=header.source_cid,
+            original_destination_cid=header.destination_cid,
+            retry_token=token,
+        )
+
+    def retry_token_handler(self) -> Any:
+        from aioquic.quic.retry import QuicRetryTokenHandler
+
+        return QuicRetryTokenHandler()
+
+    def encode_initial_close(self, header: LongHeader, error_code: int) -> bytes:
+        from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
+        from aioquic.quic.crypto import CryptoPair
+        from aioquic.quic.packet import QuicFrameType, QuicPacketType
+        from aioquic.quic.packet_builder import QuicPacketBuilder
+
+        # Initial keys come from the Destination Connection ID the client chose.
+        crypto = CryptoPair()
+        crypto.setup_initial(cid=header.destination_cid, is_client=False, version=header.version)
+        builder = QuicPacketBuilder(
+            host_cid=header.destination_cid,
+            is_client=False,
+            max_datagram_size=SMALLEST_MAX_DATAGRAM_SIZE,
+            peer_cid=header.source_cid,
+            version=header.version,
+        )
+        builder.start_packet(QuicPacketType.INITIAL, crypto)
+        buf = builder.start_frame(QuicFrameType.TRANSPORT_CLOSE, capacity=16)
+        buf.push_uint_var(error_code)
+        buf.push_uint_var(QuicFrameType.PADDING)
+        buf.push_uint_var(0)  # no reason phrase: it would travel unauthenticated
+        datagrams, _ = builder.flush()
+        return datagrams[0]
+
+
+def _make_connection_class(base: type, max_stream_data_frame: int) -> type:
+    """aioquic's ``QuicConnection`` with two changes rpcnet needs.
+
+    - The peer's stream credit (MAX_STREAMS) is ``options.max_streams`` for
+      bidirectional streams on a server, zero on a client (servers never open
+      calls) and zero for unidirectional streams, which rpcnet does not use.
+    - Stream receive credit follows consumption: aioquic doubles a stream's
+      window whenever the peer has sent half of it, whether or not anyone read
+      the data. Here the limit is ``consumed + stream_window`` and stays put
+      while the stream is paused, so a paused stream buffers at most one
+      window. ``streams`` maps stream id -> the driver's stream object, which
+      has ``consumed`` and ``paused``; streams the driver no longer tracks
+      keep their limit.
+    """
+
+    class RpcnetQuicConnection(base):  # type: ignore[misc, valid-type]
+        _rpcnet_streams: Mapping[int, Any] = {}
+        _rpcnet_window = 0
+        _rpcnet_request_client_cert = False
+
+        def rpcnet_setup(self, options: QuicOptions, streams: Mapping[int, Any], request_client_cert: bool) -> None:
+            self._rpcnet_streams = streams
+            self._rpcnet_window = options.stream_window
+            self._rpcnet_request_client_cert = request_client_cert
+            # The peer's initial credit travels in the transport parameters
+            # (``value``); ``sent`` must match so MAX_STREAMS updates batch right.
+            # A client accepts no streams: only clients open calls.
+            bidi = 0 if self._is_client else options.max_streams
+            self._local_max_streams_bidi.value = self._local_max_streams_bidi.sent = bidi
+            self._local_max_streams_uni.value = self._local_max_streams_uni.sent = 0
+
+        def _initialize(self, peer_cid: bytes) -> None:
+            super()._initialize(peer_cid)
+            if self._rpcnet_request_client_cert:
+                # aioquic sends a CertificateRequest only when asked this way;
+                # it does not verify the chain, the driver does after the handshake.
+                self.tls._request_client_certificate = True
+
+        def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
+            limit = stream.max_stream_data_local
+            if not limit:
+                return
+            ours = self._rpcnet_streams.get(stream.stream_id)
+            if ours is not None and not ours.paused:
+                window = self._rpcnet_window
+                target = ours.consumed + window
+                # Batch updates: announce once half a window has been consumed.
+                if (target - limit) * 2 >= window:
+                    stream.max_stream_data_local = limit = target
+            if stream.max_stream_data_local_sent != limit:
+                buf = builder.start_frame(
+                    max_stream_data_frame,
+                    capacity=17,
+                    handler=self._on_max_stream_data_delivery,
+                    handler_args=(stream,),
+                )
+                buf.push_uint_var(stream.stream_id)
+                buf.push_uint_var(limit)
+                stream.max_stream_data_local_sent = limit
+
+    return RpcnetQuicConnection

@@ -1,0 +1,238 @@
+"""UDP endpoints: the server's listener (one socket, many connections) and a client's socket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from rpcnet.errors import TransportError
+from rpcnet.transport import Address, Listener, NewStreamCallback
+
+from .backend import CID_LENGTH, LongHeader, QuicBackend
+from .driver import CONNECTION_REFUSED, QuicConnection
+from .options import QuicOptions
+
+__all__ = ["QuicListener", "ClientEndpoint"]
+
+logger = logging.getLogger("rpcnet.quic")
+
+#: A client's first datagram must be at least this large (RFC 9000 section 14.1);
+#: answering smaller ones would amplify spoofed traffic.
+MIN_INITIAL_SIZE = 1200
+_VERSION_NEGOTIATION = b"\x00\x00\x00\x00"
+
+
+class QuicListener(Listener, asyncio.DatagramProtocol):
+    """Routes datagrams to connections by connection ID; creates connections for new Initials."""
+
+    def __init__(
+        self,
+        *,
+        backend: QuicBackend,
+        configuration: Any,
+        options: QuicOptions,
+        on_stream: NewStreamCallback,
+        trusted_cas: list[Any] | None,
+    ) -> None:
+        self._backend = backend
+        self._configuration = configuration
+        self._supported_versions = backend.supported_versions(configuration)
+        self._options = options
+        self._on_stream = on_stream
+        self._trusted_cas = trusted_cas
+        self._retry = backend.retry_token_handler() if options.retry else None
+        self._by_cid: dict[bytes, QuicConnection] = {}
+        self._all: set[QuicConnection] = set()
+        self._established: dict[QuicConnection, None] = {}
+        self._accepting = True
+        self._udp: asyncio.DatagramTransport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._closed = False
+        self.address: Address = ("", 0)
+
+    # -- Listener interface --------------------------------------------------
+
+    def stop_accepting(self) -> None:
+        self._accepting = False
+
+    def connections(self) -> list[QuicConnection]:  # type: ignore[override]
+        return [c for c in self._established if not c.is_closed]
+
+    async def close(self) -> None:
+        self._accepting = False
+        if self._closed:
+            return
+        self._closed = True
+        connections = list(self._all)
+        for connection in connections:
+            connection.close(0, "server shutting down")
+        if connections:
+            await asyncio.gather(*(c.wait_closed() for c in connections))
+        if self._udp is not None:
+            self._udp.close()
+
+    # -- asyncio.DatagramProtocol --------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._udp = transport  # type: ignore[assignment]
+        host, port = transport.get_extra_info("sockname")[:2]
+        self.address = (host, port)
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("listener %s: socket error %s", self.address, exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for connection in list(self._all):
+            connection.abort(TransportError(f"listener {self.address} socket closed"))
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if not data:
+            return
+        if not data[0] & 0x80:
+            # Short header: the destination connection ID follows the first byte.
+            connection = self._by_cid.get(data[1 : 1 + CID_LENGTH])
+            if connection is not None:
+                connection.datagram_received(data, addr)
+            return
+        if data[1:5] == _VERSION_NEGOTIATION:
+            # A Version Negotiation packet is only ever sent *to* clients;
+            # answering one could start a reflection loop between servers.
+            return
+        header = self._backend.parse_long_header(data)
+        if header is None:
+            return
+        connection = self._by_cid.get(header.destination_cid)
+        if connection is not None:
+            connection.datagram_received(data, addr)
+            return
+        if len(data) < MIN_INITIAL_SIZE:
+            return
+        if header.version not in self._supported_versions:
+            self._send(self._backend.encode_version_negotiation(header, self._supported_versions), addr)
+            return
+        if not header.is_initial:
+            return
+        if not self._accepting:
+            self._send(self._backend.encode_initial_close(header, CONNECTION_REFUSED), addr)
+            return
+        self._accept(header, data, addr)
+
+    # -- new connections -------------------------------------------------------
+
+    def _accept(self, header: LongHeader, data: bytes, addr: Any) -> None:
+        original_cid = header.destination_cid
+        retry_cid: bytes | None = None
+        if self._retry is not None:
+            now = self._loop.time()
+            if not header.token:
+                source_cid = os.urandom(CID_LENGTH)
+                token = self._retry.create_token(
+                    address=addr,
+                    original_destination_connection_id=header.destination_cid,
+                    retry_source_connection_id=source_cid,
+                    now=now,
+                )
+                self._send(self._backend.encode_retry(header, source_cid, token), addr)
+                return
+            try:
+                original_cid = self._retry.validate_token(
+                    address=addr, destination_cid=header.destination_cid, token=header.token, now=now
+                )
+            except ValueError:
+                return  # forged, expired or from another address
+            retry_cid = header.destination_cid
+        streams: dict[int, Any] = {}
+        quic = self._backend.server_connection(
+            self._configuration,
+            self._options,
+            original_destination_cid=original_cid,
+            retry_source_cid=retry_cid,
+            request_client_certificate=self._trusted_cas is not None,
+            streams=streams,
+        )
+        connection = QuicConnection(
+            backend=self._backend,
+            quic=quic,
+            streams=streams,
+            options=self._options,
+            endpoint=self,
+            is_client=False,
+            peer_address=addr,
+            on_stream=self._on_stream,
+            trusted_cas=self._trusted_cas,
+        )
+        self._all.add(connection)
+        self._by_cid[header.destination_cid] = connection
+        self._by_cid[quic.host_cid] = connection
+        connection.datagram_received(data, addr)
+
+    # -- Endpoint (called by connections) ---------------------------------------
+
+    def _send(self, data: bytes, addr: Any) -> None:
+        if self._udp is not None and not self._udp.is_closing():
+            self._udp.sendto(data, addr)
+
+    send_datagram = _send
+
+    def connection_id_issued(self, connection: QuicConnection, cid: bytes) -> None:
+        self._by_cid[cid] = connection
+
+    def connection_id_retired(self, connection: QuicConnection, cid: bytes) -> None:
+        if self._by_cid.get(cid) is connection:
+            del self._by_cid[cid]
+
+    def connection_ready(self, connection: QuicConnection) -> None:
+        self._established[connection] = None
+
+    def connection_finished(self, connection: QuicConnection) -> None:
+        self._all.discard(connection)
+        self._established.pop(connection, None)
+        for cid in [cid for cid, c in self._by_cid.items() if c is connection]:
+            del self._by_cid[cid]
+
+
+class ClientEndpoint(asyncio.DatagramProtocol):
+    """A connected UDP socket carrying one client connection."""
+
+    def __init__(self) -> None:
+        self.connection: QuicConnection | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+
+    def attach(self, connection: QuicConnection) -> None:
+        self.connection = connection
+        # Datagrams go straight to the connection, without a hop through here.
+        self.datagram_received = connection.datagram_received  # type: ignore[method-assign]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._udp = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        pass  # replaced by attach()
+
+    def error_received(self, exc: Exception) -> None:
+        if self.connection is not None and isinstance(exc, OSError):
+            self.connection.error_received(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.connection is not None:
+            self.connection.abort(TransportError(f"client socket closed: {exc}" if exc else "client socket closed"))
+
+    def send_datagram(self, data: bytes, addr: Any) -> None:
+        udp = self._udp
+        if udp is not None and not udp.is_closing():
+            udp.sendto(data)
+
+    def connection_id_issued(self, connection: QuicConnection, cid: bytes) -> None:
+        pass
+
+    def connection_id_retired(self, connection: QuicConnection, cid: bytes) -> None:
+        pass
+
+    def connection_ready(self, connection: QuicConnection) -> None:
+        pass
+
+    def connection_finished(self, connection: QuicConnection) -> None:
+        if self._udp is not None:
+            self._udp.close()

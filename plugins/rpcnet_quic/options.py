@@ -1,0 +1,90 @@
+"""Options of the ``quic`` transport (``options={"quic": {...}}``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from rpcnet.config import positive
+from rpcnet.errors import ConfigError
+
+__all__ = ["QuicOptions", "ALPN"]
+
+#: The ALPN protocol id; its suffix is the rpcnet wire protocol version.
+ALPN = "rpcnet/1"
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+def _optional_float(value: Any) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in {"", "none", "null", "off"}):
+        return None
+    return float(value)
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"expected a boolean, got {value!r}")
+    return bool(value)
+
+
+def _between(low: int, high: int) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+        if not low <= value <= high:
+            raise ConfigError(f"{attribute.name} must be between {low} and {high}, got {value!r}")
+
+    return check
+
+
+def _one_of(*choices: str) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+        if value not in choices:
+            raise ConfigError(f"{attribute.name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class QuicOptions:
+    """Settings of the QUIC transport. Every size is in bytes, every time in seconds."""
+
+    #: Close a connection when nothing arrived for this long (the smaller of
+    #: both sides' values applies).
+    idle_timeout: float = attrs.field(default=60.0, converter=float, validator=positive)
+    #: Send a PING when nothing arrived for this long, so a quiet connection
+    #: stays open; None turns keep-alive off.
+    keepalive_interval: float | None = attrs.field(default=15.0, converter=_optional_float, validator=positive)
+    #: Give up on a handshake that has not completed after this long.
+    handshake_timeout: float = attrs.field(default=10.0, converter=float, validator=positive)
+    #: Bidirectional streams (calls) the peer may have open at once on one
+    #: connection (the MAX_STREAMS credit we grant).
+    max_streams: int = attrs.field(default=128, converter=int, validator=_between(1, 1_000_000))
+    #: Bytes the peer may send on one stream beyond what we have consumed.
+    #: While a stream is paused this is also the most we buffer for it.
+    stream_window: int = attrs.field(default=256 * KIB, converter=int, validator=_between(1 * KIB, 1 << 30))
+    #: Initial connection-wide receive credit (it then grows with traffic).
+    connection_window: int = attrs.field(default=4 * MIB, converter=int, validator=_between(1 * KIB, 1 << 40))
+    #: ``Stream.drain()`` waits while more than this many bytes of a stream
+    #: are unsent or unacknowledged.
+    send_high_water: int = attrs.field(default=256 * KIB, converter=int, validator=_between(1, 1 << 30))
+    #: Validate client addresses with a Retry packet before any handshake
+    #: state is kept (costs one round trip per new connection).
+    retry: bool = attrs.field(default=False, converter=_to_bool)
+    #: Largest UDP payload we send; raise only where the path MTU allows.
+    max_datagram_size: int = attrs.field(default=1200, converter=int, validator=_between(1200, 65527))
+    #: Congestion controller: "reno" or "cubic".
+    congestion_control: str = attrs.field(default="reno", converter=str, validator=_one_of("reno", "cubic"))
+
+    def __attrs_post_init__(self) -> None:
+        if self.keepalive_interval is not None and self.keepalive_interval >= self.idle_timeout:
+            raise ConfigError(
+                f"keepalive_interval ({self.keepalive_interval} s) must be shorter than idle_timeout "
+                f"({self.idle_timeout} s), or None to turn keep-alive off"
+            )

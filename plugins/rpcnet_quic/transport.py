@@ -1,0 +1,116 @@
+"""The ``quic`` transport strategy: rpcnet streams over QUIC + TLS 1.3."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from rpcnet.config import TlsConfig
+from rpcnet.errors import ConfigError, TransportError
+from rpcnet.transport import Address, NewStreamCallback, Transport, parse_address
+
+from .backend import AioquicBackend, QuicBackend
+from .driver import QuicConnection
+from .endpoint import ClientEndpoint, QuicListener
+from .options import ALPN, QuicOptions
+from .tls import load_ca_certificates
+
+__all__ = ["QuicTransport"]
+
+
+class QuicTransport(Transport):
+    """QUIC on aioquic. A subclass naming another :class:`QuicBackend` is
+    another QUIC strategy; nothing above the transport changes."""
+
+    name: ClassVar[str] = "quic"
+    Options: ClassVar[type] = QuicOptions
+    #: Built on first use, so importing the plugin never imports the library.
+    backend_class: ClassVar[type[QuicBackend]] = AioquicBackend
+
+    def __init__(self, options: QuicOptions | None = None) -> None:
+        super().__init__(options if options is not None else QuicOptions())
+        self._backend: QuicBackend | None = None
+
+    @property
+    def backend(self) -> QuicBackend:
+        if self._backend is None:
+            self._backend = self.backend_class()
+        return self._backend
+
+    async def listen(self, address: Address, on_stream: NewStreamCallback, *, tls: Any = None) -> QuicListener:
+        tls = _require_tls(tls)
+        if not tls.cert_file or not tls.key_file:
+            raise ConfigError(
+                "the quic transport needs a certificate to listen: set tls.cert_file and tls.key_file "
+                "(rpcnet certs DIR writes server.pem and server.key)"
+            )
+        trusted = None
+        if tls.require_client_cert:
+            if not tls.ca_file:
+                raise ConfigError("tls.require_client_cert needs tls.ca_file: the CA that issues client certificates")
+            trusted = load_ca_certificates(tls.ca_file)
+        host, port = parse_address(address)
+        configuration = self.backend.server_configuration(self.options, tls, ALPN)
+        listener = QuicListener(
+            backend=self.backend,
+            configuration=configuration,
+            options=self.options,
+            on_stream=on_stream,
+            trusted_cas=trusted,
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.create_datagram_endpoint(lambda: listener, local_addr=(host, port))
+        except OSError as exc:
+            raise TransportError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        return listener
+
+    async def connect(self, address: Address, *, tls: Any = None, server_name: str | None = None) -> QuicConnection:
+        if tls is None:
+            tls = TlsConfig()  # verify against the system trust store
+        tls = _require_tls(tls)
+        host, port = parse_address(address)
+        name = server_name or tls.server_name or host
+        options = self.options
+        loop = asyncio.get_running_loop()
+        streams: dict[int, Any] = {}
+        quic = self.backend.client_connection(options, tls, name, ALPN, streams)
+        endpoint = ClientEndpoint()
+        try:
+            udp, _ = await asyncio.wait_for(
+                loop.create_datagram_endpoint(lambda: endpoint, remote_addr=(host, port)),
+                options.handshake_timeout,
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise TransportError(f"cannot reach {host}:{port}: {reason}") from None
+        peer = udp.get_extra_info("peername")
+        connection = QuicConnection(
+            backend=self.backend,
+            quic=quic,
+            streams=streams,
+            options=options,
+            endpoint=endpoint,
+            is_client=True,
+            peer_address=peer,
+            server_name=name,
+            ca_file=tls.ca_file,
+            sent_certificate=tls.cert_file is not None,
+        )
+        endpoint.attach(connection)
+        connection.start_client()
+        try:
+            await connection.wait_ready()
+        except BaseException:
+            connection.close(0, "connect abandoned")
+            raise
+        return connection
+
+
+def _require_tls(tls: Any) -> TlsConfig:
+    if tls is None:
+        raise ConfigError("the quic transport needs TLS settings: pass tls=TlsConfig(...) (RpcConfig.tls)")
+    if not isinstance(tls, TlsConfig):
+        raise ConfigError(f"tls must be an rpcnet.config.TlsConfig, got {type(tls).__name__}")
+    return tls
+
