@@ -1,0 +1,786 @@
+"""The SWIM + Lifeguard membership core (sans-IO).
+
+What runs, per node (all deadlines come out of :meth:`SwimMembership.get_timer`):
+
+- **Probing** (SWIM failure detection). Every probe interval (scaled by the
+  local health score) the next member of a shuffled round-robin list gets a
+  ping. No ack within the probe timeout: ``indirect_checks`` other members
+  are asked to ping it (ping-req) and relay the ack, or a nack when they got
+  no answer. Still nothing by the end of the probe interval: the member is
+  suspected. A ping to a member already suspect carries the suspicion (the
+  Lifeguard buddy system), so it learns it must refute.
+- **Monitoring** (the failure detector). Each member heartbeats the
+  ``monitors`` members that follow it on a ring ordered by a hash of the ids;
+  they feed the detector. When a monitored member's phi crosses the
+  threshold, the monitor confirms with an out-of-turn probe (ping, then
+  ping-req) before suspecting, so one lossy link never accuses anybody. A
+  member's monitors suspecting it independently are the confirmations that
+  shorten its suspicion timer.
+- **Suspicion** (Lifeguard). A suspicion expires after a timeout that falls
+  from ``max`` to ``min`` as independent confirmations arrive; then the
+  member is declared failed. The member refutes by raising its incarnation.
+- **Dissemination**. Every update (alive, suspect, failed/left) is queued and
+  piggybacked on every datagram, plus a gossip round every gossip interval
+  to ``gossip_nodes`` random members; each update goes out ``retransmit_mult
+  * ceil(log10(N + 1))`` times.
+- **Push-pull**. A full-state sync with a random member every push-pull
+  interval (scaled up past 32 members) and with the seeds when joining; with
+  a random failed member every reconnect interval (heals partitions).
+- **Partition policy**. After every change the policy says whether this node
+  is on the minority side; the transitions are events.
+
+Only this node raises its own incarnation: on start-up nothing, on a
+refutation, a tag change or a leave.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import zlib
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+from rpcnet.events import (
+    ClusterEvent,
+    MemberFailed,
+    MemberJoined,
+    MemberLeft,
+    MemberRecovered,
+    MemberSuspect,
+    MemberTagsUpdated,
+    PartitionDetected,
+    PartitionHealed,
+)
+from rpcnet.failure_detector import FailureDetector
+from rpcnet.membership import Address, Member, Membership, MemberState
+
+from . import codec
+from .broadcast import BroadcastQueue
+from .formulas import (
+    push_pull_interval,
+    retransmit_limit,
+    suspicion_confirmations_wanted,
+    suspicion_timeout,
+)
+from .lifeguard import Awareness, Suspicion
+from .messages import (
+    Ack,
+    Alive,
+    Dead,
+    DirectMessage,
+    Heartbeat,
+    MemberRecord,
+    Nack,
+    Ping,
+    PingReq,
+    Suspect,
+    SyncMessage,
+    Update,
+)
+from .options import SwimOptions
+from .partition import make_partition_policy
+from .precedence import Verdict, judge, refuted_incarnation, transition_event, update_state
+
+__all__ = ["SwimMembership"]
+
+_EVENT_TYPES: dict[str, type[ClusterEvent]] = {
+    "joined": MemberJoined,
+    "suspect": MemberSuspect,
+    "failed": MemberFailed,
+    "recovered": MemberRecovered,
+    "left": MemberLeft,
+}
+
+_LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
+
+# Timer keys that are not per-member or per-sequence-number.
+_PROBE, _GOSSIP, _HEARTBEAT, _PUSH_PULL, _RECONNECT = "probe", "gossip", "heartbeat", "push-pull", "reconnect"
+
+
+class _Node:
+    __slots__ = ("id", "address", "tags", "incarnation", "state", "since")
+
+    def __init__(self, node_id: str, address: Address, tags: dict[str, str], incarnation: int, state: MemberState, since: float) -> None:
+        self.id = node_id
+        self.address = address
+        self.tags = tags
+        self.incarnation = incarnation
+        self.state = state
+        self.since = since
+
+    def snapshot(self) -> Member:
+        return Member(id=self.id, address=self.address, tags=self.tags, incarnation=self.incarnation, state=self.state)
+
+
+class _Probe:
+    """A probe this node started: direct ping, then indirect, then verdict."""
+
+    __slots__ = ("target", "indirect", "nacks", "expected_nacks", "end")
+
+    def __init__(self, target: str, end: float) -> None:
+        self.target = target
+        self.indirect = False
+        self.nacks = 0
+        self.expected_nacks = 0
+        self.end = end
+
+
+class _Relay:
+    """A ping this node sends on behalf of a ping-req."""
+
+    __slots__ = ("seq", "requester", "nack")
+
+    def __init__(self, seq: int, requester: Address, nack: bool) -> None:
+        self.seq = seq
+        self.requester = requester
+        self.nack = nack
+
+
+def _ring_key(node_id: str) -> tuple[int, str]:
+    # crc32, not hash(): the ring must be the same in every process.
+    return (zlib.crc32(node_id.encode()), node_id)
+
+
+class SwimMembership(Membership):
+    """``swim``: SWIM with Lifeguard, memberlist's semantics, sans-IO."""
+
+    name: ClassVar[str] = "swim"
+    Options: ClassVar[type] = SwimOptions
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        address: Address,
+        tags: Mapping[str, str] | None = None,
+        options: SwimOptions | None = None,
+        failure_detector: FailureDetector | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(
+            node_id=node_id,
+            address=address,
+            tags=tags,
+            options=options if options is not None else SwimOptions(),
+            failure_detector=failure_detector,
+            rng=rng,
+        )
+        opts: SwimOptions = self.options
+        self._opts = opts
+        self._self = _Node(node_id, self.address, dict(tags or {}), 0, MemberState.ALIVE, 0.0)
+        self._nodes: dict[str, _Node] = {node_id: self._self}
+        self._policy = make_partition_policy(opts.partition_policy, opts.quorum_size)
+        self._awareness = Awareness(opts.awareness_max_multiplier)
+        self._broadcasts = BroadcastQueue()
+        self._suspicions: dict[str, Suspicion] = {}
+        self._waiters: dict[int, _Probe | _Relay] = {}
+        self._probing: dict[str, int] = {}
+        self._probe_order: list[str] = []
+        self._probe_index = 0
+        self._seq = 0
+        self._timers: list[tuple[float, int, Any]] = []
+        self._deadlines: dict[Any, float] = {}
+        self._timer_order = 0
+        self._out: list[tuple[Address, bytes]] = []
+        self._syncs: list[tuple[Address, bytes]] = []
+        self._events: list[ClusterEvent] = []
+        self._started = False
+        self._leaving = False
+        self._changed = False
+        self._in_minority = False
+        self._ring: list[str] | None = None
+        self._watched: list[str] = []
+        self._last_beat: dict[str, float] = {}
+        self._confirming_since: dict[str, float] = {}
+        self._live_count = 1
+        #: Counters a driver can export as metrics.
+        self.stats: dict[str, int] = {
+            "decode_errors": 0,
+            "refutes": 0,
+            "probes": 0,
+            "probe_failures": 0,
+            "confirm_probes": 0,
+        }
+
+    # ------------------------------------------------------------------
+    # lifecycle
+
+    def start(self, now: float) -> None:
+        if self._started:
+            return
+        self._started = True
+        opts = self._opts
+        self._self.since = now
+        rng = self.rng
+        # Random phases keep members from probing and gossiping in lock step.
+        self._schedule(_PROBE, now + rng.uniform(0, opts.probe_interval))
+        self._schedule(_GOSSIP, now + rng.uniform(0, opts.gossip_interval))
+        if opts.monitors and self.failure_detector is not None:
+            self._schedule(_HEARTBEAT, now + rng.uniform(0, opts.heartbeat_interval))
+        if opts.push_pull_interval:
+            self._schedule(_PUSH_PULL, now + opts.push_pull_interval * (1 + rng.random()))
+        if opts.reconnect_interval:
+            self._schedule(_RECONNECT, now + opts.reconnect_interval * (1 + rng.random()))
+        self._announce_self()
+
+    def join(self, seeds: Iterable[Address], now: float) -> None:
+        for seed in seeds:
+            seed = (str(seed[0]), int(seed[1]))
+            if seed != self.address:
+                self._queue_sync(seed, join=True)
+
+    def leave(self, now: float) -> None:
+        if self._leaving:
+            return
+        me = self._self
+        me.incarnation += 1
+        me.state = MemberState.LEFT
+        me.since = now
+        self._leaving = True
+        self._cancel(_PROBE)
+        self._cancel(_HEARTBEAT)
+        self._cancel(_PUSH_PULL)
+        self._cancel(_RECONNECT)
+        self._broadcast(Dead(node=me.id, incarnation=me.incarnation, source=me.id))
+
+    def leave_done(self) -> bool:
+        if not self._leaving:
+            return False
+        if self._self.id not in self._broadcasts:
+            return True
+        return not any(n.state in _LIVE for n in self._nodes.values() if n is not self._self)
+
+    def set_tags(self, tags: Mapping[str, str], now: float) -> None:
+        new = {str(k): str(v) for k, v in tags.items()}
+        if new == self._self.tags:
+            return
+        self._self.tags = new
+        self._self.incarnation += 1
+        self._announce_self()
+
+    # ------------------------------------------------------------------
+    # input
+
+    def receive(self, source: Address, data: bytes, now: float) -> None:
+        try:
+            packet = codec.decode_packet(data)
+        except codec.SwimDecodeError:
+            self.stats["decode_errors"] += 1
+            return
+        for update in packet.updates:
+            self._apply(update, now)
+        message = packet.message
+        if message is not None:
+            self._handle_message(packet.sender, source, message, now)
+        self._after_input(now)
+
+    def handle_timer(self, now: float) -> None:
+        timers = self._timers
+        deadlines = self._deadlines
+        while timers and timers[0][0] <= now:
+            deadline, _, key = heapq.heappop(timers)
+            if deadlines.get(key) != deadline:
+                continue
+            del deadlines[key]
+            self._fire(key, now)
+        self._after_input(now)
+
+    def handle_sync_request(self, source: Address, data: bytes, now: float) -> bytes:
+        try:
+            message = codec.decode_sync(data)
+        except codec.SwimDecodeError:
+            self.stats["decode_errors"] += 1
+            raise
+        self._merge(message, now)
+        reply = codec.encode_sync(self._sync_message(response=True))
+        self._after_input(now)
+        return reply
+
+    def handle_sync_response(self, source: Address, data: bytes, now: float) -> None:
+        try:
+            message = codec.decode_sync(data)
+        except codec.SwimDecodeError:
+            self.stats["decode_errors"] += 1
+            return
+        self._merge(message, now)
+        self._after_input(now)
+
+    def sync_failed(self, destination: Address, now: float) -> None:
+        # Nothing to undo: the next push-pull or reconnect round tries again.
+        return
+
+    # ------------------------------------------------------------------
+    # output
+
+    def get_timer(self) -> float | None:
+        timers = self._timers
+        deadlines = self._deadlines
+        while timers:
+            deadline, _, key = timers[0]
+            if deadlines.get(key) == deadline:
+                return deadline
+            heapq.heappop(timers)
+        return None
+
+    def datagrams_to_send(self) -> list[tuple[Address, bytes]]:
+        out, self._out = self._out, []
+        return out
+
+    def syncs_to_send(self) -> list[tuple[Address, bytes]]:
+        out, self._syncs = self._syncs, []
+        return out
+
+    def events_to_deliver(self) -> list[ClusterEvent]:
+        out, self._events = self._events, []
+        return out
+
+    # ------------------------------------------------------------------
+    # view
+
+    def members(self) -> list[Member]:
+        return [self._nodes[k].snapshot() for k in sorted(self._nodes)]
+
+    def member(self, node_id: str) -> Member | None:
+        node = self._nodes.get(node_id)
+        return node.snapshot() if node is not None else None
+
+    @property
+    def local_member(self) -> Member:
+        return self._self.snapshot()
+
+    @property
+    def health_score(self) -> int:
+        """Lifeguard's local health score (0 healthy)."""
+        return self._awareness.score
+
+    @property
+    def in_minority(self) -> bool:
+        """The partition policy's current verdict for this node."""
+        return self._in_minority
+
+    def live_count(self) -> int:
+        """Members alive or suspect in the local view, this node included."""
+        return self._live_count
+
+    # ------------------------------------------------------------------
+    # timers
+
+    def _schedule(self, key: Any, deadline: float) -> None:
+        self._deadlines[key] = deadline
+        self._timer_order += 1
+        heapq.heappush(self._timers, (deadline, self._timer_order, key))
+
+    def _cancel(self, key: Any) -> None:
+        self._deadlines.pop(key, None)
+
+    def _fire(self, key: Any, now: float) -> None:
+        if type(key) is int:
+            self._waiter_timeout(key, now)
+        elif type(key) is tuple:
+            self._suspicion_expired(key[1], now)
+        elif key == _GOSSIP:
+            self._gossip(now)
+        elif key == _PROBE:
+            self._probe(now)
+        elif key == _HEARTBEAT:
+            self._heartbeat(now)
+        elif key == _PUSH_PULL:
+            self._push_pull(now)
+        elif key == _RECONNECT:
+            self._reconnect(now)
+
+    # ------------------------------------------------------------------
+    # sending
+
+    def _send(self, address: Address, message: DirectMessage | None, extra: bytes = b"") -> bool:
+        header = codec.encode_header(self._self.id, message)
+        budget = self._opts.packet_budget - len(header) - len(extra)
+        updates = self._broadcasts.take(budget, self._retransmit_limit())
+        if message is None and not updates and not extra:
+            return False
+        self._out.append((address, header + extra + b"".join(updates)))
+        return True
+
+    def _retransmit_limit(self) -> int:
+        return retransmit_limit(self._opts.retransmit_mult, self._live_count)
+
+    def _broadcast(self, update: Update) -> None:
+        self._broadcasts.put(update.node, codec.encode_update(update))
+
+    def _announce_self(self) -> None:
+        me = self._self
+        self._broadcast(Alive(node=me.id, incarnation=me.incarnation, address=me.address, tags=dict(me.tags)))
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    # ------------------------------------------------------------------
+    # probing
+
+    def _probe(self, now: float) -> None:
+        opts = self._opts
+        self._schedule(_PROBE, now + self._awareness.scale(opts.probe_interval))
+        target = self._next_probe_target(now)
+        if target is not None and target.id not in self._probing:
+            self._start_probe(target, now)
+
+    def _next_probe_target(self, now: float) -> _Node | None:
+        checked = 0
+        while checked <= len(self._probe_order):
+            if self._probe_index >= len(self._probe_order):
+                self._reset_probe_order(now)
+                if not self._probe_order:
+                    return None
+            node_id = self._probe_order[self._probe_index]
+            self._probe_index += 1
+            checked += 1
+            node = self._nodes.get(node_id)
+            if node is not None and node.state in _LIVE and node is not self._self:
+                return node
+        return None
+
+    def _reset_probe_order(self, now: float) -> None:
+        self._reap(now)
+        order = [k for k, n in self._nodes.items() if n is not self._self and n.state in _LIVE]
+        order.sort()
+        self.rng.shuffle(order)
+        self._probe_order = order
+        self._probe_index = 0
+
+    def _reap(self, now: float) -> None:
+        opts = self._opts
+        for node_id, node in list(self._nodes.items()):
+            if node is self._self:
+                continue
+            if (node.state is MemberState.FAILED and now - node.since > opts.failed_member_retention) or (
+                node.state is MemberState.LEFT and now - node.since > opts.left_member_retention
+            ):
+                del self._nodes[node_id]
+                self._changed = True
+
+    def _start_probe(self, target: _Node, now: float) -> None:
+        seq = self._next_seq()
+        self.stats["probes"] += 1
+        self._waiters[seq] = _Probe(target.id, now + self._awareness.scale(self._opts.probe_interval))
+        self._probing[target.id] = seq
+        extra = b""
+        if target.state is MemberState.SUSPECT:
+            # Buddy system: tell the suspect directly, so it can refute at once.
+            extra = codec.encode_update(Suspect(node=target.id, incarnation=target.incarnation, source=self._self.id))
+        self._send(target.address, Ping(seq=seq, target=target.id), extra)
+        self._schedule(seq, now + self._opts.probe_timeout)
+
+    def _waiter_timeout(self, seq: int, now: float) -> None:
+        waiter = self._waiters.get(seq)
+        if waiter is None:
+            return
+        if isinstance(waiter, _Relay):
+            del self._waiters[seq]
+            if waiter.nack:
+                self._send(waiter.requester, Nack(seq=waiter.seq))
+            return
+        target = self._nodes.get(waiter.target)
+        if target is None or target.state not in _LIVE:
+            self._finish_probe(seq, waiter)
+            return
+        if not waiter.indirect:
+            waiter.indirect = True
+            helpers = self._random_nodes(self._opts.indirect_checks, exclude=(target.id,), states=(MemberState.ALIVE,))
+            for helper in helpers:
+                self._send(helper.address, PingReq(seq=seq, target=target.id, target_address=target.address, nack=True))
+            waiter.expected_nacks = len(helpers)
+            self._schedule(seq, max(waiter.end, now))
+            return
+        # No ack, direct or relayed, within the probe interval.
+        self._finish_probe(seq, waiter)
+        self.stats["probe_failures"] += 1
+        if waiter.expected_nacks:
+            # Helpers that did not even nack point at our own network (Lifeguard).
+            self._awareness.apply_delta(waiter.expected_nacks - waiter.nacks)
+        else:
+            self._awareness.apply_delta(1)
+        self._apply(Suspect(node=target.id, incarnation=target.incarnation, source=self._self.id), now)
+
+    def _finish_probe(self, seq: int, waiter: _Probe) -> None:
+        self._waiters.pop(seq, None)
+        self._cancel(seq)
+        if self._probing.get(waiter.target) == seq:
+            del self._probing[waiter.target]
+
+    def _random_nodes(self, k: int, *, exclude: tuple[str, ...], states: tuple[MemberState, ...]) -> list[_Node]:
+        me = self._self
+        candidates = [n for n in self._nodes.values() if n.state in states and n is not me and n.id not in exclude]
+        if len(candidates) <= k:
+            return candidates
+        return self.rng.sample(candidates, k)
+
+    # ------------------------------------------------------------------
+    # messages
+
+    def _handle_message(self, sender: str, source: Address, message: DirectMessage, now: float) -> None:
+        if isinstance(message, Ping):
+            if message.target == self._self.id:
+                self._send(source, Ack(seq=message.seq))
+        elif isinstance(message, Ack):
+            waiter = self._waiters.get(message.seq)
+            if isinstance(waiter, _Relay):
+                del self._waiters[message.seq]
+                self._cancel(message.seq)
+                self._send(waiter.requester, Ack(seq=waiter.seq))
+            elif waiter is not None:
+                self._finish_probe(message.seq, waiter)
+                self._awareness.apply_delta(-1)
+        elif isinstance(message, Heartbeat):
+            if self.failure_detector is not None and sender in self._watched:
+                self.failure_detector.heartbeat(sender, now)
+                self._last_beat[sender] = now
+        elif isinstance(message, PingReq):
+            seq = self._next_seq()
+            self._waiters[seq] = _Relay(message.seq, source, message.nack)
+            self._send(message.target_address, Ping(seq=seq, target=message.target))
+            self._schedule(seq, now + self._opts.probe_timeout)
+        elif isinstance(message, Nack):
+            waiter = self._waiters.get(message.seq)
+            if isinstance(waiter, _Probe):
+                waiter.nacks += 1
+
+    # ------------------------------------------------------------------
+    # the precedence rules, applied
+
+    def _apply(self, update: Update, now: float) -> None:
+        me = self._self
+        node = self._nodes.get(update.node)
+        claimed = update_state(update)
+        if node is me:
+            same = True
+            if isinstance(update, Alive):
+                same = update.address == me.address and update.tags == me.tags
+            verdict = judge(
+                MemberState.ALIVE,
+                me.incarnation,
+                claimed,
+                update.incarnation,
+                about_self=True,
+                leaving=self._leaving,
+                same_alive_content=same,
+            )
+            if verdict is Verdict.REFUTE:
+                me.incarnation = refuted_incarnation(me.incarnation, update.incarnation)
+                self.stats["refutes"] += 1
+                self._awareness.apply_delta(1)
+                self._announce_self()
+            return
+        verdict = judge(
+            node.state if node is not None else None,
+            node.incarnation if node is not None else 0,
+            claimed,
+            update.incarnation,
+        )
+        if verdict is Verdict.IGNORE:
+            return
+        if verdict is Verdict.CONFIRM:
+            suspicion = self._suspicions.get(update.node)
+            if suspicion is not None and suspicion.confirm(update.source):  # type: ignore[union-attr]
+                self._schedule(("suspect", update.node), suspicion.deadline)
+                self._broadcast(update)
+            return
+        previous = node.state if node is not None else None
+        previous_tags = node.tags if node is not None else {}
+        if node is None:
+            assert isinstance(update, Alive)
+            node = _Node(update.node, update.address, dict(update.tags), update.incarnation, MemberState.ALIVE, now)
+            self._nodes[node.id] = node
+            self._probe_order.insert(self.rng.randint(self._probe_index, len(self._probe_order)), node.id)
+        node.incarnation = update.incarnation
+        if isinstance(update, Alive):
+            node.address = update.address
+            node.tags = dict(update.tags)
+        if claimed is MemberState.SUSPECT:
+            self._start_suspicion(node, update, now)
+        else:
+            self._end_suspicion(node.id)
+        if node.state is not claimed:
+            node.state = claimed
+            node.since = now
+        self._broadcast(update)
+        kind = transition_event(previous, claimed)
+        if kind is not None:
+            self._changed = True
+            self._events.append(_EVENT_TYPES[kind](at=now, member=node.snapshot()))
+        elif previous is MemberState.ALIVE and claimed is MemberState.ALIVE and node.tags != previous_tags:
+            self._events.append(MemberTagsUpdated(at=now, member=node.snapshot(), previous_tags=previous_tags))
+        if previous is MemberState.SUSPECT and claimed is MemberState.ALIVE and node.tags != previous_tags:
+            self._events.append(MemberTagsUpdated(at=now, member=node.snapshot(), previous_tags=previous_tags))
+
+    def _start_suspicion(self, node: _Node, update: Update, now: float) -> None:
+        existing = self._suspicions.get(node.id)
+        if existing is not None:
+            # Suspected again at a higher incarnation: same timer, one more voice.
+            existing.incarnation = update.incarnation
+            existing.confirm(update.source)  # type: ignore[union-attr]
+            self._schedule(("suspect", node.id), existing.deadline)
+            return
+        opts = self._opts
+        n = self._live_count
+        minimum = suspicion_timeout(opts.suspicion_mult, n, opts.probe_interval)
+        suspicion = Suspicion(
+            source=update.source,  # type: ignore[union-attr]
+            incarnation=update.incarnation,
+            k=suspicion_confirmations_wanted(opts.suspicion_mult, n),
+            minimum=minimum,
+            maximum=minimum * opts.suspicion_max_timeout_mult,
+            start=now,
+        )
+        self._suspicions[node.id] = suspicion
+        self._schedule(("suspect", node.id), suspicion.deadline)
+
+    def _end_suspicion(self, node_id: str) -> None:
+        if self._suspicions.pop(node_id, None) is not None:
+            self._cancel(("suspect", node_id))
+
+    def _suspicion_expired(self, node_id: str, now: float) -> None:
+        suspicion = self._suspicions.pop(node_id, None)
+        node = self._nodes.get(node_id)
+        if suspicion is None or node is None or node.state is not MemberState.SUSPECT:
+            return
+        self._apply(Dead(node=node_id, incarnation=node.incarnation, source=self._self.id), now)
+
+    # ------------------------------------------------------------------
+    # dissemination
+
+    def _gossip(self, now: float) -> None:
+        opts = self._opts
+        self._schedule(_GOSSIP, now + opts.gossip_interval)
+        self._check_monitored(now)
+        if not len(self._broadcasts):
+            return
+        me = self._self
+        dead_cutoff = now - opts.gossip_to_the_dead_time
+        candidates = [
+            n
+            for n in self._nodes.values()
+            if n is not me and (n.state in _LIVE or (n.state is MemberState.FAILED and n.since >= dead_cutoff))
+        ]
+        if len(candidates) > opts.gossip_nodes:
+            candidates = self.rng.sample(candidates, opts.gossip_nodes)
+        for node in candidates:
+            if not self._send(node.address, None):
+                break
+
+    # ------------------------------------------------------------------
+    # monitoring through the failure detector
+
+    def _heartbeat(self, now: float) -> None:
+        self._schedule(_HEARTBEAT, now + self._opts.heartbeat_interval)
+        for node_id in self._monitors_of_self():
+            self._send(self._nodes[node_id].address, Heartbeat())
+
+    def _ring_positions(self) -> list[str]:
+        if self._ring is None:
+            self._ring = sorted((k for k, n in self._nodes.items() if n.state in _LIVE), key=_ring_key)
+            self._refresh_watched()
+        return self._ring
+
+    def _monitors_of_self(self) -> list[str]:
+        ring = self._ring_positions()
+        count = min(self._opts.monitors, len(ring) - 1)
+        if count <= 0:
+            return []
+        index = ring.index(self._self.id)
+        return [ring[(index + i) % len(ring)] for i in range(1, count + 1)]
+
+    def _refresh_watched(self) -> None:
+        ring = self._ring or []
+        count = min(self._opts.monitors, len(ring) - 1)
+        watched: list[str] = []
+        if count > 0 and self._self.id in ring:
+            index = ring.index(self._self.id)
+            watched = [ring[(index - i) % len(ring)] for i in range(1, count + 1)]
+        detector = self.failure_detector
+        for node_id in self._watched:
+            if node_id not in watched:
+                if detector is not None:
+                    detector.remove(node_id)
+                self._last_beat.pop(node_id, None)
+                self._confirming_since.pop(node_id, None)
+        self._watched = watched
+
+    def _check_monitored(self, now: float) -> None:
+        detector = self.failure_detector
+        if detector is None or not self._opts.monitors or self._leaving:
+            return
+        self._ring_positions()
+        for node_id in self._watched:
+            node = self._nodes.get(node_id)
+            if node is None or node.state is not MemberState.ALIVE or node_id in self._probing:
+                continue
+            last = self._last_beat.get(node_id)
+            if last is None or self._confirming_since.get(node_id, -1.0) >= last:
+                continue  # never heard, or already confirmed during this silence
+            if not detector.is_available(node_id, now):
+                self._confirming_since[node_id] = now
+                self.stats["confirm_probes"] += 1
+                self._start_probe(node, now)
+
+    # ------------------------------------------------------------------
+    # push-pull
+
+    def _sync_message(self, *, response: bool, join: bool = False) -> SyncMessage:
+        records = tuple(
+            MemberRecord(node=n.id, address=n.address, tags=n.tags, incarnation=n.incarnation, state=n.state)
+            for n in self._nodes.values()
+        )
+        return SyncMessage(sender=self._self.id, response=response, join=join, members=records)
+
+    def _queue_sync(self, address: Address, *, join: bool = False) -> None:
+        self._syncs.append((address, codec.encode_sync(self._sync_message(response=False, join=join))))
+
+    def _merge(self, message: SyncMessage, now: float) -> None:
+        for record in message.members:
+            if record.state is MemberState.ALIVE:
+                self._apply(Alive(node=record.node, incarnation=record.incarnation, address=record.address, tags=record.tags), now)
+            elif record.state is MemberState.LEFT:
+                self._apply(Dead(node=record.node, incarnation=record.incarnation, source=record.node), now)
+            else:
+                # A remote "failed" is only a suspicion here: we may still reach it.
+                self._apply(Suspect(node=record.node, incarnation=record.incarnation, source=message.sender), now)
+
+    def _push_pull(self, now: float) -> None:
+        self._schedule(_PUSH_PULL, now + push_pull_interval(self._opts.push_pull_interval, self._live_count))
+        peers = self._random_nodes(1, exclude=(), states=(MemberState.ALIVE,))
+        if peers:
+            self._queue_sync(peers[0].address)
+
+    def _reconnect(self, now: float) -> None:
+        self._schedule(_RECONNECT, now + self._opts.reconnect_interval)
+        failed = [n for n in self._nodes.values() if n.state is MemberState.FAILED]
+        if failed and self.rng.random() < len(failed) / self._live_count:
+            self._queue_sync(self.rng.choice(failed).address)
+
+    # ------------------------------------------------------------------
+    # after every input
+
+    def _after_input(self, now: float) -> None:
+        if not self._changed:
+            return
+        self._changed = False
+        self._ring = None
+        reachable: list[str] = []
+        failed: list[str] = []
+        for node_id, node in self._nodes.items():
+            if node.state in _LIVE:
+                reachable.append(node_id)
+            elif node.state is MemberState.FAILED:
+                failed.append(node_id)
+        self._live_count = max(1, len(reachable))
+        if self._leaving:
+            return
+        minority = self._policy.in_minority(reachable, failed)
+        if minority != self._in_minority:
+            self._in_minority = minority
+            event = PartitionDetected if minority else PartitionHealed
+            self._events.append(
+                event(at=now, policy=self._policy.name, reachable=len(reachable), known=len(reachable) + len(failed))
+            )
