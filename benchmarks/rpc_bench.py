@@ -213,6 +213,7 @@ async def run_all(options: argparse.Namespace) -> list[Outcome]:
                         outcome.failures.append(str(exc))
                         _progress(f"{label}: FAILED: {exc}")
                         continue
+                    result["repetition"] = repetition
                     outcome.runs.append(result)
                     _progress(
                         f"{label}: {_fmt(result['requests_per_s'])} req/s, "
@@ -237,6 +238,27 @@ def ratios(outcomes: list[Outcome]) -> dict[str, dict[str, float | None]]:
             other = medians[(scenario, baseline)]
             ok = subject is not None and other is not None and other["requests_per_s"] > 0
             row[baseline] = subject["requests_per_s"] / other["requests_per_s"] if ok else None
+        table[scenario] = row
+    return table
+
+
+def paired_ratios(outcomes: list[Outcome]) -> dict[str, dict[str, float | None]]:
+    """Median over repetitions of rpcnet / baseline, each from runs made back to back.
+
+    Less swayed than the ratio of medians when the machine's load changes
+    between repetitions.
+    """
+    runs = {(o.scenario, o.target): {r["repetition"]: r["requests_per_s"] for r in o.runs} for o in outcomes}
+    table: dict[str, dict[str, float | None]] = {}
+    for scenario in dict.fromkeys(o.scenario for o in outcomes):
+        subject = runs.get((scenario, SUBJECT), {})
+        row: dict[str, float | None] = {}
+        for baseline in BASELINES:
+            if (scenario, baseline) not in runs:
+                continue
+            other = runs[(scenario, baseline)]
+            pairs = sorted(subject[rep] / other[rep] for rep in subject.keys() & other.keys() if other[rep] > 0)
+            row[baseline] = pairs[(len(pairs) - 1) // 2] if pairs else None
         table[scenario] = row
     return table
 
@@ -270,6 +292,9 @@ def report_json(outcomes: list[Outcome], options: argparse.Namespace) -> dict[st
             "python": platform.python_version(),
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
+            # Other work on the machine shows here; ratios hold up better than absolute numbers.
+            "load_average_before": list(getattr(options, "load_before", ())),
+            "load_average_after": list(os.getloadavg()),
             "versions": _versions(),
             "event_loop": "uvloop" if options.uvloop else "asyncio",
             "pinned": options.pin,
@@ -280,6 +305,7 @@ def report_json(outcomes: list[Outcome], options: argparse.Namespace) -> dict[st
         "scenarios": {name: attrs.asdict(SCENARIOS[name]) for name in options.scenarios},
         "results": [o.as_json() for o in outcomes],
         "ratios": ratio_table,
+        "paired_ratios": paired_ratios(outcomes),
         "goals": goals(ratio_table),
     }
 
@@ -369,6 +395,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
+    options.load_before = os.getloadavg()
     outcomes = asyncio.run(run_all(options))
     report = report_json(outcomes, options)
     if options.output is not None:

@@ -25,7 +25,7 @@ class FrameReader:
     def __init__(self) -> None:
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
+    def feed(self, data: bytes) -> list[tuple[int, int, bytearray]]:
         buffer = self._buffer
         buffer += data
         frames = []
@@ -36,7 +36,8 @@ class FrameReader:
             start = offset + HEADER.size
             if end - start < length:
                 break
-            frames.append((request_id, kind, bytes(buffer[start : start + length])))
+            # A bytearray slice is one copy; bytes() of it would be a second.
+            frames.append((request_id, kind, buffer[start : start + length]))
             offset = start + length
         if offset:
             del buffer[:offset]

@@ -6,6 +6,7 @@ never asserted by a test.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -32,15 +33,17 @@ def quick_tcp_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return report
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_quick_run_reports_every_scenario_for_the_chosen_target(quick_tcp_report: dict) -> None:
-    assert set(quick_tcp_report) == {"meta", "scenarios", "results", "ratios", "goals"}
+    assert set(quick_tcp_report) == {"meta", "scenarios", "results", "ratios", "paired_ratios", "goals"}
     assert set(quick_tcp_report["scenarios"]) == set(SCENARIOS)
     results = quick_tcp_report["results"]
     assert [(r["scenario"], r["target"]) for r in results] == [(s, "tcp") for s in SCENARIOS]
     assert quick_tcp_report["meta"]["repeat"] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_each_run_measured_calls_and_latencies(quick_tcp_report: dict) -> None:
     for result in quick_tcp_report["results"]:
@@ -54,9 +57,11 @@ def test_each_run_measured_calls_and_latencies(quick_tcp_report: dict) -> None:
         assert median["messages_per_s"] >= median["requests_per_s"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_ratios_are_unmeasured_without_rpcnet_and_goals_need_their_baseline(quick_tcp_report: dict) -> None:
     assert quick_tcp_report["ratios"] == {scenario: {"tcp": None} for scenario in SCENARIOS}
+    assert quick_tcp_report["paired_ratios"] == {scenario: {"tcp": None} for scenario in SCENARIOS}
     # The goals compare rpcnet with raw aioquic and grpc.aio, neither of which ran.
     assert quick_tcp_report["goals"] == []
 
@@ -68,3 +73,52 @@ def test_unknown_target_is_refused_with_the_available_names() -> None:
     assert completed.returncode != 0
     assert "unknown target nope" in completed.stderr
     assert "raw_aioquic" in completed.stderr
+
+
+def _load_harness():
+    spec = importlib.util.spec_from_file_location("rpc_bench", HARNESS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _outcome(harness, scenario: str, target: str, rates: list[float]):
+    outcome = harness.Outcome(scenario=scenario, target=target)
+    outcome.runs = [{"repetition": i, "requests_per_s": rate} for i, rate in enumerate(rates, start=1)]
+    return outcome
+
+
+def test_the_reported_run_is_the_median_by_requests_per_second() -> None:
+    harness = _load_harness()
+    assert _outcome(harness, "s", "tcp", [30.0, 10.0, 20.0]).median["requests_per_s"] == 20.0
+    # Of two middles, the lower one: an even count never flatters a target.
+    assert _outcome(harness, "s", "tcp", [40.0, 10.0, 30.0, 20.0]).median["requests_per_s"] == 20.0
+    assert harness.Outcome(scenario="s", target="tcp").median is None
+
+
+def test_ratios_divide_rpcnet_by_each_baseline_and_goals_compare_them_with_the_minimum() -> None:
+    harness = _load_harness()
+    outcomes = [
+        _outcome(harness, "unary64_c64", "rpcnet", [90.0, 100.0, 80.0]),
+        _outcome(harness, "unary64_c64", "raw_aioquic", [100.0, 125.0, 150.0]),
+        _outcome(harness, "unary64_c64", "grpc_aio", [30.0, 20.0, 25.0]),
+    ]
+    ratios = harness.ratios(outcomes)
+    assert ratios == {"unary64_c64": {"raw_aioquic": 90.0 / 125.0, "grpc_aio": 90.0 / 25.0}}
+    # Paired by repetition: 0.9, 0.8, 0.533 -> median 0.8; 3.0, 5.0, 3.2 -> 3.2.
+    paired = harness.paired_ratios(outcomes)
+    assert paired["unary64_c64"]["raw_aioquic"] == pytest.approx(0.8)
+    assert paired["unary64_c64"]["grpc_aio"] == pytest.approx(3.2)
+    verdicts = {(g["baseline"], g["met"]) for g in harness.goals(ratios)}
+    assert verdicts == {("raw_aioquic", False), ("grpc_aio", True)}
+
+
+def test_ratios_are_none_when_rpcnet_measured_nothing() -> None:
+    harness = _load_harness()
+    missing = harness.Outcome(scenario="unary64_c64", target="rpcnet", unavailable="not built")
+    outcomes = [missing, _outcome(harness, "unary64_c64", "grpc_aio", [10.0])]
+    assert harness.ratios(outcomes) == {"unary64_c64": {"grpc_aio": None}}
+    assert harness.paired_ratios(outcomes) == {"unary64_c64": {"grpc_aio": None}}
+    assert harness.goals(harness.ratios(outcomes)) == [
+        {"scenario": "unary64_c64", "baseline": "grpc_aio", "minimum": 3.0, "ratio": None, "met": None}
+    ]
