@@ -9,7 +9,8 @@ import click
 import orjson
 import pluggy
 
-from .errors import PluginError
+from .config import RpcConfig
+from .errors import ConfigError, PluginError
 from .plugins import make_plugin_manager
 from .registry import KINDS
 
@@ -22,10 +23,22 @@ def main() -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def plugins(as_json: bool) -> None:
-    """List plugins: distribution, version, strategies by kind, hooks, and broken ones."""
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="A TOML config file whose disabled_plugins setting applies too.")
+def plugins(as_json: bool, config_path: Path | None) -> None:
+    """List plugins: distribution, version, strategies by kind, hooks, and broken ones.
+
+    RPCNET_DISABLED_PLUGINS and RPCNET_DISABLE_PLUGIN_AUTOLOAD apply as they
+    do in a server or client.
+    """
+    disabled: tuple[str, ...] = ()
+    if config_path is not None:
+        try:
+            disabled = RpcConfig.from_toml(config_path).disabled_plugins
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
     try:
-        host = make_plugin_manager()
+        host = make_plugin_manager(disabled=disabled)
     except (PluginError, pluggy.PluginValidationError) as exc:
         raise click.ClickException(f"the plugins cannot be loaded together: {exc}") from exc
     infos = host.plugins()

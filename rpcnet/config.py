@@ -207,8 +207,20 @@ def _plain(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (attrs.asdict(v) if attrs.has(type(v)) else v) for k, v in data.items()}
 
 
+def _to_str(value: Any) -> str:
+    # RPCNET_* values are parsed as JSON first, so "RPCNET_TLS__SERVER_NAME=123"
+    # arrives as an int; a string setting takes it back as text.
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ConfigError(f"expected a string, got {type(value).__name__} {value!r}")
+
+
 def _path(value: Any) -> str:
-    return os.fspath(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return _to_str(value)
 
 
 @attrs.frozen(kw_only=True)
@@ -223,7 +235,7 @@ class TlsConfig(ConfigBase):
     ca_file: str | None = attrs.field(default=None, converter=_optional(_path))
     cert_file: str | None = attrs.field(default=None, converter=_optional(_path))
     key_file: str | None = attrs.field(default=None, converter=_optional(_path))
-    server_name: str | None = None
+    server_name: str | None = attrs.field(default=None, converter=_optional(_to_str))
     require_client_cert: bool = attrs.field(default=False, converter=_to_bool)
 
 
@@ -241,8 +253,8 @@ class RpcConfig(ConfigBase):
 
     toml_table: ClassVar[str] = "rpc"
 
-    transport: str = "quic"
-    serializer: str = "msgpack"
+    transport: str = attrs.field(default="quic", converter=_to_str)
+    serializer: str = attrs.field(default="msgpack", converter=_to_str)
     options: dict[str, dict[str, Any]] = attrs.field(factory=dict, converter=_to_options)
     tls: TlsConfig | None = attrs.field(default=None, converter=_to_tls)
     #: Largest frame payload accepted or sent, checked before allocating.

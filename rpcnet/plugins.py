@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import traceback
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -198,7 +198,12 @@ class PluginHost:
         return self.registry.create(kind, name, options, **kwargs)
 
     def strategy(self, kind: str, name: str) -> type:
+        """The class registered as ``name`` for ``kind``; raises :class:`UnknownStrategyError`."""
         return self.registry.get(kind, name)
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        """Raise :class:`ConfigError` for option tables naming no installed strategy."""
+        self.registry.check_option_names(options)
 
     def plugins(self) -> list[PluginInfo]:
         infos = []

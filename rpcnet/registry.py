@@ -154,6 +154,28 @@ class StrategyRegistry:
         kinds = [kind] if kind else list(KINDS)
         return [e for k in kinds for _, e in sorted(self._table(k).items())]
 
+    def check_option_names(self, options: Mapping[str, Any]) -> None:
+        """Refuse options addressed to a strategy no installed plugin provides.
+
+        ``options`` maps strategy names to their option tables, as in
+        ``RpcConfig.options``. Options for a strategy that is installed but
+        not selected are fine; a key matching no strategy of any kind is a
+        typo (``"phi-acrual"``) that would otherwise be silently ignored.
+        """
+        known = {name for table in self._tables.values() for name in table}
+        unknown = sorted(str(key) for key in options if key not in known)
+        if not unknown:
+            return
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        broken = "".join(f" Plugin {b.name!r} failed to load: {b.error}." for b in self.broken)
+        raise ConfigError(
+            f"options are set for {', '.join(hints)}, which no installed strategy is called. "
+            f"Installed strategies: {', '.join(sorted(known)) or '(none)'}.{broken}"
+        )
+
     def create(self, kind: str, name: str, options: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         """Instantiate strategy ``name`` with its validated options.
 

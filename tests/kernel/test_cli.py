@@ -99,3 +99,18 @@ def test_help_lists_the_plugins_command(flag):
 
 def test_version():
     assert run("--version").output.strip() == "rpcnet, version 0.1.0"
+
+
+def test_plugins_honours_disabled_plugins_from_a_config_file(tmp_path):
+    path = tmp_path / "rpcnet.toml"
+    path.write_text('[rpc]\ndisabled_plugins = ["p2c"]\n')
+    names = {p["name"] for p in json.loads(run("plugins", "--json", "--config", str(path)).output)["plugins"]}
+    assert "p2c" not in names and "builtin-serializers" in names
+
+
+def test_plugins_reports_a_bad_config_file_without_a_traceback(tmp_path):
+    path = tmp_path / "rpcnet.toml"
+    path.write_text('[rpc]\ndisabled_plugin = ["p2c"]\n')
+    result = CliRunner().invoke(main, ["plugins", "--config", str(path)])
+    assert result.exit_code == 1
+    assert "Error: unknown setting 'disabled_plugin'" in result.output and "did you mean 'disabled_plugins'" in result.output

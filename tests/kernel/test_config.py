@@ -227,3 +227,24 @@ def test_a_misspelled_option_in_a_config_file_is_a_clear_error(tmp_path):
     host = make_plugin_manager(entry_points=False)
     with pytest.raises(ConfigError, match="unknown option 'max_sise' \\(did you mean 'max_size'\\?\\) for serializer strategy 'msgpack'"):
         host.create("serializer", "msgpack", config.options["msgpack"])
+
+
+def test_string_settings_keep_numeric_looking_environment_values_as_text():
+    config = RpcConfig.from_env({"RPCNET_TLS__SERVER_NAME": "123", "RPCNET_TLS__CA_FILE": "2024"})
+    assert config.tls.server_name == "123"
+    assert config.tls.ca_file == "2024"
+
+
+def test_a_string_setting_refuses_a_table():
+    with pytest.raises(ConfigError, match="expected a string, got dict"):
+        RpcConfig.from_mapping({"transport": {"name": "quic"}})
+
+
+def test_options_for_a_strategy_nobody_provides_are_a_clear_error():
+    host = make_plugin_manager(entry_points=False)
+    host.check_options({"msgpack": {"max_size": 1}, "json": {}})
+    with pytest.raises(ConfigError) as info:
+        host.check_options({"msgpak": {"max_size": 1}})
+    message = str(info.value)
+    assert message.startswith("options are set for 'msgpak' (did you mean 'msgpack'?), which no installed strategy is called.")
+    assert "Installed strategies: " in message and "json" in message
