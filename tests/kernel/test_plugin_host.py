@@ -210,7 +210,12 @@ def test_registering_something_that_is_not_a_class_is_an_error():
 
 
 class Flaky:
-    """Registers one balancer, then fails the way a missing dependency does."""
+    """Registers a transport, then one balancer, then fails the way a missing
+    dependency does."""
+
+    @hookimpl
+    def rpcnet_register_transports(self, register):
+        register("flaky-transport", Balancer)
 
     @hookimpl
     def rpcnet_register_load_balancers(self, register):
@@ -230,7 +235,8 @@ def test_a_plugin_failing_to_register_is_isolated_and_rolled_back(caplog):
     assert "failed to load" in caplog.text and "numpyy" in caplog.text
     # Nothing of the broken plugin survives, not even what it registered before failing.
     assert h.registry.names("load-balancer") == ["fine"]
-    assert h.registry.names("health-check") == []
+    assert "flaky-transport" not in h.registry.names("transport")  # an earlier kind
+    assert h.registry.names("health-check") == []  # a later kind: never asked
     assert "flaky" not in {p.name for p in h.plugins()}
     # The rest of the process works.
     assert h.create("serializer", "msgpack").loads(h.create("serializer", "msgpack").dumps([1])) == [1]
