@@ -50,6 +50,7 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
         self._udp: asyncio.DatagramTransport | None = None
         self._loop = asyncio.get_running_loop()
         self._closed = False
+        self._socket_closed: asyncio.Future[None] = self._loop.create_future()
         self.address: Address = ("", 0)
 
     # -- Listener interface --------------------------------------------------
@@ -72,6 +73,8 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
             await asyncio.gather(*(c.wait_closed() for c in connections))
         if self._udp is not None:
             self._udp.close()
+            # The socket is released on a later tick; the address is free only then.
+            await asyncio.shield(self._socket_closed)
 
     # -- asyncio.DatagramProtocol --------------------------------------------
 
@@ -84,6 +87,8 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
         logger.debug("listener %s: socket error %s", self.address, exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self._socket_closed.done():
+            self._socket_closed.set_result(None)
         for connection in list(self._all):
             connection.abort(TransportError(f"listener {self.address} socket closed"))
 

@@ -68,7 +68,7 @@ class QuicOptions:
     max_streams: int = attrs.field(default=128, converter=int, validator=_between(1, 1_000_000))
     #: Bytes the peer may send on one stream beyond what we have consumed.
     #: While a stream is paused this is also the most we buffer for it.
-    stream_window: int = attrs.field(default=256 * KIB, converter=int, validator=_between(1 * KIB, 1 << 30))
+    stream_window: int = attrs.field(default=1 * MIB, converter=int, validator=_between(1 * KIB, 1 << 30))
     #: Initial connection-wide receive credit (it then grows with traffic).
     connection_window: int = attrs.field(default=4 * MIB, converter=int, validator=_between(1 * KIB, 1 << 40))
     #: ``Stream.drain()`` waits while more than this many bytes of a stream

@@ -1,0 +1,116 @@
+"""Fixtures for the QUIC transport tests: certificates, a listener, recording handlers.
+
+Every test runs real QUIC over loopback. Waits are bounded by deadlines
+(``asyncio.wait_for`` or :func:`until`), never by fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from rpcnet.certs import CertificateAuthority, expired_validity, write_dev_certs
+from rpcnet.config import TlsConfig
+from rpcnet.transport import Stream
+from rpcnet_quic import QuicOptions, QuicTransport
+
+from .helpers import DEADLINE, Echo, Recorder
+
+@attrs.define
+class Server:
+    transport: QuicTransport
+    listener: Any
+    accepted: asyncio.Queue[tuple[Stream, Recorder]]
+    tls: TlsConfig
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.listener.address
+
+
+@attrs.frozen
+class Certs:
+    directory: Path
+    ca: CertificateAuthority
+
+    def path(self, name: str) -> str:
+        return str(self.directory / name)
+
+    def server_tls(self, **changes: Any) -> TlsConfig:
+        values = {"cert_file": self.path("server.pem"), "key_file": self.path("server.key"), "ca_file": self.path("ca.pem")}
+        values.update(changes)
+        return TlsConfig(**values)
+
+    def client_tls(self, **changes: Any) -> TlsConfig:
+        values = {"ca_file": self.path("ca.pem"), "server_name": "localhost"}
+        values.update(changes)
+        return TlsConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    directory = tmp_path_factory.mktemp("quic-certs")
+    write_dev_certs(directory, server_names=["localhost"], client_names=["client", "alice"], days=30)
+    ca = CertificateAuthority.load(directory / "ca.pem", directory / "ca.key")
+    not_before, not_after = expired_validity()
+    ca.issue_server(not_before=not_before, not_after=not_after).write(
+        directory / "expired-server.pem", directory / "expired-server.key"
+    )
+    ca.issue_client("late", not_before=not_before, not_after=not_after).write(
+        directory / "expired-client.pem", directory / "expired-client.key"
+    )
+    other = CertificateAuthority.create("some other CA")
+    other.write(directory / "other-ca.pem", directory / "other-ca.key")
+    other.issue_server().write(directory / "other-server.pem", directory / "other-server.key")
+    other.issue_client("mallory").write(directory / "other-client.pem", directory / "other-client.key")
+    return Certs(directory, ca)
+
+
+@pytest.fixture
+async def start_server(certs: Certs) -> AsyncIterator[Callable[..., Any]]:
+    """``await start_server(handler=Echo, tls=..., **options)`` -> :class:`Server`."""
+    servers: list[Server] = []
+
+    async def start(handler: type[Recorder] = Echo, tls: TlsConfig | None = None, **options: Any) -> Server:
+        transport = QuicTransport(QuicOptions(**options))
+        accepted: asyncio.Queue[tuple[Stream, Recorder]] = asyncio.Queue()
+
+        def on_stream(stream: Stream) -> Recorder:
+            recorder = handler()
+            recorder.stream = stream
+            accepted.put_nowait((stream, recorder))
+            return recorder
+
+        tls = tls or certs.server_tls()
+        listener = await transport.listen(("127.0.0.1", 0), on_stream, tls=tls)
+        server = Server(transport, listener, accepted, tls)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await asyncio.wait_for(server.listener.close(), DEADLINE)
+
+
+@pytest.fixture
+async def connect(certs: Certs) -> AsyncIterator[Callable[..., Any]]:
+    """``await connect(server, tls=..., **options)`` -> a client connection, closed afterwards."""
+    connections: list[Any] = []
+
+    async def open_connection(server: Server, tls: TlsConfig | None = None, **options: Any) -> Any:
+        transport = QuicTransport(QuicOptions(**options))
+        connection = await asyncio.wait_for(
+            transport.connect(server.address, tls=tls or certs.client_tls()), DEADLINE
+        )
+        connections.append(connection)
+        return connection
+
+    yield open_connection
+    for connection in connections:
+        connection.close()
+        await asyncio.wait_for(connection.wait_closed(), DEADLINE)

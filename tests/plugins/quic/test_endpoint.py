@@ -1,0 +1,195 @@
+"""Listener and connection lifecycle: version negotiation, Retry, shutdown, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+import pytest
+
+from rpcnet.errors import TransportError
+from rpcnet_quic import QuicOptions, QuicTransport
+
+from .helpers import DEADLINE, Recorder, until
+
+
+def _long_header(version: bytes, dcid: bytes, scid: bytes, body: bytes) -> bytes:
+    packet = bytes([0xC0]) + version + bytes([len(dcid)]) + dcid + bytes([len(scid)]) + scid + body
+    return packet.ljust(1200, b"\x00")
+
+
+async def _udp_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+async def _echo(connection, payload: bytes) -> bytes:
+    recorder = Recorder()
+    stream = await connection.open_stream(recorder)
+    stream.send(payload, end_stream=True)
+    return await asyncio.wait_for(recorder.finished, DEADLINE)
+
+
+async def test_version_negotiation_packets_are_dropped(start_server) -> None:
+    server = await start_server()
+    loop = asyncio.get_running_loop()
+    sock = await _udp_socket()
+    try:
+        # First a Version Negotiation packet (version 0): servers must not answer it.
+        vn_scid = os.urandom(8)
+        vn_body = (0x00000001).to_bytes(4, "big")
+        await loop.sock_sendto(sock, _long_header(b"\x00\x00\x00\x00", os.urandom(8), vn_scid, vn_body), server.address)
+        # Then an Initial with a version nobody speaks: that one gets a Version Negotiation reply.
+        probe_scid = os.urandom(8)
+        await loop.sock_sendto(sock, _long_header(b"\x1a\x2a\x3a\x4a", os.urandom(8), probe_scid, b""), server.address)
+        reply = await asyncio.wait_for(loop.sock_recv(sock, 2048), DEADLINE)
+    finally:
+        sock.close()
+    # The first (and only) reply answers the probe, not the version-0 packet.
+    assert reply[1:5] == b"\x00\x00\x00\x00"
+    dcid_length = reply[5]
+    assert reply[6 : 6 + dcid_length] == probe_scid != vn_scid
+    assert server.listener._all == set()
+
+
+async def test_garbage_datagrams_do_not_disturb_the_listener(start_server, connect) -> None:
+    server = await start_server()
+    loop = asyncio.get_running_loop()
+    sock = await _udp_socket()
+    try:
+        for payload in (b"", b"\x00", os.urandom(40), b"\xc0" + os.urandom(1300), bytes(1500)):
+            await loop.sock_sendto(sock, payload, server.address)
+    finally:
+        sock.close()
+    connection = await connect(server)
+    assert await _echo(connection, b"still here") == b"still here"
+
+
+async def test_stop_accepting_keeps_existing_connections_then_close_releases_the_port(
+    start_server, connect, certs
+) -> None:
+    server = await start_server(handshake_timeout=30)
+    existing = await connect(server)
+    server.listener.stop_accepting()
+
+    # A new client is refused at once (not left to time out) ...
+    transport = QuicTransport(QuicOptions(handshake_timeout=30))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TransportError, match="refused"):
+        await asyncio.wait_for(transport.connect(server.address, tls=certs.client_tls()), DEADLINE)
+    assert loop.time() - started < DEADLINE
+    # ... while the existing connection keeps working.
+    assert await _echo(existing, b"in flight") == b"in flight"
+
+    await asyncio.wait_for(server.listener.close(), DEADLINE)
+    await asyncio.wait_for(existing.wait_closed(), DEADLINE)
+    assert existing.is_closed
+    assert "shutting down" in str(existing._closed_error())
+
+    # The address is free again as soon as close() returns.
+    restarted = await QuicTransport(QuicOptions()).listen(server.address, lambda s: Recorder(), tls=server.tls)
+    try:
+        assert restarted.address == server.address
+    finally:
+        await restarted.close()
+
+
+async def test_client_reconnects_after_server_restart(start_server, connect, certs) -> None:
+    from .helpers import Echo
+
+    server = await start_server()
+    address = server.address
+    first = await connect(server)
+    await server.listener.close()
+    await asyncio.wait_for(first.wait_closed(), DEADLINE)
+
+    def on_stream(stream):
+        echo = Echo()
+        echo.stream = stream
+        return echo
+
+    restarted = await QuicTransport(QuicOptions()).listen(address, on_stream, tls=server.tls)
+    try:
+        second = await QuicTransport(QuicOptions()).connect(address, tls=certs.client_tls())
+        try:
+            assert await _echo(second, b"again") == b"again"
+        finally:
+            second.close()
+    finally:
+        await restarted.close()
+
+
+async def test_retry_validates_the_client_address(start_server, connect) -> None:
+    server = await start_server(retry=True)
+    sent_types: list[int] = []
+    original_send = server.listener._send
+
+    def spy(data: bytes, addr) -> None:
+        if data[0] & 0x80:
+            sent_types.append((data[0] & 0x30) >> 4)
+        original_send(data, addr)
+
+    server.listener._send = spy
+    connection = await connect(server)
+    assert await _echo(connection, b"validated") == b"validated"
+    RETRY = 3  # long-header packet type of a Retry in QUIC v1
+    assert sent_types[0] == RETRY
+
+
+async def test_retry_drops_initials_with_a_forged_token(start_server) -> None:
+    server = await start_server(retry=True)
+    loop = asyncio.get_running_loop()
+    sock = await _udp_socket()
+    try:
+        # An Initial: type bits 00, token length 16, a forged token, then padding.
+        body = bytes([16]) + os.urandom(16) + b"\x40\x64"
+        await loop.sock_sendto(sock, _long_header(b"\x00\x00\x00\x01", os.urandom(8), os.urandom(8), body), server.address)
+        # A packet with no token gets a Retry, showing the socket path works.
+        await loop.sock_sendto(sock, _long_header(b"\x00\x00\x00\x01", os.urandom(8), os.urandom(8), b"\x00\x40\x64"), server.address)
+        reply = await asyncio.wait_for(loop.sock_recv(sock, 2048), DEADLINE)
+    finally:
+        sock.close()
+    assert (reply[0] & 0x30) >> 4 == 3  # Retry
+    assert server.listener._all == set()
+
+
+async def test_idle_timeout_closes_both_sides(start_server, connect) -> None:
+    server = await start_server(idle_timeout=0.5, keepalive_interval=None)
+    connection = await connect(server, idle_timeout=0.5, keepalive_interval=None)
+    await until(lambda: len(server.listener.connections()) == 1)
+    await asyncio.wait_for(connection.wait_closed(), DEADLINE)
+    assert "idle" in str(connection._closed_error())
+    await until(lambda: server.listener.connections() == [])
+
+
+async def test_keepalive_holds_an_idle_connection_open(start_server, connect) -> None:
+    server = await start_server(idle_timeout=0.5, keepalive_interval=None)
+    connection = await connect(server, idle_timeout=0.5, keepalive_interval=0.1)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(connection.wait_closed(), 1.5)  # three idle timeouts
+    assert await _echo(connection, b"alive") == b"alive"
+
+
+async def test_handshake_timeout_when_nobody_answers(certs) -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        transport = QuicTransport(QuicOptions(handshake_timeout=0.3))
+        with pytest.raises(TransportError, match=r"no QUIC handshake .* within 0.3 s"):
+            await asyncio.wait_for(transport.connect(silent.getsockname(), tls=certs.client_tls()), DEADLINE)
+    finally:
+        silent.close()
+
+
+async def test_connect_to_a_closed_port_fails_fast(certs) -> None:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    address = probe.getsockname()
+    probe.close()
+    transport = QuicTransport(QuicOptions(handshake_timeout=30))
+    with pytest.raises(TransportError, match="cannot reach"):
+        await asyncio.wait_for(transport.connect(address, tls=certs.client_tls()), DEADLINE)

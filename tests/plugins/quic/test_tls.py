@@ -1,0 +1,136 @@
+"""TLS over QUIC: every verification failure names its cause; mutual TLS exposes the identity."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from rpcnet.config import TlsConfig
+from rpcnet.errors import ConfigError, TlsError
+from rpcnet_quic import QuicOptions, QuicTransport
+
+from .helpers import DEADLINE, Recorder, until
+
+
+async def _connect(server, tls: TlsConfig, server_name: str | None = None):
+    transport = QuicTransport(QuicOptions(handshake_timeout=DEADLINE))
+    return await asyncio.wait_for(transport.connect(server.address, tls=tls, server_name=server_name), DEADLINE)
+
+
+def _der(path: str) -> bytes:
+    return x509.load_pem_x509_certificate(Path(path).read_bytes()).public_bytes(Encoding.DER)
+
+
+async def test_wrong_ca_is_reported_as_unknown_issuer(start_server, certs) -> None:
+    server = await start_server()
+    with pytest.raises(TlsError, match="unknown issuer") as caught:
+        await _connect(server, certs.client_tls(ca_file=certs.path("other-ca.pem")))
+    assert "other-ca.pem" in str(caught.value)  # says which CA file was used
+
+
+async def test_server_certificate_from_another_ca_is_unknown_issuer(start_server, certs) -> None:
+    server = await start_server(
+        tls=certs.server_tls(cert_file=certs.path("other-server.pem"), key_file=certs.path("other-server.key"))
+    )
+    with pytest.raises(TlsError, match="unknown issuer.*some other CA"):
+        await _connect(server, certs.client_tls())
+
+
+async def test_expired_server_certificate(start_server, certs) -> None:
+    server = await start_server(
+        tls=certs.server_tls(cert_file=certs.path("expired-server.pem"), key_file=certs.path("expired-server.key"))
+    )
+    with pytest.raises(TlsError, match="expired certificate: the server certificate .* expired on"):
+        await _connect(server, certs.client_tls())
+
+
+async def test_server_name_mismatch(start_server, certs) -> None:
+    server = await start_server()
+    with pytest.raises(TlsError, match="server name mismatch: we expected 'db.example.com'.*localhost"):
+        await _connect(server, certs.client_tls(), server_name="db.example.com")
+
+
+async def test_ip_address_in_san_verifies(start_server, certs) -> None:
+    server = await start_server()
+    connection = await _connect(server, certs.client_tls(server_name=None))  # host 127.0.0.1 from the address
+    try:
+        assert connection.peer.identity == "localhost"
+    finally:
+        connection.close()
+
+
+async def test_missing_client_certificate_when_server_requires_one(start_server, certs) -> None:
+    server = await start_server(tls=certs.server_tls(require_client_cert=True))
+    with pytest.raises(TlsError, match="requires a client certificate"):
+        await _connect(server, certs.client_tls())
+    await until(lambda: server.listener._all == set())
+    assert server.listener.connections() == []
+
+
+async def test_client_certificate_from_another_ca_is_refused(start_server, certs) -> None:
+    server = await start_server(tls=certs.server_tls(require_client_cert=True))
+    tls = certs.client_tls(cert_file=certs.path("other-client.pem"), key_file=certs.path("other-client.key"))
+    with pytest.raises(TlsError, match="unknown issuer.*server said: client certificate CN=mallory"):
+        await _connect(server, tls)
+    assert server.accepted.empty()
+
+
+async def test_expired_client_certificate_is_refused(start_server, certs) -> None:
+    server = await start_server(tls=certs.server_tls(require_client_cert=True))
+    tls = certs.client_tls(cert_file=certs.path("expired-client.pem"), key_file=certs.path("expired-client.key"))
+    with pytest.raises(TlsError, match="expired certificate.*CN=late expired on"):
+        await _connect(server, tls)
+
+
+async def test_mutual_tls_exposes_the_verified_identity(start_server, certs) -> None:
+    server = await start_server(tls=certs.server_tls(require_client_cert=True))
+    tls = certs.client_tls(cert_file=certs.path("alice.pem"), key_file=certs.path("alice.key"))
+    connection = await _connect(server, tls)
+    try:
+        recorder = Recorder()
+        stream = await connection.open_stream(recorder)
+        stream.send(b"who am i", end_stream=True)
+        server_stream, _ = await asyncio.wait_for(server.accepted.get(), DEADLINE)
+        peer = server_stream.connection.peer
+        assert peer.identity == "alice"
+        assert peer.certificate == _der(certs.path("alice.pem"))
+        assert peer.alpn == "rpcnet/1"
+        assert await asyncio.wait_for(recorder.finished, DEADLINE) == b"who am i"
+        # The client knows whom it verified, too.
+        assert connection.peer.identity == "localhost"
+        assert connection.peer.certificate == _der(certs.path("server.pem"))
+    finally:
+        connection.close()
+
+
+async def test_without_mutual_tls_the_server_sees_no_identity(start_server, connect, certs) -> None:
+    server = await start_server()
+    tls = certs.client_tls(cert_file=certs.path("alice.pem"), key_file=certs.path("alice.key"))
+    connection = await connect(server, tls=tls)
+    stream = await connection.open_stream(Recorder())
+    stream.send(b"hi")
+    server_stream, _ = await asyncio.wait_for(server.accepted.get(), DEADLINE)
+    assert server_stream.connection.peer.identity is None
+    assert server_stream.connection.peer.certificate is None
+
+
+async def test_configuration_errors_are_clear(certs) -> None:
+    transport = QuicTransport()
+    with pytest.raises(ConfigError, match="needs a certificate to listen"):
+        await transport.listen(("127.0.0.1", 0), lambda s: Recorder(), tls=TlsConfig(ca_file=certs.path("ca.pem")))
+    with pytest.raises(ConfigError, match="require_client_cert needs tls.ca_file"):
+        await transport.listen(
+            ("127.0.0.1", 0), lambda s: Recorder(), tls=certs.server_tls(ca_file=None, require_client_cert=True)
+        )
+    with pytest.raises(ConfigError, match="needs TLS settings"):
+        await transport.listen(("127.0.0.1", 0), lambda s: Recorder(), tls=None)
+    with pytest.raises(ConfigError, match="missing.pem"):
+        await transport.connect(("127.0.0.1", 9), tls=TlsConfig(ca_file="/nonexistent/missing.pem"))
+    with pytest.raises(ConfigError, match="not found"):
+        await transport.listen(
+            ("127.0.0.1", 0), lambda s: Recorder(), tls=certs.server_tls(cert_file="/nonexistent/server.pem")
+        )
