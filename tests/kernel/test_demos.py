@@ -1,0 +1,35 @@
+"""`make demo` runs these scripts; they must keep working and exit 0."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def run_example(name: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RPCNET_")}
+    return subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True, text=True,
+                          env=env, timeout=60, check=False)
+
+
+def test_plugins_demo_selects_p2c_by_name_and_balances():
+    result = run_example("plugins_demo.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Selected load balancer 'p2c': rpcnet_p2c.PowerOfTwoChoices" in result.stdout
+    assert "swamped  in_flight=40  picked    0 times" in result.stdout
+    assert "Did you mean 'p2c'?" in result.stdout
+
+
+def test_memory_demo_runs_calls_and_counts_them_in_a_plugin():
+    result = run_example("memory_demo.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "greet      -> {'text': 'hello, rpcnet', 'from': 'server-1', 'payload': b'\\x02\\x01\\x00'}" in out
+    assert "countdown  -> [5, 4, 3, 2, 1]" in out
+    assert "lookup     -> NotFoundError: no record 'alice' details={'key': 'alice'}" in out
+    assert "client lookup     NOT_FOUND" in out and "server lookup     NOT_FOUND" in out
+    assert "300 calls balanced by 'p2c'" in out
