@@ -205,6 +205,21 @@ class RpcServer:
             raise RuntimeError("the server is not started")
         await self._closed.wait()
 
+    async def enable_cluster(self, config: Any = None, **kwargs: Any) -> Any:
+        """Join (or found) a cluster with this server as the node's RPC endpoint.
+
+        Starts the server on its default address first if needed. Returns the
+        started :class:`rpcnet.cluster.Cluster`; ``config`` is a
+        :class:`rpcnet.cluster.ClusterConfig`.
+        """
+        from ..cluster.node import Cluster
+
+        if self._listener is None:
+            await self.start()
+        cluster = Cluster(self, config, **kwargs)
+        await cluster.start()
+        return cluster
+
     async def __aenter__(self) -> RpcServer:
         if self._listener is None:
             await self.start()

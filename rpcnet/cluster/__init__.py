@@ -1,0 +1,10 @@
+"""Cluster support: gossip transport and, built on it, the cluster facade."""
+
+from __future__ import annotations
+
+from .config import ClusterConfig
+from .gossip import GossipEndpoint, GossipStats
+from .keyring import Keyring
+from .node import Cluster, Subscription
+
+__all__ = ["Cluster", "ClusterConfig", "Subscription", "GossipEndpoint", "GossipStats", "Keyring"]

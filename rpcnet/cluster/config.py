@@ -1,0 +1,95 @@
+"""Settings of a cluster node."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import attrs
+
+from ..config import ConfigBase, TlsConfig, _optional, _to_bool, _to_names, _to_options, _to_tls, positive
+from ..errors import ConfigError
+from ..transport import Address, parse_address
+
+__all__ = ["ClusterConfig", "PRESETS"]
+
+PRESETS = ("lan", "wan", "local")
+#: Tag that carries a member's RPC address ("host:port").
+RPC_ADDRESS_TAG = "rpcnet.rpc"
+#: Tag that carries a member's aggregate health ("healthy", "degraded", "unhealthy").
+HEALTH_TAG = "rpcnet.health"
+
+
+def _to_address(value: Any) -> Address:
+    try:
+        return parse_address(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _to_tags(value: Any) -> dict[str, str]:
+    if isinstance(value, str):
+        tags = {}
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            key, sep, tag_value = part.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"tags must look like 'key=value,key2=value2', got {value!r}")
+            tags[key.strip()] = tag_value.strip()
+        return tags
+    return {str(k): str(v) for k, v in dict(value).items()}
+
+
+def _check_preset(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if value not in PRESETS:
+        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class ClusterConfig(ConfigBase):
+    """How a node joins and runs the cluster.
+
+    Gossip (small, frequent) travels as encrypted UDP datagrams on
+    ``gossip_bind``; full-state syncs travel as RPC calls over the node's own
+    (mutual-TLS) RPC server. ``seeds`` are RPC addresses of members to join
+    through.
+    """
+
+    toml_table: ClassVar[str] = "cluster"
+
+    #: Unique id of this node; defaults to "<rpc host>:<rpc port>".
+    node_id: str | None = None
+    #: Where the gossip UDP socket binds (port 0: any free port).
+    gossip_bind: Address = attrs.field(default=("127.0.0.1", 0), converter=_to_address)
+    #: Address peers send gossip to, when it differs from the bound one (NAT, 0.0.0.0).
+    gossip_advertise: Address | None = attrs.field(default=None, converter=_optional(_to_address))
+    #: RPC address peers use for syncs; defaults to the server's bound address.
+    rpc_advertise: Address | None = attrs.field(default=None, converter=_optional(_to_address))
+    tags: dict[str, str] = attrs.field(factory=dict, converter=_to_tags)
+    #: RPC addresses ("host:port") of existing members.
+    seeds: tuple[str, ...] = attrs.field(default=(), converter=_to_names)
+    membership: str = "swim"
+    failure_detector: str = "phi-accrual"
+    #: Timing preset of the membership protocol: lan, wan or local.
+    preset: str = attrs.field(default="lan", validator=_check_preset)
+    #: Partition policy: keep-majority, static-quorum or none.
+    partition_policy: str = "keep-majority"
+    #: Per-strategy options, e.g. {"phi-accrual": {"threshold": 10}, "swim": {"probe_interval": 0.5}}.
+    options: dict[str, dict[str, Any]] = attrs.field(factory=dict, converter=_to_options)
+    #: Health checks run periodically; their aggregate travels as a tag.
+    health_checks: tuple[str, ...] = attrs.field(default=(), converter=_to_names)
+    health_interval: float = attrs.field(default=5.0, converter=float, validator=positive)
+    health_timeout: float = attrs.field(default=2.0, converter=float, validator=positive)
+    #: Gossip encryption keys (base64 AES keys of 16, 24 or 32 bytes); the first is primary.
+    gossip_keys: tuple[str, ...] = attrs.field(default=(), converter=_to_names)
+    #: A keyring file instead of gossip_keys.
+    keyring_file: str | None = None
+    #: Allow unencrypted gossip. Never on a network you do not control.
+    insecure_gossip: bool = attrs.field(default=False, converter=_to_bool)
+    #: Cluster label: nodes with different labels never merge.
+    label: str = ""
+    #: Seconds a full-state sync may take.
+    sync_timeout: float = attrs.field(default=5.0, converter=float, validator=positive)
+    #: TLS for the node's outgoing sync calls; defaults to the server's own
+    #: certificate (mutual TLS) and CA.
+    tls: TlsConfig | None = attrs.field(default=None, converter=_to_tls)
