@@ -1,0 +1,464 @@
+"""Gossip datagrams: sealing with the keyring, and the UDP endpoint that carries them.
+
+The membership core hands the driver small datagrams (each within its packet
+budget); this module seals each one into a single UDP packet and opens what
+arrives. Sealing is AES-GCM with the keyring's primary key and the cluster
+label as associated data, so a packet sealed with a key the receiver does not
+hold, or for another cluster label, fails authentication and is dropped.
+See "Gossip packet format" in docs/cluster.md for the bytes.
+
+:func:`seal`, :func:`seal_insecure` and :func:`unseal` are pure functions;
+:class:`GossipEndpoint` is the asyncio driver around them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import attrs
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ..errors import ConfigError, MessageTooLargeError, RpcnetError, TransportError
+from .keyring import Keyring
+
+__all__ = [
+    "SEALED_VERSION",
+    "INSECURE_VERSION",
+    "NONCE_SIZE",
+    "TAG_SIZE",
+    "MAX_LABEL_BYTES",
+    "DEFAULT_MAX_PACKET_SIZE",
+    "GossipPacketError",
+    "MalformedPacketError",
+    "PacketAuthError",
+    "SecurityMismatchError",
+    "seal",
+    "seal_insecure",
+    "unseal",
+    "sealing_overhead",
+    "GossipStats",
+    "GossipEndpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+#: First byte of a packet sealed with AES-GCM.
+SEALED_VERSION = 0x01
+#: First byte of an unencrypted packet (insecure mode). Distinct so neither
+#: side ever mistakes one kind for the other.
+INSECURE_VERSION = 0x80
+NONCE_SIZE = 12
+TAG_SIZE = 16
+#: Labels travel in one length byte in insecure packets.
+MAX_LABEL_BYTES = 255
+#: One gossip packet, sealing included; fits a 1500-byte Ethernet MTU with room for tunnels.
+DEFAULT_MAX_PACKET_SIZE = 1400
+#: The largest UDP payload over IPv4.
+_MAX_UDP_PAYLOAD = 65507
+
+
+# -- errors -------------------------------------------------------------
+
+
+class GossipPacketError(RpcnetError, ValueError):
+    """An incoming gossip packet was refused; ``counter`` names the stat it is counted under."""
+
+    counter: ClassVar[str] = "dropped_malformed"
+
+
+class MalformedPacketError(GossipPacketError):
+    """Too short, or an unknown version byte: not a gossip packet."""
+
+    counter = "dropped_malformed"
+
+
+class PacketAuthError(GossipPacketError):
+    """Sealed with a key not in the keyring, for another cluster label, or altered on the way."""
+
+    counter = "dropped_auth"
+
+
+class SecurityMismatchError(GossipPacketError):
+    """An unencrypted packet reached a node with a keyring, or a sealed one reached an insecure node."""
+
+    counter = "dropped_insecure_mismatch"
+
+
+# -- sealing (pure) -------------------------------------------------------
+
+
+def _label_bytes(label: str) -> bytes:
+    if not isinstance(label, str):
+        raise ConfigError(f"cluster label must be a string, not {type(label).__name__}")
+    raw = label.encode("utf-8")
+    if len(raw) > MAX_LABEL_BYTES:
+        raise ConfigError(f"cluster label is {len(raw)} bytes in UTF-8; at most {MAX_LABEL_BYTES} are allowed")
+    return raw
+
+
+def _associated_data(label: bytes) -> bytes:
+    # The version byte is authenticated too, so it cannot be rewritten in flight.
+    return bytes((SEALED_VERSION,)) + label
+
+
+def sealing_overhead(label: str, *, insecure: bool) -> int:
+    """Bytes a sealed (or, if ``insecure``, labelled plaintext) packet adds to its payload."""
+    if insecure:
+        return 2 + len(_label_bytes(label))
+    return 1 + NONCE_SIZE + TAG_SIZE
+
+
+def seal(plaintext: bytes, *, key: bytes, label: str, nonce: bytes) -> bytes:
+    """``version | nonce | AES-GCM(key, nonce, plaintext, aad=version | label)``.
+
+    ``nonce`` must be 12 bytes never used before with ``key``; the endpoint
+    draws it from ``os.urandom``.
+    """
+    if len(nonce) != NONCE_SIZE:
+        raise ValueError(f"nonce must be {NONCE_SIZE} bytes, got {len(nonce)}")
+    sealed = AESGCM(key).encrypt(nonce, bytes(plaintext), _associated_data(_label_bytes(label)))
+    return bytes((SEALED_VERSION,)) + nonce + sealed
+
+
+def seal_insecure(plaintext: bytes, *, label: str) -> bytes:
+    """``version | label length | label | plaintext``: no secrecy, no authentication."""
+    raw_label = _label_bytes(label)
+    return bytes((INSECURE_VERSION, len(raw_label))) + raw_label + bytes(plaintext)
+
+
+def unseal(packet: bytes, *, keys: Sequence[bytes] | None, label: str) -> bytes:
+    """Open one packet and return its payload.
+
+    ``keys`` are tried in order (primary first); ``None`` means this node runs
+    insecure and accepts only unencrypted packets carrying ``label``. Raises a
+    :class:`GossipPacketError` subclass naming why the packet was refused.
+    """
+    packet = bytes(packet)
+    raw_label = _label_bytes(label)
+    if not packet:
+        raise MalformedPacketError("empty packet")
+    version = packet[0]
+    if version == SEALED_VERSION:
+        if keys is None:
+            raise SecurityMismatchError("encrypted packet, but this node runs insecure (no keyring)")
+        if len(packet) < 1 + NONCE_SIZE + TAG_SIZE:
+            raise MalformedPacketError(f"sealed packet of {len(packet)} bytes is shorter than nonce and tag")
+        nonce = packet[1 : 1 + NONCE_SIZE]
+        sealed = packet[1 + NONCE_SIZE :]
+        aad = _associated_data(raw_label)
+        for key in keys:
+            try:
+                return AESGCM(key).decrypt(nonce, sealed, aad)
+            except InvalidTag:
+                continue
+        raise PacketAuthError("no installed key opens this packet for this cluster label")
+    if version == INSECURE_VERSION:
+        if keys is not None:
+            raise SecurityMismatchError("unencrypted packet, but this node requires encryption")
+        if len(packet) < 2 or len(packet) < 2 + packet[1]:
+            raise MalformedPacketError(f"unencrypted packet of {len(packet)} bytes is shorter than its label")
+        end = 2 + packet[1]
+        if packet[2:end] != raw_label:
+            raise PacketAuthError("packet is for another cluster label")
+        return packet[end:]
+    raise MalformedPacketError(f"unknown gossip packet version 0x{version:02x}")
+
+
+# -- endpoint -------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class GossipStats:
+    """Counters of one endpoint since it opened."""
+
+    #: Packets handed to the socket.
+    sent: int = 0
+    #: Packets that opened and were passed to ``on_datagram``.
+    received: int = 0
+    #: Wrong key, wrong cluster label, or altered in flight.
+    dropped_auth: int = 0
+    #: Too short or an unknown version byte.
+    dropped_malformed: int = 0
+    #: Unencrypted packet at a node with a keyring, or the other way round.
+    dropped_insecure_mismatch: int = 0
+    #: ``send`` calls refused because the payload was over ``max_payload``.
+    oversize_refused: int = 0
+    #: Errors the socket reported (such as ICMP port unreachable from an earlier send).
+    send_errors: int = 0
+
+
+def _is_unspecified(host: str) -> bool:
+    if host == "":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False  # a host name
+
+
+def _check_address(value: Any, what: str) -> Address:
+    try:
+        host, port = value
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a (host, port) pair, got {value!r}") from None
+    if not isinstance(host, str) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"{what} must be a (host: str, port: int 0-65535) pair, got {value!r}")
+    return (host, port)
+
+
+def _check_advertise(value: Any) -> Address:
+    host, port = _check_address(value, "advertise address")
+    if _is_unspecified(host):
+        raise ConfigError(
+            f"advertise address {host or '(empty)'!r} is the unspecified address, which peers cannot reach; "
+            "set advertise=(host, port) to an address other nodes can send to"
+        )
+    if port == 0:
+        raise ConfigError("advertise port is 0; set advertise=(host, port) to the port peers should send to")
+    return (host, port)
+
+
+class _GossipProtocol(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: GossipEndpoint) -> None:
+        self._endpoint = endpoint
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self._endpoint._datagram_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self._endpoint._error_received(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._endpoint._closed = True
+
+
+class GossipEndpoint:
+    """One node's gossip socket: seals what it sends, opens and filters what it receives.
+
+    Open with :meth:`open`. Holds a reference to the keyring, so rotating it
+    (``install``/``use``/``remove``) takes effect on the next packet.
+    """
+
+    def __init__(
+        self,
+        *,
+        keyring: Keyring | None,
+        label: str,
+        advertise: Address | None,
+        max_packet_size: int,
+        on_datagram: Callable[[Address, bytes], None],
+        on_drop: Callable[[Address, GossipPacketError], None] | None = None,
+    ) -> None:
+        # Built by open(), which attaches the socket once it is bound.
+        self._transport: asyncio.DatagramTransport | None = None
+        self._keyring = keyring
+        self._label = label
+        self._max_packet_size = max_packet_size
+        self._on_datagram = on_datagram
+        self._on_drop = on_drop
+        self._closed = False
+        self._counts = dict.fromkeys(attrs.fields_dict(GossipStats), 0)
+        self._local_address: Address = ("", 0)
+        self._advertise_address = advertise
+
+    def _attach(self, transport: asyncio.DatagramTransport) -> None:
+        self._transport = transport
+        sockname = transport.get_extra_info("sockname")
+        self._local_address = (sockname[0], sockname[1])
+        if self._advertise_address is None:
+            self._advertise_address = self._local_address
+
+    @classmethod
+    async def open(
+        cls,
+        *,
+        bind: Address,
+        on_datagram: Callable[[Address, bytes], None],
+        keyring: Keyring | None = None,
+        label: str = "",
+        insecure: bool = False,
+        advertise: Address | None = None,
+        max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+        on_drop: Callable[[Address, GossipPacketError], None] | None = None,
+    ) -> GossipEndpoint:
+        """Bind a UDP socket on ``bind`` and start delivering opened payloads to ``on_datagram(addr, payload)``.
+
+        ``keyring`` is required unless ``insecure=True`` (then gossip travels
+        unencrypted and only reaches other insecure nodes). ``label`` binds
+        packets to one cluster. ``advertise`` is the address peers should send
+        to; it defaults to the bound address. ``on_drop(addr, error)``, if
+        given, is called for every refused packet after it is counted (for
+        logs or metrics; ``error.counter`` names the stat).
+        """
+        if keyring is None and not insecure:
+            raise ConfigError(
+                "gossip needs a keyring to encrypt and authenticate packets, and none was given; "
+                "pass keyring=Keyring.from_config([...]) (make a key with Keyring.generate()), "
+                "or set insecure=True to send gossip unencrypted on a trusted network"
+            )
+        if keyring is not None and insecure:
+            raise ConfigError(
+                "gossip was given a keyring and insecure=True; choose one: a keyring to encrypt, "
+                "or insecure=True (and no keyring) to send unencrypted"
+            )
+        if keyring is not None and not isinstance(keyring, Keyring):
+            raise ConfigError(
+                f"keyring must be a Keyring, not {type(keyring).__name__}; "
+                "build one with Keyring.from_config(list_of_base64_keys)"
+            )
+        overhead = sealing_overhead(label, insecure=insecure)
+        if not isinstance(max_packet_size, int) or not overhead < max_packet_size <= _MAX_UDP_PAYLOAD:
+            raise ConfigError(
+                f"max_packet_size must be an int above the {overhead}-byte sealing overhead "
+                f"and at most {_MAX_UDP_PAYLOAD}, got {max_packet_size!r}"
+            )
+        bind = _check_address(bind, "bind address")
+        if advertise is not None:
+            advertise = _check_advertise(advertise)
+        elif _is_unspecified(bind[0]):
+            raise ConfigError(
+                f"gossip binds to {bind[0] or '(all interfaces)'!r}, which peers cannot send to; "
+                "set advertise=(host, port) to the address other nodes should use"
+            )
+        if not callable(on_datagram):
+            raise ConfigError("on_datagram must be a callable taking (address, payload)")
+        if on_drop is not None and not callable(on_drop):
+            raise ConfigError("on_drop must be None or a callable taking (address, error)")
+
+        endpoint = cls(
+            keyring=keyring,
+            label=label,
+            advertise=advertise,
+            max_packet_size=max_packet_size,
+            on_datagram=on_datagram,
+            on_drop=on_drop,
+        )
+        # The protocol exists before the endpoint has its socket, so a packet
+        # arriving straight after the bind is already counted and delivered.
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: _GossipProtocol(endpoint), local_addr=bind
+        )
+        endpoint._attach(transport)
+        return endpoint
+
+    # -- properties -----------------------------------------------------
+
+    @property
+    def local_address(self) -> Address:
+        """The address the socket is bound to (the real port when bound to port 0)."""
+        return self._local_address
+
+    @property
+    def advertise_address(self) -> Address:
+        """The address peers should send gossip to."""
+        return self._advertise_address or self._local_address
+
+    @property
+    def keyring(self) -> Keyring | None:
+        """The live keyring (None when insecure); rotate keys on it directly."""
+        return self._keyring
+
+    @property
+    def insecure(self) -> bool:
+        return self._keyring is None
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    @property
+    def max_packet_size(self) -> int:
+        return self._max_packet_size
+
+    @property
+    def max_payload(self) -> int:
+        """The largest payload :meth:`send` accepts; set the membership core's packet budget from it."""
+        return self._max_packet_size - sealing_overhead(self._label, insecure=self.insecure)
+
+    @property
+    def stats(self) -> GossipStats:
+        """A snapshot of the counters."""
+        return GossipStats(**self._counts)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- sending --------------------------------------------------------
+
+    def send(self, addr: Address, plaintext: bytes) -> None:
+        """Seal ``plaintext`` and send it to ``addr`` (an IP address and port) as one UDP packet.
+
+        Raises :class:`~rpcnet.errors.MessageTooLargeError` when it is over
+        :attr:`max_payload`: gossip is never fragmented, larger state goes over
+        the QUIC sync channel.
+        """
+        if self._closed or self._transport is None:
+            raise TransportError("gossip endpoint is closed; open a new one to send")
+        if len(plaintext) > self.max_payload:
+            self._counts["oversize_refused"] += 1
+            raise MessageTooLargeError(
+                f"gossip payload of {len(plaintext)} bytes is over max_payload {self.max_payload} "
+                f"(max_packet_size {self._max_packet_size} minus sealing overhead); "
+                "set the membership core's packet budget from GossipEndpoint.max_payload, "
+                "and send larger state over the sync channel"
+            )
+        if self._keyring is None:
+            packet = seal_insecure(plaintext, label=self._label)
+        else:
+            packet = seal(plaintext, key=self._keyring.primary_key, label=self._label, nonce=os.urandom(NONCE_SIZE))
+        self._transport.sendto(packet, addr)
+        self._counts["sent"] += 1
+
+    # -- receiving ------------------------------------------------------
+
+    def _datagram_received(self, data: bytes, addr: Any) -> None:
+        source: Address = (addr[0], addr[1])
+        try:
+            payload = unseal(data, keys=None if self._keyring is None else self._keyring.keys, label=self._label)
+        except GossipPacketError as exc:
+            self._counts[exc.counter] += 1
+            logger.debug("dropped gossip packet from %s:%s: %s", source[0], source[1], exc)
+            if self._on_drop is not None:
+                self._notify(self._on_drop, source, exc)
+            return
+        self._counts["received"] += 1
+        self._notify(self._on_datagram, source, payload)
+
+    @staticmethod
+    def _notify(callback: Callable[[Address, Any], None], source: Address, value: Any) -> None:
+        # A failing callback must not stop the socket from reading.
+        try:
+            callback(source, value)
+        except Exception:
+            logger.exception("gossip callback %r failed for a packet from %s:%s", callback, source[0], source[1])
+
+    def _error_received(self, exc: Exception) -> None:
+        self._counts["send_errors"] += 1
+        logger.debug("gossip socket error: %s", exc)
+
+    # -- lifecycle ------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the socket; idempotent."""
+        self._closed = True
+        if self._transport is not None:
+            self._transport.close()
+
+    async def __aenter__(self) -> GossipEndpoint:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "insecure" if self.insecure else f"{len(self._keyring or ())} key(s)"
+        return f"<GossipEndpoint {self._local_address[0]}:{self._local_address[1]} label={self._label!r} {mode}>"
