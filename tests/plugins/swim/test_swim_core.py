@@ -1,0 +1,415 @@
+"""The SWIM core driven by hand: explicit packets, explicit time."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rpcnet import make_plugin_manager
+from rpcnet.errors import ConfigError
+from rpcnet.membership import MemberState
+from rpcnet_phi import PhiAccrualDetector
+from rpcnet_swim import KeepMajority, NoPartitionPolicy, StaticQuorum, SwimMembership, SwimOptions, make_partition_policy
+from rpcnet_swim import codec
+from rpcnet_swim.messages import (
+    Ack,
+    Alive,
+    Dead,
+    Heartbeat,
+    MemberRecord,
+    Nack,
+    Packet,
+    Ping,
+    PingReq,
+    Suspect,
+    SyncMessage,
+)
+
+ME = ("10.0.0.1", 7001)
+PEER = ("10.0.0.2", 7002)
+OTHER = ("10.0.0.3", 7003)
+
+
+def make(node_id: str = "me", address=ME, **options) -> SwimMembership:
+    core = SwimMembership(
+        node_id=node_id,
+        address=address,
+        options=SwimOptions.lan(**options),
+        failure_detector=PhiAccrualDetector(),
+        rng=random.Random(1),
+    )
+    core.start(0.0)
+    return core
+
+
+def packet(sender: str, message=None, *updates) -> bytes:
+    return codec.encode_packet(Packet(sender=sender, message=message, updates=tuple(updates)))
+
+
+def sent(core: SwimMembership) -> list[tuple[tuple[str, int], Packet]]:
+    return [(addr, codec.decode_packet(data)) for addr, data in core.datagrams_to_send()]
+
+
+def with_peers(core: SwimMembership, *peers: tuple[str, tuple[str, int]], now: float = 0.0) -> None:
+    for node_id, address in peers:
+        core.receive(address, packet(node_id, None, Alive(node=node_id, incarnation=0, address=address)), now)
+    core.datagrams_to_send()
+    core.events_to_deliver()
+
+
+def test_ping_for_me_is_acked_with_the_same_sequence_number() -> None:
+    core = make()
+    core.receive(PEER, packet("peer", Ping(seq=42, target="me")), 0.1)
+    replies = sent(core)
+    assert [(addr, p.message) for addr, p in replies] == [(PEER, Ack(seq=42))]
+
+
+def test_ping_meant_for_another_node_is_not_acked() -> None:
+    core = make()
+    core.receive(PEER, packet("peer", Ping(seq=42, target="somebody-else")), 0.1)
+    assert [p.message for _, p in sent(core)] == []
+
+
+@given(st.binary(max_size=200))
+def test_garbage_is_counted_and_dropped(data: bytes) -> None:
+    core = make()
+    core.receive(PEER, data, 0.1)
+    core.receive(PEER, b"\x93\x01\xa1x\xc0" + data, 0.1)  # a valid header followed by junk
+    assert core.members() == [core.local_member]
+
+
+def test_malformed_datagram_increments_decode_errors() -> None:
+    core = make()
+    core.receive(PEER, b"\xc1not msgpack", 0.1)
+    core.receive(PEER, codec.encode_header("peer", None)[:-1], 0.1)
+    assert core.stats["decode_errors"] == 2
+
+
+def test_suspicion_about_me_is_refuted_with_a_higher_incarnation() -> None:
+    core = make()
+    core.datagrams_to_send()
+    core.receive(PEER, packet("peer", Ping(seq=1, target="me"), Suspect(node="me", incarnation=3, source="peer")), 1.0)
+    assert core.local_member.incarnation == 4
+    assert core.health_score == 1, "having to refute counts against local health"
+    # The refutation rides on the ack that answers the ping.
+    (addr, reply), = sent(core)
+    assert reply.message == Ack(seq=1)
+    assert Alive(node="me", incarnation=4, address=ME, tags={}) in reply.updates
+
+
+def test_failed_claim_about_me_is_refuted_but_not_while_leaving() -> None:
+    core = make()
+    core.receive(PEER, packet("peer", None, Dead(node="me", incarnation=0, source="peer")), 1.0)
+    assert core.local_member.incarnation == 1
+    core.leave(2.0)
+    assert core.local_member.state is MemberState.LEFT
+    core.receive(PEER, packet("peer", None, Dead(node="me", incarnation=7, source="peer")), 3.0)
+    assert core.local_member.incarnation == 2
+
+
+def test_news_about_others_never_raises_my_incarnation() -> None:
+    core = make()
+    with_peers(core, ("peer", PEER))
+    core.receive(PEER, packet("peer", None, Suspect(node="peer", incarnation=5, source="x")), 1.0)
+    core.receive(PEER, packet("peer", None, Alive(node="peer", incarnation=9, address=PEER)), 1.0)
+    assert core.local_member.incarnation == 0
+    assert core.member("peer").incarnation == 9
+
+
+def test_set_tags_raises_the_incarnation_and_announces() -> None:
+    core = make()
+    with_peers(core, ("peer", PEER))
+    core.set_tags({"role": "worker"}, 1.0)
+    core.set_tags({"role": "worker"}, 1.1)  # unchanged: nothing to announce
+    assert core.local_member.incarnation == 1
+    core.handle_timer(1.5)
+    updates = [u for _, p in sent(core) for u in p.updates]
+    assert Alive(node="me", incarnation=1, address=ME, tags={"role": "worker"}) in updates
+
+
+def _next_probe(core: SwimMembership, start: float) -> tuple[float, Packet]:
+    now = start
+    for _ in range(200):
+        deadline = core.get_timer()
+        assert deadline is not None
+        now = deadline
+        core.handle_timer(now)
+        for _addr, p in sent(core):
+            if isinstance(p.message, Ping):
+                return now, p
+    raise AssertionError("no probe was sent")
+
+
+def test_probe_without_ack_goes_indirect_then_suspects() -> None:
+    core = make()
+    with_peers(core, ("a", PEER), ("b", OTHER), ("c", ("10.0.0.4", 7004)), ("d", ("10.0.0.5", 7005)))
+    now, ping = _next_probe(core, 0.0)
+    target = ping.message.target
+    # Nobody answers. At the probe timeout, ping-reqs go to the three others.
+    core.handle_timer(now + 0.5)
+    reqs = [p.message for _, p in sent(core) if isinstance(p.message, PingReq)]
+    assert len(reqs) == 3 and {r.target for r in reqs} == {target} and all(r.seq == ping.message.seq for r in reqs)
+    # Two helpers nack (they are reachable), one does not.
+    core.receive(PEER, packet("a", Nack(seq=ping.message.seq)), now + 0.8)
+    core.receive(OTHER, packet("b", Nack(seq=ping.message.seq)), now + 0.8)
+    core.handle_timer(now + 1.0)
+    assert core.member(target).state is MemberState.SUSPECT
+    assert [e.kind for e in core.events_to_deliver()] == ["suspect"]
+    assert core.health_score == 1, "one expected nack missing"
+
+
+def test_relayed_ack_clears_the_probe() -> None:
+    core = make()
+    with_peers(core, ("a", PEER), ("b", OTHER), ("c", ("10.0.0.4", 7004)))
+    now, ping = _next_probe(core, 0.0)
+    core.handle_timer(now + 0.5)
+    sent(core)
+    core.receive(PEER, packet("a", Ack(seq=ping.message.seq)), now + 0.7)
+    core.handle_timer(now + 1.0)
+    assert all(m.state is MemberState.ALIVE for m in core.members())
+    assert core.events_to_deliver() == []
+
+
+def test_ping_req_is_relayed_and_answered_with_ack_or_nack() -> None:
+    core = make()
+    core.receive(PEER, packet("a", PingReq(seq=7, target="b", target_address=OTHER, nack=True)), 1.0)
+    ((addr, relayed),) = sent(core)
+    assert addr == OTHER and isinstance(relayed.message, Ping) and relayed.message.target == "b"
+    core.receive(OTHER, packet("b", Ack(seq=relayed.message.seq)), 1.1)
+    assert [(a, p.message) for a, p in sent(core)] == [(PEER, Ack(seq=7))]
+    # A second request whose target stays silent is nacked after the probe timeout.
+    core.receive(PEER, packet("a", PingReq(seq=8, target="b", target_address=OTHER, nack=True)), 2.0)
+    sent(core)
+    core.handle_timer(2.5)
+    assert [(a, p.message) for a, p in sent(core)] == [(PEER, Nack(seq=8))]
+
+
+def test_probing_a_suspect_tells_it_so() -> None:
+    core = make()
+    with_peers(core, ("a", PEER))
+    core.receive(OTHER, packet("x", None, Suspect(node="a", incarnation=0, source="x")), 0.0)
+    sent(core)
+    _, ping = _next_probe(core, 0.0)
+    assert Suspect(node="a", incarnation=0, source="me") in ping.updates
+
+
+class Driver:
+    """Runs a core's timers up to a time, answering its pings on behalf of live peers."""
+
+    def __init__(self, core: SwimMembership, addresses: dict[str, tuple[str, int]]) -> None:
+        self.core = core
+        self.addresses = addresses
+        self.now = 0.0
+        self.silent: set[str] = set()
+        self.beating: set[str] = set()
+        self.next_beat = 1.0
+        self.heartbeats_to: list[tuple[str, int]] = []
+
+    def run_until(self, until: float) -> None:
+        core = self.core
+        while True:
+            deadline = core.get_timer()
+            step = min(d for d in (deadline, self.next_beat if self.beating else None, until) if d is not None)
+            self.now = step
+            if step == until and (deadline is None or deadline > until):
+                return
+            if self.beating and step == self.next_beat:
+                for sender in sorted(self.beating):
+                    core.receive(self.addresses[sender], packet(sender, Heartbeat()), step)
+                self.next_beat += 1.0
+            if deadline is not None and deadline <= step:
+                core.handle_timer(step)
+            for addr, p in sent(core):
+                if isinstance(p.message, Heartbeat):
+                    self.heartbeats_to.append(addr)
+                if isinstance(p.message, Ping) and p.message.target not in self.silent:
+                    target = p.message.target
+                    core.receive(self.addresses[target], packet(target, Ack(seq=p.message.seq)), step)
+
+
+def test_suspicion_expires_into_failed_and_confirmations_shorten_it() -> None:
+    peers = {f"p{i}": ("10.0.1.1", 8000 + i) for i in range(9)}
+    for confirmations, expected_deadline in ((0, 34.0), (1, 21.381), (2, 14.0)):
+        core = make(monitors=0)
+        with_peers(core, *peers.items())  # n = 10: min 4 s, max 24 s, k = 2
+        driver = Driver(core, peers)
+        driver.run_until(10.0)
+        core.receive(peers["p1"], packet("p1", None, Suspect(node="p0", incarnation=0, source="p1")), 10.0)
+        for source in ("p2", "p3")[:confirmations]:
+            core.receive(peers[source], packet(source, None, Suspect(node="p0", incarnation=0, source=source)), 10.5)
+        driver.run_until(expected_deadline - 0.01)
+        assert core.member("p0").state is MemberState.SUSPECT, confirmations
+        driver.run_until(expected_deadline + 1e-6)
+        assert core.member("p0").state is MemberState.FAILED, confirmations
+        kinds = [e.kind for e in core.events_to_deliver() if getattr(e, "member", None) and e.member.id == "p0"]
+        assert kinds == ["suspect", "failed"]
+
+
+def test_heartbeats_go_to_monitors_and_silence_triggers_one_confirming_probe() -> None:
+    peers = {name: ("10.0.1.1", 8000 + i) for i, name in enumerate("abcde")}
+    core = make(monitors=1)
+    with_peers(core, *peers.items())
+    driver = Driver(core, peers)
+    driver.run_until(3.0)
+    (monitor,) = core._monitors_of_self()
+    assert len(driver.heartbeats_to) == 3 and set(driver.heartbeats_to) == {peers[monitor]}, "to its monitor, every second"
+    (watched,) = core._watched
+    driver.beating = {watched}
+    driver.run_until(20.0)
+    assert core.stats["confirm_probes"] == 0, "regular heartbeats raise nothing"
+    driver.beating = set()
+    driver.run_until(40.0)
+    assert core.stats["confirm_probes"] == 1, "one confirming probe per silence"
+    assert core.member(watched).state is MemberState.ALIVE, "the probe was answered: no suspicion"
+    driver.next_beat = 41.0
+    driver.beating = {watched}
+    driver.run_until(50.0)
+    driver.beating = set()
+    driver.silent = {watched}
+    driver.run_until(54.0)
+    assert core.stats["confirm_probes"] == 2
+    assert core.member(watched).state is MemberState.SUSPECT
+
+
+def test_alive_at_the_same_incarnation_does_not_clear_a_suspicion() -> None:
+    core = make()
+    with_peers(core, ("a", PEER))
+    core.receive(OTHER, packet("x", None, Suspect(node="a", incarnation=2, source="x")), 1.0)
+    core.receive(PEER, packet("a", None, Alive(node="a", incarnation=2, address=PEER)), 1.1)
+    assert core.member("a").state is MemberState.SUSPECT
+    core.receive(PEER, packet("a", None, Alive(node="a", incarnation=3, address=PEER)), 1.2)
+    assert core.member("a").state is MemberState.ALIVE
+    assert [e.kind for e in core.events_to_deliver()] == ["suspect", "recovered"]
+
+
+def test_updates_are_piggybacked_a_limited_number_of_times() -> None:
+    core = make()
+    with_peers(core, ("a", PEER))  # n = 2: limit 4 * ceil(log10 3) = 4
+    core.datagrams_to_send()
+    core.receive(OTHER, packet("x", None, Alive(node="news", incarnation=0, address=OTHER)), 1.0)
+    carried = 0
+    for seq in range(10):
+        core.receive(PEER, packet("a", Ping(seq=seq, target="me")), 1.0 + seq)
+        carried += sum(u.node == "news" for _, p in sent(core) for u in p.updates)
+    assert carried == 4
+
+
+def test_datagrams_respect_the_packet_budget() -> None:
+    core = make(packet_budget=600)
+    for i in range(60):
+        address = ("10.0.2.1", 9000 + i)
+        core.receive(address, packet(f"node-{i}", None, Alive(node=f"node-{i}", incarnation=0, address=address, tags={"zone": "eu-west-1a"})), 0.0)
+    core.datagrams_to_send()
+    for seq in range(20):
+        core.receive(PEER, packet("node-1", Ping(seq=seq, target="me")), 1.0)
+    sizes = [len(data) for _, data in core.datagrams_to_send()]
+    assert sizes and max(sizes) <= 600
+    assert max(sizes) > 500, "the budget is used, not left empty"
+
+
+def test_sync_merges_both_ways_and_a_remote_failed_is_only_a_suspicion() -> None:
+    core = make()
+    request = SyncMessage(
+        sender="peer",
+        response=False,
+        join=True,
+        members=(
+            MemberRecord(node="peer", address=PEER),
+            MemberRecord(node="x", address=OTHER, incarnation=2),
+            MemberRecord(node="gone", address=("10.0.0.9", 1), state=MemberState.LEFT),
+        ),
+    )
+    reply = codec.decode_sync(core.handle_sync_request(PEER, codec.encode_sync(request), 1.0))
+    assert reply.response and {r.node for r in reply.members} == {"me", "peer", "x"}
+    follow_up = SyncMessage(sender="peer", response=True, members=(MemberRecord(node="x", address=OTHER, incarnation=2, state=MemberState.FAILED),))
+    core.handle_sync_response(PEER, codec.encode_sync(follow_up), 2.0)
+    assert core.member("x").state is MemberState.SUSPECT
+    assert core.member("gone") is None, "unknown members are introduced only by alive"
+
+
+def test_join_queues_a_sync_to_every_seed_but_itself() -> None:
+    core = make()
+    core.join([PEER, ME, OTHER], 0.0)
+    syncs = core.syncs_to_send()
+    assert [addr for addr, _ in syncs] == [PEER, OTHER]
+    assert all(codec.decode_sync(data).join for _, data in syncs)
+
+
+@pytest.mark.parametrize(
+    ("policy", "reachable", "failed", "minority"),
+    [
+        (KeepMajority(), ["a", "b", "c"], ["d", "e"], False),
+        (KeepMajority(), ["d", "e"], ["a", "b", "c"], True),
+        (KeepMajority(), ["a", "b"], ["c", "d"], False),  # tie: the side with the lowest id stays
+        (KeepMajority(), ["c", "d"], ["a", "b"], True),
+        (KeepMajority(), ["a"], [], False),
+        (StaticQuorum(3), ["a", "b", "c"], ["d", "e", "f", "g"], False),
+        (StaticQuorum(3), ["a", "b"], [], True),
+        (NoPartitionPolicy(), ["a"], ["b", "c", "d"], False),
+    ],
+)
+def test_partition_policies(policy, reachable, failed, minority) -> None:
+    assert policy.in_minority(reachable, failed) is minority
+
+
+def test_partition_policy_by_name() -> None:
+    assert isinstance(make_partition_policy("keep-majority"), KeepMajority)
+    assert make_partition_policy("static-quorum", 4).quorum_size == 4
+    with pytest.raises(ValueError, match="keep-majority"):
+        make_partition_policy("majority")
+
+
+def test_presets_carry_memberlists_numbers() -> None:
+    lan, wan, local = SwimOptions.lan(), SwimOptions.wan(), SwimOptions.local()
+    assert (lan.probe_interval, lan.probe_timeout, lan.indirect_checks, lan.suspicion_mult) == (1.0, 0.5, 3, 4)
+    assert (lan.gossip_interval, lan.gossip_nodes, lan.retransmit_mult, lan.push_pull_interval) == (0.2, 3, 4, 30.0)
+    assert (wan.probe_interval, wan.probe_timeout, wan.suspicion_mult, wan.gossip_nodes, wan.gossip_interval) == (5.0, 3.0, 6, 4, 0.5)
+    assert (local.probe_timeout, local.indirect_checks, local.retransmit_mult, local.suspicion_mult, local.gossip_interval) == (0.2, 1, 2, 3, 0.1)
+    assert SwimOptions.wan(gossip_nodes=5).gossip_nodes == 5
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"probe_interval": 0}, {"probe_timeout": 2.0}, {"gossip_nodes": 0}, {"partition_policy": "majority"}, {"partition_policy": "static-quorum"}, {"packet_budget": 100}],
+)
+def test_options_are_validated(changes) -> None:
+    with pytest.raises(ConfigError):
+        SwimOptions(**changes)
+
+
+def test_registered_as_swim_and_built_through_the_registry() -> None:
+    host = make_plugin_manager()
+    assert host.strategy("membership", "swim") is SwimMembership
+    core = host.create("membership", "swim", {"gossip-nodes": 4}, node_id="n", address=("h", 1))
+    assert core.options.gossip_nodes == 4 and core.local_member.id == "n"
+
+
+def test_codec_round_trips_every_message() -> None:
+    updates = (
+        Alive(node="a", incarnation=3, address=("::1", 65535), tags={"k": "v"}),
+        Suspect(node="b", incarnation=0, source="c"),
+        Dead(node="d", incarnation=9, source="d"),
+    )
+    for message in (None, Ping(seq=1, target="t"), PingReq(seq=2, target="t", target_address=("h", 2), nack=False), Ack(seq=3), Nack(seq=4), Heartbeat()):
+        original = Packet(sender="s", message=message, updates=updates)
+        assert codec.decode_packet(codec.encode_packet(original)) == original
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [2, "s", None],  # unknown protocol version
+        [1, "", None],  # empty sender
+        [1, "s", [99]],  # unknown message type
+        [1, "s", [1, -1, "t"]],  # negative sequence number
+        [1, "s", [2, 1, "t", "h", 70000, True]],  # port out of range
+    ],
+)
+def test_codec_rejects_malformed_headers(value) -> None:
+    import msgpack
+
+    with pytest.raises(codec.SwimDecodeError):
+        codec.decode_packet(msgpack.packb(value))
