@@ -121,15 +121,16 @@ class StrategyRegistry:
         if not isinstance(cls, type):
             raise PluginError(f"plugin {plugin!r} registered {kind} {name!r} with {cls!r}, which is not a class")
         table = self._tables[kind]
+        entry = StrategyEntry(kind=kind, name=name, cls=cls, plugin=plugin, distribution=distribution)
         if name in table:
             first = table[name]
             raise DuplicateStrategyError(
                 f"{kind} strategy {name!r} is registered twice: by {_provider(first)} "
-                f"({first.cls.__module__}.{first.cls.__qualname__}) and by plugin {plugin!r} "
+                f"({first.cls.__module__}.{first.cls.__qualname__}) and by {_provider(entry)} "
                 f"({cls.__module__}.{cls.__qualname__}). Block one of them with "
                 f"RPCNET_DISABLED_PLUGINS or the disabled_plugins setting."
             )
-        table[name] = StrategyEntry(kind=kind, name=name, cls=cls, plugin=plugin, distribution=distribution)
+        table[name] = entry
 
     def remove_plugin(self, plugin: str) -> None:
         """Forget every strategy ``plugin`` registered (it turned out broken)."""

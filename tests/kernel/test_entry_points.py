@@ -144,7 +144,7 @@ def test_duplicate_strategy_from_two_distributions_names_both(fake_dist, only_en
     message = str(info.value)
     assert "load-balancer strategy 'shared' is registered twice" in message
     assert "plugin 'one' in rpcnet-one (rpcnet_one_mod.One)" in message
-    assert "plugin 'two' (rpcnet_two_mod.Two)" in message
+    assert "plugin 'two' in rpcnet-two (rpcnet_two_mod.Two)" in message
     # Blocking either one resolves it.
     assert make_plugin_manager(disabled=["rpcnet-two"]).registry.entry("load-balancer", "shared").plugin == "one"
 
