@@ -48,7 +48,7 @@ _DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 
 def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def expired_validity(days_ago: float = 1.0, lifetime_days: float = 30.0) -> tuple[datetime.datetime, datetime.datetime]:
@@ -70,6 +70,20 @@ def _general_name(name: str) -> x509.GeneralName:
             "(for example 'node-1' or 'api.example.com')"
         )
     return x509.DNSName(name)
+
+
+def _key_usage(*, issues_certificates: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=issues_certificates,
+        crl_sign=issues_certificates,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -144,14 +158,7 @@ class CertificateAuthority:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(_key_usage(issues_certificates=True), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
             .sign(key, hashes.SHA256())
@@ -216,14 +223,7 @@ class CertificateAuthority:
             .not_valid_before(not_before)
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                    crl_sign=False, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(_key_usage(issues_certificates=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .add_extension(
@@ -234,10 +234,15 @@ class CertificateAuthority:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return IssuedCertificate(builder.sign(self.private_key, hashes.SHA256()), key)
 
-    def issue_server(self, names: Iterable[str] = (), **kwargs: object) -> IssuedCertificate:
-        """A server certificate covering ``names`` plus :data:`DEFAULT_SERVER_NAMES`."""
+    def issue_server(self, names: Iterable[str] = (), *, client: bool = True, **kwargs: object) -> IssuedCertificate:
+        """A server certificate covering ``names`` plus :data:`DEFAULT_SERVER_NAMES`.
+
+        It also carries the clientAuth usage (``client=True``) because a
+        cluster node presents its one certificate both ways: as a server to
+        its peers' syncs, and as a client (mutual TLS) when it syncs with them.
+        """
         all_names = list(dict.fromkeys([*names, *DEFAULT_SERVER_NAMES]))
-        return self.issue(all_names[0], all_names, server=True, client=False, **kwargs)  # type: ignore[arg-type]
+        return self.issue(all_names[0], all_names, server=True, client=client, **kwargs)  # type: ignore[arg-type]
 
     def issue_client(self, name: str, **kwargs: object) -> IssuedCertificate:
         """A client certificate whose identity (first DNS SAN and CN) is ``name``."""

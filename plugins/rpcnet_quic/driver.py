@@ -30,9 +30,9 @@ from .options import ALPN, QuicOptions
 from .tls import (
     ALERT_NO_APPLICATION_PROTOCOL,
     ClientCertificateRejected,
-    identity_of,
     explain_peer_rejection,
     explain_server_rejection,
+    identity_of,
     verify_client_certificate,
 )
 

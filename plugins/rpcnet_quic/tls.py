@@ -61,7 +61,7 @@ class VerifiedPeer:
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def load_ca_certificates(ca_file: str) -> list[x509.Certificate]:

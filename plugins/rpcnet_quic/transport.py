@@ -81,7 +81,7 @@ class QuicTransport(Transport):
                 loop.create_datagram_endpoint(lambda: endpoint, remote_addr=(host, port)),
                 options.handshake_timeout,
             )
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise TransportError(f"cannot reach {host}:{port}: {reason}") from None
         peer = udp.get_extra_info("peername")

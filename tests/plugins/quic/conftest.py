@@ -13,13 +13,14 @@ from typing import Any
 
 import attrs
 import pytest
+from rpcnet_quic import QuicOptions, QuicTransport
 
 from rpcnet.certs import CertificateAuthority, expired_validity, write_dev_certs
 from rpcnet.config import TlsConfig
 from rpcnet.transport import Stream
-from rpcnet_quic import QuicOptions, QuicTransport
 
 from .helpers import DEADLINE, Echo, Recorder
+
 
 @attrs.define
 class Server:

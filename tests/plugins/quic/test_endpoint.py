@@ -7,9 +7,9 @@ import os
 import socket
 
 import pytest
+from rpcnet_quic import QuicOptions, QuicTransport
 
 from rpcnet.errors import TransportError
-from rpcnet_quic import QuicOptions, QuicTransport
 
 from .helpers import DEADLINE, Recorder, until
 

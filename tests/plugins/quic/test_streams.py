@@ -266,3 +266,21 @@ async def test_many_concurrent_calls_on_one_connection(start_server, connect) ->
 
     results = await asyncio.wait_for(asyncio.gather(*(call(i) for i in range(200))), DEADLINE * 2)
     assert results == [b"%d" % i for i in range(200)]
+
+
+async def test_finished_and_reset_streams_are_released(start_server, connect) -> None:
+    server = await start_server(handler=Echo, max_streams=8)
+    connection = await connect(server)
+    for index in range(40):
+        recorder = Recorder()
+        stream = await connection.open_stream(recorder)
+        if index % 2:
+            stream.send(b"call", end_stream=True)
+            await asyncio.wait_for(recorder.finished, DEADLINE)
+        else:
+            stream.send(b"abandoned")
+            stream.reset(3)
+    server_connection = server.listener.connections()[0]
+    # Nothing is kept for finished calls, on either side, in rpcnet or in the QUIC stack.
+    await until(lambda: not connection._streams and not server_connection._streams)
+    await until(lambda: not connection._quic._streams and not server_connection._quic._streams)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from rpcnet_quic import QuicOptions, QuicTransport
 
 from rpcnet.config import TlsConfig
 from rpcnet.errors import ConfigError, TlsError
-from rpcnet_quic import QuicOptions, QuicTransport
 
 from .helpers import DEADLINE, Recorder, until
 
