@@ -92,5 +92,76 @@ def certs(directory: Path, names: tuple[str, ...], clients: tuple[str, ...], day
         click.echo(str(path))
 
 
+@main.command()
+@click.option("--listen", default="127.0.0.1:0", show_default=True, help="RPC address (QUIC) to bind.")
+@click.option("--gossip", default="127.0.0.1:0", show_default=True, help="Gossip UDP address to bind.")
+@click.option("--node-id", default=None, help="Node id (default: the RPC address).")
+@click.option("--seed", "seeds", multiple=True, help="RPC address of a member to join through (repeatable).")
+@click.option("--tag", "tags", multiple=True, help="KEY=VALUE tag (repeatable).")
+@click.option("--certs", type=click.Path(file_okay=False), default=None,
+              help="Directory from `rpcnet certs` (ca.pem, server.pem, server.key); enables mutual TLS.")
+@click.option("--key", "keys", multiple=True, envvar="RPCNET_GOSSIP_KEY", help="Base64 gossip key (repeatable; first is primary).")
+@click.option("--insecure-gossip", is_flag=True, help="Gossip without encryption (only on a network you control).")
+@click.option("--preset", type=click.Choice(["lan", "wan", "local"]), default="lan", show_default=True)
+@click.option("--label", default="", help="Cluster label; nodes with other labels never merge.")
+@click.option("--transport", default="quic", show_default=True)
+def node(listen: str, gossip: str, node_id: str | None, seeds: tuple[str, ...], tags: tuple[str, ...], certs: str | None,
+         keys: tuple[str, ...], insecure_gossip: bool, preset: str, label: str, transport: str) -> None:
+    """Run a cluster node; prints JSON lines (ready, events) and reads commands on stdin."""
+    import asyncio
+
+    from .cluster.agent import node_configs, run_node
+    from .transport import parse_address
+
+    rpc, cluster = node_configs(certs=certs, listen=listen, gossip=gossip, node_id=node_id, seeds=seeds, tags=tags,
+                                keys=keys, insecure=insecure_gossip, preset=preset, label=label, transport=transport)
+    sys.exit(asyncio.run(run_node(rpc, cluster, parse_address(listen))))
+
+
+@main.command()
+@click.argument("address")
+@click.option("--certs", type=click.Path(file_okay=False), default=None,
+              help="Directory with ca.pem (and client.pem/client.key for mutual TLS).")
+@click.option("--client-name", default="client", show_default=True, help="Client certificate name in --certs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--timeout", default=5.0, show_default=True)
+@click.option("--transport", default="quic", show_default=True)
+def members(address: str, certs: str | None, client_name: str, as_json: bool, timeout: float, transport: str) -> None:
+    """Ask a running node at ADDRESS (its RPC address) for its view of the cluster."""
+    import asyncio
+
+    from .cluster.node import MEMBERS_METHOD
+    from .config import RpcConfig, TlsConfig
+    from .errors import RpcnetError
+    from .rpc.client import RpcClient
+
+    tls = None
+    if certs:
+        cert = Path(certs) / f"{client_name}.pem"
+        key = Path(certs) / f"{client_name}.key"
+        tls = TlsConfig(ca_file=Path(certs) / "ca.pem", cert_file=cert if cert.exists() else None,
+                        key_file=key if key.exists() else None)
+
+    async def ask() -> dict:
+        async with RpcClient(address, RpcConfig(transport=transport, tls=tls)) as client:
+            return await client.call(MEMBERS_METHOD, None, timeout=timeout)
+
+    try:
+        view = asyncio.run(ask())
+    except (RpcnetError, OSError) as exc:
+        raise click.ClickException(f"cannot read members from {address}: {exc}") from None
+    if as_json:
+        click.echo(orjson.dumps(view, option=orjson.OPT_INDENT_2).decode())
+        return
+    rows = [("ID", "ADDRESS", "RPC", "STATE", "INC", "PHI", "TAGS")]
+    for m in view["members"]:
+        phi = "-" if m["phi"] is None else f"{m['phi']:.2f}"
+        tags = ",".join(f"{k}={v}" for k, v in m["tags"].items() if not k.startswith("rpcnet."))
+        rows.append((m["id"] + (" *" if m["local"] else ""), m["address"], m["rpc"] or "-", m["state"], str(m["incarnation"]), phi, tags))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,0 +1,149 @@
+"""Membership with real processes on loopback: join, tags, kill -9, leave, restart.
+
+Every node is a separate ``rpcnet node`` process with mutual TLS and
+encrypted gossip, LAN defaults. Times come from the nodes' own event lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rpcnet.cluster import Keyring
+from rpcnet.testing.processes import NodeProcess
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def node_certs(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from rpcnet.certs import write_dev_certs
+
+    directory = tmp_path_factory.mktemp("node-certs")
+    write_dev_certs(directory, server_names=["localhost", "127.0.0.1"], client_names=["client"], days=30)
+    return str(directory)
+
+
+@pytest.fixture(scope="module")
+def gossip_key() -> str:
+    return Keyring.generate()
+
+
+async def start_cluster(count: int, certs: str, key: str) -> list[NodeProcess]:
+    seed = await NodeProcess.start(node_id="n0", certs=certs, key=key, tags={"role": "seed"})
+    others = await asyncio.gather(
+        *(NodeProcess.start(node_id=f"n{i}", certs=certs, key=key, seeds=[seed.rpc], tags={"role": "worker"}) for i in range(1, count))
+    )
+    return [seed, *others]
+
+
+def sees_all_alive(node: NodeProcess, ids: set[str]) -> bool:
+    alive: set[str] = set()
+    for line in node.lines:
+        kind, member = line.get("event"), line.get("member")
+        if kind in ("joined", "recovered"):
+            alive.add(member)
+        elif kind in ("failed", "left"):
+            alive.discard(member)
+    return (ids - {node.node_id}) <= alive
+
+
+async def wait_all(nodes: list[NodeProcess], predicate: Any, timeout: float) -> None:
+    await asyncio.gather(*(node.wait_for(lambda line, n=node: predicate(n), timeout) for node in nodes))
+
+
+@pytest.fixture
+async def five(node_certs: str, gossip_key: str) -> Any:
+    nodes = await start_cluster(5, node_certs, gossip_key)
+    yield nodes
+    await asyncio.gather(*(node.stop() for node in nodes))
+
+
+async def test_five_nodes_join_through_one_seed_within_3s(five: list[NodeProcess]) -> None:
+    ids = {node.node_id for node in five}
+    started = time.monotonic()
+    await wait_all(five, lambda n: sees_all_alive(n, ids), timeout=3.0)
+    elapsed = time.monotonic() - started
+    assert elapsed <= 3.0
+    views = await asyncio.gather(*(node.members() for node in five))
+    for view in views:
+        assert sorted((m["id"], m["state"]) for m in view) == sorted((i, "alive") for i in ids)
+
+
+async def test_tags_reach_every_node_within_1s(five: list[NodeProcess]) -> None:
+    ids = {node.node_id for node in five}
+    await wait_all(five, lambda n: sees_all_alive(n, ids), timeout=5.0)
+    source = five[2]
+    start = len(source.lines)
+    await source.command("tag zone=b")
+    sent = (await source.wait_for(lambda l: l.get("ok") == "tag", 5, start=start))["t"]
+    lines = await asyncio.gather(
+        *(
+            node.wait_for(lambda l: l.get("event") == "tags-updated" and l.get("member") == source.node_id and l["tags"].get("zone") == "b", 2.0)
+            for node in five if node is not source
+        )
+    )
+    delays = [line["t"] - sent for line in lines]
+    assert max(delays) <= 1.0, delays
+
+
+async def test_graceful_leave_is_left_never_failed(five: list[NodeProcess]) -> None:
+    ids = {node.node_id for node in five}
+    await wait_all(five, lambda n: sees_all_alive(n, ids), timeout=5.0)
+    leaver = five[3]
+    start = len(leaver.lines)
+    await leaver.command("leave")
+    said = (await leaver.wait_for(lambda l: l.get("ok") == "leave", 10, start=start))["t"]
+    others = [node for node in five if node is not leaver]
+    lines = await asyncio.gather(
+        *(node.wait_for(lambda l: l.get("event") == "left" and l.get("member") == leaver.node_id, 3.0) for node in others)
+    )
+    assert max(line["t"] for line in lines) - said <= 1.0
+    await leaver.stop()
+    for node in others:
+        assert node.events("failed", leaver.node_id) == []
+
+
+@pytest.mark.slow
+async def test_kill9_detected_by_all_and_restart_rejoins(node_certs: str, gossip_key: str) -> None:
+    """Five kill -9 runs on a 5-node cluster; after each, the node restarts on
+    the same addresses and must rejoin with a higher incarnation."""
+    nodes = await start_cluster(5, node_certs, gossip_key)
+    try:
+        ids = {node.node_id for node in nodes}
+        await wait_all(nodes, lambda n: sees_all_alive(n, ids), timeout=5.0)
+        detections: list[float] = []
+        for run in range(5):
+            index = 1 + run % 4
+            victim = nodes[index]
+            survivors = [n for i, n in enumerate(nodes) if i != index]
+            marks = {id(n): len(n.lines) for n in survivors}
+            killed_at = await victim.kill()
+            failed = await asyncio.gather(
+                *(n.wait_for(lambda l, v=victim.node_id: l.get("event") == "failed" and l.get("member") == v, 30, start=marks[id(n)]) for n in survivors)
+            )
+            detections.extend(line["t"] - killed_at for line in failed)
+            old_incarnation = max(line["incarnation"] for line in failed)
+            marks = {id(n): len(n.lines) for n in survivors}
+            restarted = await NodeProcess.start(
+                node_id=victim.node_id, listen=victim.rpc, gossip=victim.gossip, certs=node_certs, key=gossip_key,
+                seeds=[nodes[0].rpc], tags={"role": "worker"},
+            )
+            nodes[index] = restarted
+            back = await asyncio.gather(
+                *(
+                    n.wait_for(lambda l, v=victim.node_id: l.get("event") in ("joined", "recovered") and l.get("member") == v, 10, start=marks[id(n)])
+                    for n in survivors
+                )
+            )
+            assert all(line["incarnation"] > old_incarnation for line in back), (old_incarnation, back)
+        median = statistics.median(detections)
+        print(f"kill -9 detection over {len(detections)} observations: median {median:.2f} s, max {max(detections):.2f} s")
+        assert median <= 5.0, detections
+    finally:
+        await asyncio.gather(*(node.stop() for node in nodes))
