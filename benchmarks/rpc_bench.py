@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import datetime
 import json
-import math
 import os
 import platform
 import sys
@@ -177,7 +176,7 @@ async def run_once(target: str, scenario: str, options: argparse.Namespace, tls_
 
 
 def _fmt(value: float | None, digits: int = 0) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None:
         return "-"
     return f"{value:,.{digits}f}"
 
@@ -322,6 +321,12 @@ def report_table(outcomes: list[Outcome], options: argparse.Namespace) -> str:
         f"{loop} loop; server and client in separate processes"
         f"{f', pinned to CPUs {options.cpus[0]} and {options.cpus[1]}' if options.pin else ''}",
     ]
+    before = getattr(options, "load_before", None)
+    if before is not None:
+        lines.append(
+            f"load average (1 min) before {before[0]:.2f}, after {os.getloadavg()[0]:.2f}: "
+            "other work on the machine moves absolute numbers more than ratios"
+        )
     for scenario in options.scenarios:
         lines += ["", f"{scenario}: {SCENARIOS[scenario].description}", header]
         for outcome in (o for o in outcomes if o.scenario == scenario):

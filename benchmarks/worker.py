@@ -84,10 +84,10 @@ def _process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _percentile(sorted_values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
+def _percentile(sorted_values: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile of an ascending list (None for an empty one)."""
     if not sorted_values:
-        return float("nan")
+        return None
     rank = max(1, math.ceil(fraction * len(sorted_values)))
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
@@ -188,13 +188,16 @@ async def measure(client: BenchClient, scenario: Scenario, warmup: float, durati
         if server_cpu_start is not None and server_cpu_end is not None
         else None
     )
+    p50 = _percentile(latencies, 0.50)
+    p99 = _percentile(latencies, 0.99)
+    # None rather than NaN where nothing was measured: the report stays valid JSON.
     return {
         "requests": calls,
         "seconds": window,
         "requests_per_s": rate,
-        "p50_us": _percentile(latencies, 0.50) * 1e6,
-        "p99_us": _percentile(latencies, 0.99) * 1e6,
-        "mean_us": (sum(latencies) / calls * 1e6) if calls else float("nan"),
+        "p50_us": None if p50 is None else p50 * 1e6,
+        "p99_us": None if p99 is None else p99 * 1e6,
+        "mean_us": (sum(latencies) / calls * 1e6) if calls else None,
         "mib_per_s": rate * scenario.bytes_per_call / MIB,
         "messages_per_s": rate * scenario.messages_per_call,
         "client_cpu_us_per_call": (client_cpu / calls * 1e6) if calls else None,
