@@ -7,8 +7,9 @@ link), and prints one row per case:
 
 - dissemination: gossip rounds (gossip intervals) until a tag change reaches
   each member, p50/p99 over every (change, member) pair, and the worst case;
-- crash detection: seconds from a crash to the first member declaring it
-  failed and to the last live member doing so, p50/p99 over trials;
+- crash detection: seconds from a crash to the first suspicion (p50), to the
+  first member declaring it failed and to the last live member doing so
+  (p50/p99 over trials);
 - false failures per node-hour: ``failed`` events about members that were
   running, during a quiet window;
 - load: datagrams and bytes sent per node per second in that quiet window,
@@ -33,7 +34,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from rpcnet.events import ClusterEvent, MemberFailed, MemberTagsUpdated
+from rpcnet.events import ClusterEvent, MemberFailed, MemberSuspect, MemberTagsUpdated
 from rpcnet.testing import Simulator, membership_factory
 from rpcnet_swim import SwimOptions
 
@@ -57,6 +58,7 @@ class Case:
         self.rng = random.Random(f"bench:{seed}:{n}:{loss}")
         self.ids = [f"node-{i:03d}" for i in range(n)]
         self.failed_events: list[tuple[float, str, str]] = []
+        self.suspect_events: list[tuple[float, str, str]] = []
         self.tag_events: dict[tuple[str, str], float] = {}
         self.sim.on_event(self._observe)
         factory = membership_factory(options=self.options)
@@ -68,6 +70,8 @@ class Case:
     def _observe(self, now: float, observer: str, event: ClusterEvent) -> None:
         if isinstance(event, MemberFailed):
             self.failed_events.append((now, observer, event.member.id))
+        elif isinstance(event, MemberSuspect):
+            self.suspect_events.append((now, observer, event.member.id))
         elif isinstance(event, MemberTagsUpdated):
             version = event.member.tags.get("v", "")
             self.tag_events.setdefault((observer, f"{event.member.id}:{version}"), now)
@@ -117,14 +121,16 @@ class Case:
             sim.run_for(2.0)
         return rounds
 
-    def detection(self, trials: int) -> tuple[list[float], list[float]]:
+    def detection(self, trials: int) -> tuple[list[float], list[float], list[float]]:
         sim = self.sim
+        suspected: list[float] = []
         first: list[float] = []
         last: list[float] = []
         for _ in range(trials):
             victim = self.rng.choice(self.ids[1:])
             start = sim.now
             mark = len(self.failed_events)
+            suspect_mark = len(self.suspect_events)
             sim.crash(victim)
             survivors = [i for i in self.ids if i != victim]
 
@@ -133,6 +139,9 @@ class Case:
 
             sim.run_until_true(lambda: len(observers()) == len(survivors), timeout=90.0, step=0.1)
             times = sorted(t for t, _, who in self.failed_events[mark:] if who == victim)
+            suspect_times = [t for t, _, who in self.suspect_events[suspect_mark:] if who == victim]
+            if suspect_times:
+                suspected.append(min(suspect_times) - start)
             if times:
                 first.append(times[0] - start)
             if len(observers()) == len(survivors):
@@ -142,12 +151,12 @@ class Case:
             sim.restart(victim, seeds=[self.ids[0]])
             sim.run_until_true(lambda: all(sim.core(i).live_count() == self.n for i in self.ids), timeout=60.0, step=1.0)
             sim.run_for(5.0)
-        return first, last
+        return suspected, first, last
 
 
 def run(args: argparse.Namespace) -> int:
     header = (
-        f"{'N':>4} {'loss':>5} | {'dissem rounds p50/p99/max':>26} | {'detect first p50/p99 s':>22} | "
+        f"{'N':>4} {'loss':>5} | {'dissem rounds p50/p99/max':>26} | {'suspect p50':>11} | {'detect first p50/p99 s':>22} | "
         f"{'detect all p50/p99 s':>20} | {'false/node-h':>12} | {'msgs/node/s':>11} | {'bytes/node/s':>12} | {'sync B/node/s':>13} | {'wall s':>6}"
     )
     print(header)
@@ -160,11 +169,12 @@ def run(args: argparse.Namespace) -> int:
             case.converge()
             quiet = case.quiet_window(args.quiet_seconds)
             rounds = case.dissemination(args.dissemination_trials)
-            first, last = case.detection(args.crash_trials if n > 5 else max(args.crash_trials, 10))
+            suspected, first, last = case.detection(args.crash_trials if n > 5 else max(args.crash_trials, 10))
             row = {
                 "d50": percentile(rounds, 50),
                 "d99": percentile(rounds, 99),
                 "dmax": max(rounds) if rounds else math.nan,
+                "s50": percentile(suspected, 50),
                 "f50": percentile(first, 50),
                 "f99": percentile(first, 99),
                 "l50": percentile(last, 50),
@@ -173,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
             }
             results[(n, loss)] = row
             print(
-                f"{n:>4} {loss:>5.0%} | {row['d50']:>8.1f} {row['d99']:>8.1f} {row['dmax']:>8.1f} | "
+                f"{n:>4} {loss:>5.0%} | {row['d50']:>8.1f} {row['d99']:>8.1f} {row['dmax']:>8.1f} | {row['s50']:>11.2f} | "
                 f"{row['f50']:>10.2f} {row['f99']:>11.2f} | {row['l50']:>9.2f} {row['l99']:>10.2f} | "
                 f"{row['false_per_node_hour']:>12.3f} | {row['msgs']:>11.2f} | {row['bytes']:>12.0f} | "
                 f"{row['sync_bytes']:>13.1f} | {time.perf_counter() - wall:>6.1f}",

@@ -1,5 +1,9 @@
 """The compact msgpack encoding of SWIM messages.
 
+Messages on the reliable channel (full-state syncs, and the ping that falls
+back to it when datagrams go unanswered) are one msgpack array ``[version,
+sender, kind, ...]``.
+
 Datagram layout: one msgpack array ``[version, sender, message-or-nil]``
 followed by zero or more msgpack arrays, one per piggybacked update. Updates
 are encoded once when queued, so filling a datagram up to its budget is a
@@ -32,6 +36,8 @@ from .messages import (
     Packet,
     Ping,
     PingReq,
+    StreamAck,
+    StreamPing,
     Suspect,
     SyncMessage,
     Update,
@@ -221,14 +227,23 @@ def decode_packet(data: bytes) -> Packet:
     )
 
 
-def encode_sync(message: SyncMessage) -> bytes:
+_SYNC, _STREAM_PING, _STREAM_ACK = 0, 1, 2
+
+
+def encode_sync(message: SyncMessage | StreamPing | StreamAck) -> bytes:
+    """Encode a message for the reliable channel: ``[version, sender, kind, ...]``."""
+    if isinstance(message, StreamPing):
+        return msgpack.packb([PROTOCOL_VERSION, message.sender, _STREAM_PING, message.seq, message.target])
+    if isinstance(message, StreamAck):
+        return msgpack.packb([PROTOCOL_VERSION, message.sender, _STREAM_ACK, message.seq])
     records = [
         [r.node, r.address[0], r.address[1], r.tags, r.incarnation, _STATE_CODES[r.state]] for r in message.members
     ]
-    return msgpack.packb([PROTOCOL_VERSION, message.sender, message.response, message.join, records])
+    return msgpack.packb([PROTOCOL_VERSION, message.sender, _SYNC, message.response, message.join, records])
 
 
-def decode_sync(data: bytes) -> SyncMessage:
+def decode_sync(data: bytes) -> SyncMessage | StreamPing | StreamAck:
+    """Decode a message of the reliable channel; raises :class:`SwimDecodeError`."""
     if len(data) > MAX_SYNC_SIZE:
         raise SwimDecodeError(f"sync message of {len(data)} bytes exceeds the {MAX_SYNC_SIZE}-byte limit")
     try:
@@ -237,13 +252,25 @@ def decode_sync(data: bytes) -> SyncMessage:
         raise
     except Exception as exc:
         raise SwimDecodeError(f"sync message is not valid msgpack: {exc}") from None
-    f = _fields(value, 5, "sync message")
-    if f[0] != PROTOCOL_VERSION:
-        raise SwimDecodeError(f"protocol version {f[0]!r} is not supported (expected {PROTOCOL_VERSION})")
-    if type(f[2]) is not bool or type(f[3]) is not bool or type(f[4]) is not list:
+    if type(value) is not list or len(value) < 3:
+        raise SwimDecodeError(f"sync message must be an array of at least 3 fields, got {value!r}")
+    if value[0] != PROTOCOL_VERSION:
+        raise SwimDecodeError(f"protocol version {value[0]!r} is not supported (expected {PROTOCOL_VERSION})")
+    sender = _str(value[1], "sender")
+    kind = value[2]
+    if kind == _STREAM_PING:
+        f = _fields(value, 5, "stream ping")
+        return StreamPing(sender=sender, seq=_int(f[3], "seq"), target=_str(f[4], "target"))
+    if kind == _STREAM_ACK:
+        f = _fields(value, 4, "stream ack")
+        return StreamAck(sender=sender, seq=_int(f[3], "seq"))
+    if kind != _SYNC:
+        raise SwimDecodeError(f"unknown sync message kind {kind!r}")
+    f = _fields(value, 6, "sync message")
+    if type(f[3]) is not bool or type(f[4]) is not bool or type(f[5]) is not list:
         raise SwimDecodeError("sync message flags or member list have the wrong type")
     members = []
-    for item in f[4]:
+    for item in f[5]:
         r = _fields(item, 6, "member record")
         state = _STATES.get(r[5])
         if state is None:
@@ -257,4 +284,4 @@ def decode_sync(data: bytes) -> SyncMessage:
                 state=state,
             )
         )
-    return SyncMessage(sender=_str(f[1], "sender"), response=f[2], join=f[3], members=tuple(members))
+    return SyncMessage(sender=sender, response=f[3], join=f[4], members=tuple(members))

@@ -6,7 +6,9 @@ What runs, per node (all deadlines come out of :meth:`SwimMembership.get_timer`)
   local health score) the next member of a shuffled round-robin list gets a
   ping. No ack within the probe timeout: ``indirect_checks`` other members
   are asked to ping it (ping-req) and relay the ack, or a nack when they got
-  no answer. Still nothing by the end of the probe interval: the member is
+  no answer; at the same time a ping goes over the reliable channel (the
+  driver's stream, like memberlist's TCP fallback), which loss cannot
+  defeat. Still nothing by the end of the probe interval: the member is
   suspected. A ping to a member already suspect carries the suspicion (the
   Lifeguard buddy system), so it learns it must refute.
 - **Monitoring** (the failure detector). Each member heartbeats the
@@ -74,6 +76,8 @@ from .messages import (
     Nack,
     Ping,
     PingReq,
+    StreamAck,
+    StreamPing,
     Suspect,
     SyncMessage,
     Update,
@@ -201,6 +205,7 @@ class SwimMembership(Membership):
             "probes": 0,
             "probe_failures": 0,
             "confirm_probes": 0,
+            "stream_acks": 0,
         }
 
     # ------------------------------------------------------------------
@@ -292,6 +297,12 @@ class SwimMembership(Membership):
         except codec.SwimDecodeError:
             self.stats["decode_errors"] += 1
             raise
+        if isinstance(message, StreamPing):
+            if message.target != self._self.id:
+                raise codec.SwimDecodeError(f"stream ping for {message.target!r} reached {self._self.id!r}")
+            return codec.encode_sync(StreamAck(sender=self._self.id, seq=message.seq))
+        if not isinstance(message, SyncMessage) or message.response:
+            raise codec.SwimDecodeError("expected a sync request or a stream ping")
         self._merge(message, now)
         reply = codec.encode_sync(self._sync_message(response=True))
         self._after_input(now)
@@ -303,7 +314,14 @@ class SwimMembership(Membership):
         except codec.SwimDecodeError:
             self.stats["decode_errors"] += 1
             return
-        self._merge(message, now)
+        if isinstance(message, StreamAck):
+            waiter = self._waiters.get(message.seq)
+            if isinstance(waiter, _Probe):
+                # Reached over the stream only: neither a health gain nor a loss.
+                self.stats["stream_acks"] += 1
+                self._finish_probe(message.seq, waiter)
+        elif isinstance(message, SyncMessage):
+            self._merge(message, now)
         self._after_input(now)
 
     def sync_failed(self, destination: Address, now: float) -> None:
@@ -491,6 +509,9 @@ class SwimMembership(Membership):
             for helper in helpers:
                 self._send(helper.address, PingReq(seq=seq, target=target.id, target_address=target.address, nack=True))
             waiter.expected_nacks = len(helpers)
+            if self._opts.stream_fallback:
+                ping = StreamPing(sender=self._self.id, seq=seq, target=target.id)
+                self._syncs.append((target.address, codec.encode_sync(ping)))
             self._schedule(seq, max(waiter.end, now))
             return
         # No ack, direct or relayed, within the probe interval.
@@ -714,7 +735,9 @@ class SwimMembership(Membership):
         self._ring_positions()
         for node_id in self._watched:
             node = self._nodes.get(node_id)
-            if node is None or node.state is not MemberState.ALIVE or node_id in self._probing:
+            # A suspect is probed too: a monitor that cannot reach it either
+            # confirms the suspicion, which shortens it (Lifeguard).
+            if node is None or node.state not in _LIVE or node_id in self._probing:
                 continue
             last = self._last_beat.get(node_id)
             if last is None or self._confirming_since.get(node_id, -1.0) >= last:

@@ -26,6 +26,8 @@ __all__ = [
     "Packet",
     "MemberRecord",
     "SyncMessage",
+    "StreamPing",
+    "StreamAck",
 ]
 
 
@@ -119,3 +121,22 @@ class SyncMessage:
     response: bool
     join: bool = False
     members: tuple[MemberRecord, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class StreamPing:
+    """A ping over the reliable channel, sent when a datagram probe went unanswered.
+
+    Loss that defeats datagrams is retransmitted away on a stream, so a
+    member on a lossy path is not suspected merely for the loss.
+    """
+
+    sender: str
+    seq: int
+    target: str
+
+
+@attrs.frozen(kw_only=True)
+class StreamAck:
+    sender: str
+    seq: int

@@ -58,6 +58,8 @@ class SwimOptions:
     gossip_to_the_dead_time: float = attrs.field(default=30.0, converter=float, validator=non_negative)
     #: Full-state sync with a random member; 0 disables. Grows past 32 members.
     push_pull_interval: float = attrs.field(default=30.0, converter=float, validator=non_negative)
+    #: After a missed direct ack, also ping over the reliable (stream) channel.
+    stream_fallback: bool = attrs.field(default=True, converter=bool)
     #: Lifeguard: the local health score stays below this (probe interval scales up to x this).
     awareness_max_multiplier: int = attrs.field(default=8, converter=int, validator=_at_least(1))
     #: Bytes of one gossip datagram (main message plus piggybacked updates).

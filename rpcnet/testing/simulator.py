@@ -8,11 +8,13 @@ randomness derives from the seed, so a scenario replays to a byte-identical
 :meth:`Simulator.event_log`.
 
 Datagrams are the cores' real bytes, so the byte counters in
-:attr:`SimNode.stats` are what a deployment would send. Sync streams are
-modelled as reliable (QUIC retransmits): they arrive after one link delay
-each way unless the path is cut (partition, broken link, crashed peer, or
-total loss), in which case the sender learns of the failure after
-``sync_timeout``.
+:attr:`SimNode.stats` are what a deployment would send. Sync messages travel
+on modelled reliable streams: each direction takes the link delay plus, for
+every lost transmission (drawn with the same loss as datagrams), a
+retransmission timeout that starts at ``stream_retransmit`` and doubles, as
+QUIC's does. When the path is cut (partition, broken link, crashed peer) or
+the retransmissions would outlast ``sync_timeout``, the sender learns of the
+failure after ``sync_timeout``.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class Simulator:
         jitter: float = 0.0005,
         loss: float = 0.0,
         sync_timeout: float = 2.0,
+        stream_retransmit: float = 0.05,
     ) -> None:
         self.seed = seed
         self.now = 0.0
@@ -91,6 +94,7 @@ class Simulator:
         self.jitter = jitter
         self.loss = loss
         self.sync_timeout = sync_timeout
+        self.stream_retransmit = stream_retransmit
         self.nodes: dict[str, SimNode] = {}
         self._by_address: dict[Address, SimNode] = {}
         self._rng = random.Random(f"rpcnet-sim:{seed}")
@@ -310,16 +314,27 @@ class Simulator:
     def _path_open(self, a: SimNode, b: SimNode) -> bool:
         return b.up and self._delivery_chance(a, b) > 0.0 and self._delivery_chance(b, a) > 0.0
 
+    def _stream_transit(self, source: SimNode, destination: SimNode) -> float | None:
+        """One direction of a stream message: delay plus retransmissions; None if it cannot make it."""
+        if not self._path_open(source, destination):
+            return None
+        chance = self._delivery_chance(source, destination)
+        transit = self._latency(source, destination)
+        timeout = self.stream_retransmit
+        while chance < 1.0 and self._rng.random() >= chance:
+            transit += timeout
+            timeout *= 2
+            if transit > self.sync_timeout:
+                return None
+        return transit
+
     def _send_sync(self, source: SimNode, address: Address, data: bytes) -> None:
         destination = self._by_address.get(address)
-        if destination is None or not self._path_open(source, destination):
+        transit = self._stream_transit(source, destination) if destination is not None else None
+        if transit is None:
             self._push(self.now + self.sync_timeout, _SYNC_FAILED, (source, source.generation, address))
             return
-        self._push(
-            self.now + self._latency(source, destination),
-            _SYNC_REQUEST,
-            (source, source.generation, destination, data),
-        )
+        self._push(self.now + transit, _SYNC_REQUEST, (source, source.generation, destination, data))
 
     def _dispatch(self, kind: int, payload: Any) -> None:
         now = self.now
@@ -351,7 +366,11 @@ class Simulator:
             self._flush(destination)
             destination.stats.syncs_sent += 1
             destination.stats.sync_bytes_sent += len(reply)
-            self._push(now + self._latency(destination, source), _SYNC_RESPONSE, (source, generation, destination.address, reply))
+            transit = self._stream_transit(destination, source)
+            if transit is None:
+                self._push(now + self.sync_timeout, _SYNC_FAILED, (source, generation, destination.address))
+                return
+            self._push(now + transit, _SYNC_RESPONSE, (source, generation, destination.address, reply))
         elif kind == _SYNC_RESPONSE:
             source, generation, address, reply = payload
             if not source.up or source.generation != generation:

@@ -24,6 +24,8 @@ from rpcnet_swim.messages import (
     Packet,
     Ping,
     PingReq,
+    StreamAck,
+    StreamPing,
     Suspect,
     SyncMessage,
 )
@@ -413,3 +415,36 @@ def test_codec_rejects_malformed_headers(value) -> None:
 
     with pytest.raises(codec.SwimDecodeError):
         codec.decode_packet(msgpack.packb(value))
+
+
+def test_stream_ping_is_acked_only_by_its_target() -> None:
+    core = make()
+    reply = codec.decode_sync(core.handle_sync_request(PEER, codec.encode_sync(StreamPing(sender="peer", seq=5, target="me")), 1.0))
+    assert reply == StreamAck(sender="me", seq=5)
+    with pytest.raises(codec.SwimDecodeError, match="reached"):
+        core.handle_sync_request(PEER, codec.encode_sync(StreamPing(sender="peer", seq=6, target="other")), 1.0)
+
+
+def test_missed_direct_ack_also_pings_over_the_stream_and_its_ack_saves_the_member() -> None:
+    core = make()
+    with_peers(core, ("a", PEER), ("b", OTHER), ("c", ("10.0.0.4", 7004)))
+    now, ping = _next_probe(core, 0.0)
+    target = ping.message.target
+    core.handle_timer(now + 0.5)
+    sent(core)
+    ((address, data),) = core.syncs_to_send()
+    stream_ping = codec.decode_sync(data)
+    assert stream_ping == StreamPing(sender="me", seq=ping.message.seq, target=target)
+    assert address == core.member(target).address
+    core.handle_sync_response(address, codec.encode_sync(StreamAck(sender=target, seq=stream_ping.seq)), now + 0.6)
+    core.handle_timer(now + 1.0)
+    assert core.member(target).state is MemberState.ALIVE and core.stats["stream_acks"] == 1
+    assert core.events_to_deliver() == []
+
+
+def test_stream_fallback_can_be_disabled() -> None:
+    core = make(stream_fallback=False)
+    with_peers(core, ("a", PEER), ("b", OTHER))
+    now, _ = _next_probe(core, 0.0)
+    core.handle_timer(now + 0.5)
+    assert core.syncs_to_send() == []

@@ -73,9 +73,22 @@ def test_thirty_percent_loss_on_one_node_for_a_minute_fails_nobody() -> None:
     cluster.sim.set_node_loss("n05", 0.0)
     cluster.sim.run_for(15.0)
     assert cluster.since_mark("failed") == []
-    # The loss was real enough to matter: the protocol had to work around it.
-    suspects = cluster.since_mark("suspect")
-    assert suspects, "30% loss never caused a suspicion; the scenario tests nothing"
+    assert cluster.since_mark("suspect") == []
+    # The loss was real: probes needed the stream fallback to get through.
+    assert sum(cluster.sim.core(i).stats["stream_acks"] for i in cluster.ids) > 0
+    assert cluster.converged()
+
+
+def test_thirty_percent_loss_on_one_node_is_refuted_without_the_stream_fallback() -> None:
+    # Datagrams only: the lossy node is suspected now and then and must refute in time.
+    cluster = Cluster(seed=3, options=SwimOptions.lan(stream_fallback=False))
+    cluster.sim.set_node_loss("n05", 0.3)
+    cluster.sim.run_for(60.0)
+    cluster.sim.set_node_loss("n05", 0.0)
+    cluster.sim.run_for(15.0)
+    assert cluster.since_mark("failed") == []
+    assert cluster.since_mark("suspect"), "30% loss never caused a suspicion; the scenario tests nothing"
+    assert cluster.sim.core("n05").stats["refutes"] > 0
     assert cluster.converged()
 
 
@@ -119,8 +132,18 @@ def test_partition_is_detected_by_the_minority_and_heals_to_one_view() -> None:
         return len(set(views)) == 1 and all(state is MemberState.ALIVE for _, _, state in views[0])
 
     assert cluster.sim.run_until_true(one_view, timeout=120.0, step=1.0), "members and incarnations did not converge"
-    healed = cluster.since_mark("partition-healed")
-    assert Counter(obs for _, obs, _ in healed) == Counter(minority)
+    # Healing may flap while suspicions from the partition drain, but every
+    # transition is reported once: each minority node alternates detected /
+    # healed and ends healed; the majority never saw a partition.
+    for node_id in cluster.ids:
+        kinds = [e.kind for _, obs, e in cluster.events[cluster.mark :] if obs == node_id and e.kind.startswith("partition")]
+        if node_id in majority:
+            assert kinds == []
+        else:
+            assert kinds[::2] == ["partition-detected"] * len(kinds[::2])
+            assert kinds[1::2] == ["partition-healed"] * len(kinds[1::2])
+            assert kinds[-1] == "partition-healed"
+        assert not cluster.sim.core(node_id).in_minority
 
 
 def test_suspected_but_alive_node_refutes_with_a_higher_incarnation() -> None:
