@@ -109,6 +109,12 @@ def _tail(text: str, lines: int = 12) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+def _last_line(text: str) -> str:
+    """The last line of a log: for a traceback, the exception itself."""
+    lines = text.strip().splitlines()
+    return lines[-1].strip() if lines else "no output"
+
+
 async def _stop(process: asyncio.subprocess.Process) -> None:
     if process.returncode is not None:
         return
@@ -135,16 +141,23 @@ async def run_once(target: str, scenario: str, options: argparse.Namespace, tls_
         )
         try:
             assert server.stdout is not None
+
+            def server_log() -> str:
+                server_errors.seek(0)
+                return _tail(server_errors.read())
+
             try:
                 line = (await asyncio.wait_for(server.stdout.readline(), timeout=options.startup_timeout)).decode()
             except TimeoutError:
-                raise RunFailed(f"server did not report READY within {options.startup_timeout:g} s") from None
+                raise RunFailed(
+                    f"server did not report READY within {options.startup_timeout:g} s:\n{server_log()}"
+                ) from None
             if line.startswith("UNAVAILABLE"):
                 raise TargetUnavailableHere(line.partition(" ")[2].strip())
             if not line.startswith("READY"):
                 await server.wait()
-                server_errors.seek(0)
-                raise RunFailed(f"server exited with status {server.returncode}:\n{_tail(server_errors.read())}")
+                log = server_log()
+                raise RunFailed(f"server exited with status {server.returncode}: {_last_line(log)}\n{log}")
             port = line.split()[1]
 
             client = await asyncio.create_subprocess_exec(
@@ -169,7 +182,11 @@ async def run_once(target: str, scenario: str, options: argparse.Namespace, tls_
                 if text.startswith("UNAVAILABLE"):
                     raise TargetUnavailableHere(text.partition(" ")[2].strip())
             else:
-                raise RunFailed(f"client exited with status {client.returncode}:\n{_tail(err.decode())}")
+                log = _tail(err.decode())
+                detail = f"client exited with status {client.returncode}: {_last_line(log)}"
+                if server.returncode is not None:
+                    detail += f" (server exited with status {server.returncode})"
+                raise RunFailed(f"{detail}\n{log}\n{server_log()}".rstrip())
         finally:
             await _stop(server)
     return result
@@ -332,7 +349,7 @@ def report_table(outcomes: list[Outcome], options: argparse.Namespace) -> str:
         for outcome in (o for o in outcomes if o.scenario == scenario):
             median = outcome.median
             if median is None:
-                reason = outcome.unavailable or (outcome.failures[-1].strip().splitlines()[-1] if outcome.failures else "")
+                reason = outcome.unavailable or (outcome.failures[-1].splitlines()[0] if outcome.failures else "")
                 lines.append(f"{outcome.target:<12} {outcome.status}: {reason}")
                 continue
             ratio = ratio_table[scenario].get(outcome.target)
@@ -343,8 +360,10 @@ def report_table(outcomes: list[Outcome], options: argparse.Namespace) -> str:
                 f"{_fmt(median['server_cpu_us_per_call'], 1):>11} {_fmt(median['client_cpu_us_per_call'], 1):>11} "
                 f"{ratio_text:>9}"
             )
-    lines += ["", "goals (rpcnet req/s / baseline req/s, same run):"]
-    for goal in goals(ratio_table):
+    goal_report = goals(ratio_table)
+    if goal_report:
+        lines += ["", "goals (rpcnet req/s / baseline req/s, same run):"]
+    for goal in goal_report:
         verdict = "not measured" if goal["met"] is None else ("met" if goal["met"] else "NOT met")
         measured = "-" if goal["ratio"] is None else f"{goal['ratio']:.2f}x"
         lines.append(
