@@ -82,6 +82,9 @@ class RpcError(RpcnetError):
     """
 
     code: ClassVar[StatusCode] = StatusCode.UNKNOWN
+    #: True when the call provably never reached a handler (no connection,
+    #: or refused by a server that was shutting down): always safe to retry.
+    not_sent: bool = False
 
     def __new__(cls, *args: Any, code: StatusCode | int | None = None, **kwargs: Any) -> RpcError:
         # RpcError("...", code=StatusCode.NOT_FOUND) builds a NotFoundError, so

@@ -45,7 +45,6 @@ NO_ERROR = 0x0
 INTERNAL_ERROR = 0x1
 CONNECTION_REFUSED = 0x2
 CRYPTO_ERROR = 0x100
-FRAME_CRYPTO = 0x06
 
 #: Application error code for a stream whose handler raised, or that nobody accepted.
 STREAM_REFUSED = 0x1
@@ -286,6 +285,8 @@ class QuicConnection(Connection):
     # -- Connection interface ----------------------------------------------
 
     async def open_stream(self, handler: StreamHandler) -> QuicStream:
+        if not self._is_client:
+            raise TransportError("only clients open streams: a server answers the calls its clients make")
         woken = False
         quic = self._quic
         while True:
@@ -325,7 +326,7 @@ class QuicConnection(Connection):
         if self._state >= _CLOSING:
             return
         self._state = _CLOSING
-        self._quic.close(error_code=error_code, reason_phrase=reason)
+        self._backend.close(self._quic, error_code, reason)
         self._transmit()
         detail = f"code {error_code}" + (f": {reason}" if reason else "")
         self._close_exc = TransportError(f"connection to {self._describe_peer()} was closed locally ({detail})")
@@ -368,6 +369,13 @@ class QuicConnection(Connection):
         if self._state == _HANDSHAKE and self._is_client:
             self._state = _CLOSING
             self._finish(TransportError(f"cannot reach {self._describe_peer()}: {exc.strerror or exc}"))
+        elif self._state == _OPEN and self._is_client and isinstance(exc, ConnectionRefusedError):
+            # On an established connection, port-unreachable means the server
+            # process is gone (kill -9, crash): end now so calls fail over at
+            # once instead of waiting for the idle timeout. Only the connected
+            # client socket receives these, so a server is never affected.
+            self._state = _CLOSING
+            self._finish(TransportError(f"{self._describe_peer()} is unreachable (port closed): {exc.strerror or exc}"))
 
     def abort(self, exc: BaseException) -> None:
         """End at once without telling the peer (the socket is gone)."""
@@ -382,10 +390,15 @@ class QuicConnection(Connection):
         dispatch = self._dispatch
         event = quic.next_event()
         while event is not None:
-            handler = dispatch.get(type(event))
-            if handler is not None:
-                handler(event)
+            # Once closing (close() or a failed handshake), events are dropped:
+            # no stream hears anything after the connection was closed.
+            if self._state < _CLOSING:
+                handler = dispatch.get(type(event))
+                if handler is not None:
+                    handler(event)
             event = quic.next_event()
+        if self._state >= _CLOSING:
+            return
         if self._state == _HANDSHAKE and self._is_client and self._handshake_completed:
             if self._backend.handshake_confirmed(quic):
                 self._become_open()
@@ -393,12 +406,11 @@ class QuicConnection(Connection):
             self._wake_credit_waiters()
         if self._drain_waiting:
             self._wake_drain_waiters()
-        if self._state < _CLOSING:
-            info = self._backend.close_info(quic)
-            if info is not None:
-                self._transmit()  # a close we must send (protocol error found while receiving)
-                self._finish(self._error_for_close(info))
-                return
+        info = self._backend.close_info(quic)
+        if info is not None:
+            self._transmit()  # a close we must send (protocol error found while receiving)
+            self._finish(self._error_for_close(info))
+            return
         if self._transmit_handle is None:
             self._transmit_handle = self._loop.call_soon(self._transmit)
 
@@ -473,7 +485,7 @@ class QuicConnection(Connection):
 
     def _fail_handshake(self, error_code: int, reason: str) -> None:
         self._state = _CLOSING
-        self._quic.close(error_code=error_code, frame_type=FRAME_CRYPTO, reason_phrase=reason)
+        self._backend.close(self._quic, error_code, reason, transport_error=True)
         self._transmit()
         self._finish(TlsError(reason))
 
@@ -615,7 +627,7 @@ class QuicConnection(Connection):
             return
         seconds = self._options.handshake_timeout
         self._state = _CLOSING
-        self._quic.close(error_code=CONNECTION_REFUSED, reason_phrase="handshake timed out")
+        self._backend.close(self._quic, CONNECTION_REFUSED, "handshake timed out", transport_error=True)
         self._transmit()
         self._finish(TransportError(
             f"no QUIC handshake with {self._describe_peer()} within {seconds:g} s "

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from .client import ClusterClient, ConnectionPool, RetryBudget, RetryPolicy, WorkerResult
 from .config import ClusterConfig
 from .gossip import GossipEndpoint, GossipStats
 from .keyring import Keyring
 from .node import Cluster, Subscription
 
-__all__ = ["Cluster", "ClusterConfig", "Subscription", "GossipEndpoint", "GossipStats", "Keyring"]
+__all__ = [
+    "Cluster",
+    "ClusterConfig",
+    "ClusterClient",
+    "ConnectionPool",
+    "RetryPolicy",
+    "RetryBudget",
+    "WorkerResult", "Subscription", "GossipEndpoint", "GossipStats", "Keyring"]

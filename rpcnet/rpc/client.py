@@ -307,15 +307,19 @@ class RpcClient:
                 try:
                     connection = await self.connect()
                 except TransportError as exc:
-                    raise RpcError(
+                    error = RpcError(
                         f"cannot connect to {self.address[0]}:{self.address[1]}: {exc}", code=StatusCode.UNAVAILABLE
-                    ) from exc
+                    )
+                    error.not_sent = True
+                    raise error from exc
             try:
                 stream = await connection.open_stream(call)
                 stream.send(first, end_stream)
             except TransportError:
                 if attempt == 2 or not connection.is_closed:
-                    raise RpcError("could not start the call: the connection is closed", code=StatusCode.UNAVAILABLE) from None
+                    error = RpcError("could not start the call: the connection is closed", code=StatusCode.UNAVAILABLE)
+                    error.not_sent = True
+                    raise error from None
                 continue
             call.stream = stream
             return stream
@@ -392,7 +396,9 @@ class RpcClient:
                 except _Refused:
                     self._forget_connection()
                     if attempt == 2:
-                        raise RpcError("the server refused the call: it is shutting down", code=StatusCode.UNAVAILABLE) from None
+                        error = RpcError("the server refused the call: it is shutting down", code=StatusCode.UNAVAILABLE)
+                        error.not_sent = True
+                        raise error from None
                     continue
                 except asyncio.CancelledError:
                     call.cancel()

@@ -1,0 +1,446 @@
+"""Calling workers: selection, pooled connections, safe retries and failover.
+
+:class:`ClusterClient` picks a worker through a :class:`~rpcnet.workers.WorkerRegistry`
+(tag filter + load balancer), calls it over a pooled connection, feeds the
+worker's live statistics, and on failure retries on another worker when that
+is safe: the call never reached a handler, or the method is idempotent.
+Retries back off with jitter, stop at a per-call attempt cap, stay inside the
+call's deadline, and draw on a :class:`RetryBudget` so a dead worker cannot
+multiply the load on the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+import attrs
+
+from ..config import RpcConfig, non_negative, positive
+from ..errors import ConfigError, RpcError, StatusCode
+from ..events import ClusterEvent, MemberEvent, MemberFailed, MemberLeft
+from ..plugins import PluginHost, make_plugin_manager
+from ..transport import Address, parse_address
+from ..workers import WorkerRegistry
+from .config import RPC_ADDRESS_TAG
+
+__all__ = ["ClusterClient", "ConnectionPool", "RetryPolicy", "RetryBudget", "WorkerResult"]
+
+log = logging.getLogger("rpcnet.cluster.client")
+
+#: Codes an idempotent call may also retry on.
+_IDEMPOTENT_CODES = frozenset({StatusCode.UNAVAILABLE, StatusCode.ABORTED, StatusCode.RESOURCE_EXHAUSTED, StatusCode.INTERNAL})
+
+
+def _at_least_one(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+    if value < 1:
+        raise ConfigError(f"{attribute.name} must be >= 1, got {value}")
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How calls are retried (see :class:`ClusterClient`)."""
+
+    #: Attempts per call, the first included.
+    max_attempts: int = attrs.field(default=3, converter=int, validator=_at_least_one)
+    initial_backoff: float = attrs.field(default=0.01, converter=float, validator=non_negative)
+    max_backoff: float = attrs.field(default=0.5, converter=float, validator=non_negative)
+    multiplier: float = attrs.field(default=2.0, converter=float, validator=positive)
+    #: Retries may add at most this fraction to the calls of the last ``budget_window`` seconds...
+    budget_ratio: float = attrs.field(default=0.2, converter=float, validator=non_negative)
+    #: ...plus this many retries per second regardless of traffic.
+    budget_min_per_second: float = attrs.field(default=10.0, converter=float, validator=non_negative)
+    budget_window: float = attrs.field(default=10.0, converter=float, validator=positive)
+
+    def backoff(self, retry: int, rng: random.Random) -> float:
+        """Full-jitter backoff before retry number ``retry`` (1-based)."""
+        ceiling = min(self.max_backoff, self.initial_backoff * self.multiplier ** (retry - 1))
+        return rng.uniform(0, ceiling)
+
+
+class RetryBudget:
+    """Retries allowed = ratio x calls + min_per_second x window, over a sliding window."""
+
+    def __init__(self, policy: RetryPolicy, clock: Callable[[], float] = time.monotonic) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._calls: collections.deque[float] = collections.deque()
+        self._retries: collections.deque[float] = collections.deque()
+
+    def _trim(self, now: float) -> None:
+        horizon = now - self._policy.budget_window
+        for queue in (self._calls, self._retries):
+            while queue and queue[0] < horizon:
+                queue.popleft()
+
+    def record_call(self) -> None:
+        self._calls.append(self._clock())
+
+    def try_retry(self) -> bool:
+        """Take one retry from the budget; False when it is spent."""
+        now = self._clock()
+        self._trim(now)
+        policy = self._policy
+        allowed = policy.budget_ratio * len(self._calls) + policy.budget_min_per_second * policy.budget_window
+        if len(self._retries) + 1 > allowed:
+            return False
+        self._retries.append(now)
+        return True
+
+    @property
+    def retries_in_window(self) -> int:
+        self._trim(self._clock())
+        return len(self._retries)
+
+
+@attrs.define(eq=False)
+class _Pooled:
+    client: Any
+    address: Address
+    incarnation: int | None
+    last_used: float
+
+
+class ConnectionPool:
+    """One multiplexed connection per peer, bounded in total, evicted when idle,
+    when the peer fails or leaves, when its incarnation changes (a restart),
+    or after a transport error."""
+
+    def __init__(
+        self,
+        config: RpcConfig,
+        plugins: PluginHost,
+        *,
+        max_connections: int = 256,
+        idle_timeout: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_connections < 1:
+            raise ConfigError(f"max_connections must be >= 1, got {max_connections}")
+        self.config = config
+        self.plugins = plugins
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self._clock = clock
+        self._entries: collections.OrderedDict[str, _Pooled] = collections.OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()
+        #: Counters: created, reused, evicted_failed, evicted_restart, evicted_idle, evicted_error, evicted_full.
+        self.stats: collections.Counter[str] = collections.Counter()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._entries
+
+    def get(self, node_id: str, address: Address, incarnation: int | None = None) -> Any:
+        """The client for ``node_id`` at ``address``; a new one if the address
+        or incarnation changed."""
+        from ..rpc.client import RpcClient
+
+        now = self._clock()
+        self.evict_idle(now)
+        entry = self._entries.get(node_id)
+        if entry is not None:
+            if entry.address != address or (incarnation is not None and entry.incarnation is not None and entry.incarnation != incarnation):
+                self.evict(node_id, "restart")
+            else:
+                entry.last_used = now
+                self._entries.move_to_end(node_id)
+                self.stats["reused"] += 1
+                return entry.client
+        while len(self._entries) >= self.max_connections:
+            oldest = next(iter(self._entries))
+            self.evict(oldest, "full")
+        client = RpcClient(address, self.config, plugins=self.plugins, server_name=address[0])
+        self._entries[node_id] = _Pooled(client, address, incarnation, now)
+        self.stats["created"] += 1
+        return client
+
+    def evict(self, node_id: str, reason: str) -> bool:
+        entry = self._entries.pop(node_id, None)
+        if entry is None:
+            return False
+        self.stats[f"evicted_{reason}"] += 1
+        try:
+            task = asyncio.get_running_loop().create_task(entry.client.close())
+        except RuntimeError:  # no loop: nothing can be open
+            return True
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return True
+
+    def evict_idle(self, now: float | None = None) -> None:
+        now = self._clock() if now is None else now
+        for node_id, entry in list(self._entries.items()):
+            if now - entry.last_used >= self.idle_timeout:
+                self.evict(node_id, "idle")
+
+    def on_event(self, event: ClusterEvent) -> None:
+        """Follow membership: failed/left peers and restarted ones lose their connection."""
+        if not isinstance(event, MemberEvent):
+            return
+        member = event.member
+        if isinstance(event, (MemberFailed, MemberLeft)):
+            self.evict(member.id, "failed")
+            return
+        entry = self._entries.get(member.id)
+        if entry is not None and entry.incarnation is not None and member.incarnation != entry.incarnation:
+            rpc = member.tags.get(RPC_ADDRESS_TAG)
+            if rpc is None or parse_address(rpc) != entry.address or member.incarnation > entry.incarnation:
+                # Tag changes also raise the incarnation; keep the connection then.
+                if rpc is not None and parse_address(rpc) == entry.address and event.kind == "tags-updated":
+                    entry.incarnation = member.incarnation
+                else:
+                    self.evict(member.id, "restart")
+
+    async def close(self) -> None:
+        for node_id in list(self._entries):
+            self.evict(node_id, "closed")
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+@attrs.frozen
+class WorkerResult:
+    """One worker's answer in :meth:`ClusterClient.call_all_workers`."""
+
+    node_id: str
+    value: Any = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class ClusterClient:
+    """Call any worker matching a tag filter, with load balancing and failover.
+
+    ``registry`` decides who is eligible and which one to pick; ``cluster``
+    (optional) lets the pool follow membership events and incarnations.
+    Methods listed in ``idempotent`` (or calls with ``idempotent=True``) are
+    retried after errors that may have happened after sending; others only
+    when the call never reached a handler.
+    """
+
+    def __init__(
+        self,
+        registry: WorkerRegistry,
+        config: RpcConfig | None = None,
+        *,
+        cluster: Any = None,
+        plugins: PluginHost | None = None,
+        retry: RetryPolicy | None = None,
+        idempotent: Iterable[str] = (),
+        max_connections: int = 256,
+        idle_timeout: float = 60.0,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self.config = config or RpcConfig()
+        self.cluster = cluster
+        self.plugins = plugins or make_plugin_manager(disabled=self.config.disabled_plugins)
+        self.retry = retry or RetryPolicy()
+        self.idempotent = set(idempotent)
+        self.pool = ConnectionPool(self.config, self.plugins, max_connections=max_connections, idle_timeout=idle_timeout, clock=clock)
+        self.budget = RetryBudget(self.retry, clock)
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._follower: asyncio.Task[None] | None = None
+        #: node id -> (ejected until, ejection length): workers that just
+        #: proved unreachable are skipped locally until membership catches up.
+        self._ejected: dict[str, tuple[float, float]] = {}
+        #: Counters: calls, retries, failovers, budget_exhausted, ejections.
+        self.stats: collections.Counter[str] = collections.Counter()
+
+    async def start(self) -> None:
+        """Follow the cluster's events (pool eviction). Optional without a cluster."""
+        if self.cluster is not None and self._follower is None:
+            subscription = self.cluster.subscribe()
+
+            async def follow() -> None:
+                async for event in subscription:
+                    self.pool.on_event(event)
+                    if event.kind in ("joined", "recovered"):
+                        self._ejected.pop(event.member.id, None)
+
+            self._follower = asyncio.get_running_loop().create_task(follow())
+
+    async def close(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            await asyncio.gather(self._follower, return_exceptions=True)
+            self._follower = None
+        await self.pool.close()
+
+    async def __aenter__(self) -> ClusterClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
+
+    # -- choosing and connecting ------------------------------------------------
+
+    def _client_for(self, worker: Any) -> Any:
+        rpc = worker.tags.get(RPC_ADDRESS_TAG)
+        if not rpc:
+            raise RpcError(f"worker {worker.node_id!r} advertises no RPC address (tag {RPC_ADDRESS_TAG!r})", code=StatusCode.UNAVAILABLE)
+        incarnation = None
+        if self.cluster is not None:
+            member = self.cluster.member(worker.node_id)
+            incarnation = member.incarnation if member is not None else None
+        return self.pool.get(worker.node_id, parse_address(rpc), incarnation)
+
+    def eject(self, node_id: str) -> None:
+        """Skip ``node_id`` for a while (1 s, doubling up to 30 s while it keeps failing)."""
+        now = self._clock()
+        previous = self._ejected.get(node_id)
+        length = 1.0 if previous is None else min(30.0, previous[1] * 2)
+        self._ejected[node_id] = (now + length, length)
+        self.stats["ejections"] += 1
+
+    def _ejected_now(self) -> set[str]:
+        if not self._ejected:
+            return set()
+        now = self._clock()
+        return {node_id for node_id, (until, _) in self._ejected.items() if until > now}
+
+    def _select(self, filter: Any, tried: set[str]) -> Any:
+        exclude = tried | self._ejected_now()
+        if not exclude:
+            return self.registry.select_worker(filter)
+        candidates = [w for w in self.registry.workers(filter) if w.node_id not in exclude]
+        if not candidates:
+            return self.registry.select_worker(filter)  # everyone failed once: let the balancer choose again
+        for _ in range(4):
+            worker = self.registry.select_worker(filter)
+            if worker.node_id not in exclude:
+                return worker
+        return self._rng.choice(candidates)
+
+    def _retryable(self, error: BaseException, method: str, idempotent: bool | None) -> bool:
+        if not isinstance(error, RpcError):
+            return False
+        if error.not_sent:
+            return True
+        if idempotent if idempotent is not None else method in self.idempotent:
+            return error.code in _IDEMPOTENT_CODES
+        return False
+
+    async def _attempts(self, method: str, filter: Any, timeout: float | None, idempotent: bool | None, run: Callable[[Any, float | None], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        tried: set[str] = set()
+        self.stats["calls"] += 1
+        self.budget.record_call()
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise RpcError(f"deadline exceeded after {attempt - 1} attempt(s) of {method!r}", code=StatusCode.DEADLINE_EXCEEDED)
+            worker = self._select(filter, tried)
+            stats = self.registry.stats(worker.node_id)
+            try:
+                client = self._client_for(worker)
+                with stats.track():
+                    result = await run(client, remaining)
+                self._ejected.pop(worker.node_id, None)
+                return result
+            except RpcError as error:
+                tried.add(worker.node_id)
+                if error.code is StatusCode.UNAVAILABLE:
+                    self.pool.evict(worker.node_id, "error")
+                    self.eject(worker.node_id)
+                if attempt >= self.retry.max_attempts or not self._retryable(error, method, idempotent):
+                    raise
+                if not self.budget.try_retry():
+                    self.stats["budget_exhausted"] += 1
+                    raise
+                self.stats["retries"] += 1
+                self.stats["failovers"] += 1
+                delay = self.retry.backoff(attempt, self._rng)
+                if deadline is not None:
+                    delay = min(delay, max(0.0, deadline - loop.time()))
+                log.debug("retrying %s on another worker after %s from %s", method, error.code.name, worker.node_id)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+
+    # -- calls ---------------------------------------------------------------------
+
+    async def call_worker(
+        self,
+        method: str,
+        request: Any = None,
+        filter: Any = None,
+        *,
+        timeout: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        idempotent: bool | None = None,
+    ) -> Any:
+        """Unary call on a worker matching ``filter`` (default: the registry's)."""
+
+        async def run(client: Any, remaining: float | None) -> Any:
+            return await client.call(method, request, timeout=remaining, metadata=metadata)
+
+        return await self._attempts(method, filter, timeout, idempotent, run)
+
+    async def call_worker_client_streaming(
+        self, method: str, requests: Iterable[Any], filter: Any = None, *, timeout: float | None = None,
+        metadata: dict[str, Any] | None = None, idempotent: bool | None = None,
+    ) -> Any:
+        """Client streaming; ``requests`` must be re-iterable (a list) to be retried."""
+        items = list(requests)
+
+        async def run(client: Any, remaining: float | None) -> Any:
+            return await client.call_client_streaming(method, items, timeout=remaining, metadata=metadata)
+
+        return await self._attempts(method, filter, timeout, idempotent, run)
+
+    async def call_worker_server_streaming(
+        self, method: str, request: Any = None, filter: Any = None, *, timeout: float | None = None,
+        metadata: dict[str, Any] | None = None, idempotent: bool | None = None,
+    ) -> AsyncIterator[Any]:
+        """Server streaming. Fails over only before the first response arrived."""
+        started: list[Any] = []
+
+        async def run(client: Any, remaining: float | None) -> Any:
+            stream = client.call_server_streaming(method, request, timeout=remaining, metadata=metadata)
+            first = await stream.read()
+            started.append(stream)
+            return first
+
+        try:
+            first = await self._attempts(method, filter, timeout, idempotent, run)
+        except EOFError:
+            return
+        yield first
+        async for item in started[-1]:
+            yield item
+
+    async def call_all_workers(
+        self, method: str, request: Any = None, filter: Any = None, *, timeout: float | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> list[WorkerResult]:
+        """Call every eligible worker at once; one :class:`WorkerResult` each, by node id."""
+        workers = self.registry.workers(filter)
+
+        async def one(worker: Any) -> WorkerResult:
+            stats = self.registry.stats(worker.node_id)
+            try:
+                client = self._client_for(worker)
+                with stats.track():
+                    value = await client.call(method, request, timeout=timeout, metadata=metadata)
+            except Exception as error:
+                return WorkerResult(worker.node_id, error=error)
+            return WorkerResult(worker.node_id, value=value)
+
+        return list(await asyncio.gather(*(one(w) for w in workers)))
