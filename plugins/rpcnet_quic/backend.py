@@ -4,8 +4,7 @@ The driver (:mod:`rpcnet_quic.driver`) and the endpoints speak to a sans-IO
 ``QuicConnection`` through its public API (``receive_datagram``,
 ``datagrams_to_send``, ``get_timer``, ``handle_timer``, ``next_event``,
 ``send_stream_data``, ``reset_stream``, ``stop_stream``, ``send_ping``,
-``close``, ``connect``, ``get_next_available_stream_id``), which aioquic and
-qh3 share. Everything else (building configurations, packet helpers, the few
+``connect``, ``get_next_available_stream_id``), which aioquic and qh3 share. Everything else (building configurations, packet helpers, the few
 pieces of connection state the public API does not expose, and receive-credit
 control) goes through a :class:`QuicBackend`. A second library becomes a
 second backend plus a transport subclass naming it; see docs/transport.md.
@@ -27,6 +26,8 @@ __all__ = ["QuicBackend", "AioquicBackend", "EventTypes", "CloseInfo", "LongHead
 
 #: Length of the connection IDs our endpoints issue (short-header routing relies on it).
 CID_LENGTH = 8
+
+_FRAME_CRYPTO = 0x06  # the frame type a TLS failure is attributed to
 
 
 class EventTypes(NamedTuple):
@@ -112,6 +113,11 @@ class QuicBackend(abc.ABC):
     @abc.abstractmethod
     def send_backlog(self, quic: Any, stream_id: int) -> int:
         """Bytes written to a stream and not yet acknowledged."""
+
+    @abc.abstractmethod
+    def close(self, quic: Any, error_code: int, reason: str, *, transport_error: bool = False) -> None:
+        """Start closing: an application CONNECTION_CLOSE, or with
+        ``transport_error`` a transport one (such as CRYPTO_ERROR + alert)."""
 
     # -- packets ----------------------------------------------------------
 
@@ -259,6 +265,9 @@ class AioquicBackend(QuicBackend):
             return 0
         sender = stream.sender
         return sender._buffer_stop - sender._buffer_start
+
+    def close(self, quic: Any, error_code: int, reason: str, *, transport_error: bool = False) -> None:
+        quic.close(error_code=error_code, frame_type=_FRAME_CRYPTO if transport_error else None, reason_phrase=reason)
 
     def parse_long_header(self, data: bytes) -> LongHeader | None:
         from aioquic.buffer import Buffer

@@ -284,3 +284,11 @@ async def test_finished_and_reset_streams_are_released(start_server, connect) ->
     # Nothing is kept for finished calls, on either side, in rpcnet or in the QUIC stack.
     await until(lambda: not connection._streams and not server_connection._streams)
     await until(lambda: not connection._quic._streams and not server_connection._quic._streams)
+
+
+async def test_servers_do_not_open_streams(start_server, connect) -> None:
+    server = await start_server()
+    await connect(server)
+    await until(lambda: len(server.listener.connections()) == 1)
+    with pytest.raises(TransportError, match="only clients open streams"):
+        await asyncio.wait_for(server.listener.connections()[0].open_stream(Recorder()), DEADLINE)
