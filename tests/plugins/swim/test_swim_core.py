@@ -371,11 +371,12 @@ def test_presets_carry_memberlists_numbers() -> None:
     assert (wan.probe_interval, wan.probe_timeout, wan.suspicion_mult, wan.gossip_nodes, wan.gossip_interval) == (5.0, 3.0, 6, 4, 0.5)
     assert (local.probe_timeout, local.indirect_checks, local.retransmit_mult, local.suspicion_mult, local.gossip_interval) == (0.2, 1, 2, 3, 0.1)
     assert SwimOptions.wan(gossip_nodes=5).gossip_nodes == 5
+    assert SwimOptions(stream_fallback="false").stream_fallback is False
 
 
 @pytest.mark.parametrize(
     "changes",
-    [{"probe_interval": 0}, {"probe_timeout": 2.0}, {"gossip_nodes": 0}, {"partition_policy": "majority"}, {"partition_policy": "static-quorum"}, {"packet_budget": 100}],
+    [{"probe_interval": 0}, {"probe_timeout": 2.0}, {"stream_fallback": "maybe"}, {"gossip_nodes": 0}, {"partition_policy": "majority"}, {"partition_policy": "static-quorum"}, {"packet_budget": 100}],
 )
 def test_options_are_validated(changes) -> None:
     with pytest.raises(ConfigError):
@@ -448,3 +449,64 @@ def test_stream_fallback_can_be_disabled() -> None:
     now, _ = _next_probe(core, 0.0)
     core.handle_timer(now + 0.5)
     assert core.syncs_to_send() == []
+
+
+def test_missing_nacks_lower_local_health_and_stretch_the_probe_interval() -> None:
+    core = make(monitors=0, stream_fallback=False)
+    with_peers(core, ("a", PEER), ("b", OTHER), ("c", ("10.0.0.4", 7004)), ("d", ("10.0.0.5", 7005)))
+    now, _ = _next_probe(core, 0.0)
+    core.handle_timer(now + 0.5)  # ping-reqs out; no helper answers, not even with a nack
+    core.handle_timer(now + 1.0)
+    assert core.health_score == 3, "three expected nacks missing"
+    # Nobody ever answers: the score climbs to its cap and probes spread out to 8 intervals.
+    times = [now]
+    for _ in range(5):
+        now, _ = _next_probe(core, now)
+        times.append(now)
+    gaps = [round(b - a, 6) for a, b in zip(times, times[1:])]
+    assert core.health_score == 7
+    # Each gap is (score + 1) intervals for the score when it was scheduled.
+    assert gaps[2:] == [4.0, 6.0, 7.0] and max(gaps[:2]) < 2.0, gaps
+
+
+def test_failed_members_are_gossiped_to_for_a_while_then_forgotten() -> None:
+    core = make(monitors=0, gossip_to_the_dead_time=30.0, failed_member_retention=100.0, left_member_retention=50.0)
+    with_peers(core, ("a", PEER), ("b", OTHER))
+    core.receive(OTHER, packet("b", None, Dead(node="a", incarnation=0, source="b"), Dead(node="b", incarnation=0, source="b")), 1.0)
+    assert core.member("a").state is MemberState.FAILED and core.member("b").state is MemberState.LEFT
+
+    def gossip_targets(start: float, end: float) -> set[tuple[str, int]]:
+        targets = set()
+        while core.get_timer() < start:
+            core.handle_timer(core.get_timer())
+            sent(core)
+        now = start
+        while now < end:
+            core.set_tags({"t": str(now)}, now)  # always something to gossip
+            now = core.get_timer()
+            core.handle_timer(now)
+            targets |= {addr for addr, p in sent(core) if p.message is None}
+        return targets
+
+    assert gossip_targets(1.0, 10.0) == {PEER}, "the failed member hears the news, the one that left does not"
+    assert gossip_targets(40.0, 50.0) == set(), "not after gossip_to_the_dead_time"
+    core.handle_timer(60.0)
+    while core.get_timer() < 200.0:
+        core.handle_timer(core.get_timer())
+    assert core.member("a") is None and core.member("b") is None
+
+
+def test_leave_is_done_once_the_announcement_went_out_enough_times() -> None:
+    core = make(monitors=0)
+    with_peers(core, ("a", PEER), ("b", OTHER))
+    assert not core.leave_done()
+    core.leave(1.0)
+    assert not core.leave_done()
+    announcements = 0
+    while not core.leave_done():
+        core.handle_timer(core.get_timer())
+        announcements += sum(u == Dead(node="me", incarnation=1, source="me") for _, p in sent(core) for u in p.updates)
+    assert announcements == 4  # retransmit limit for 3 members
+    alone = make()
+    alone.leave(1.0)
+    assert alone.leave_done(), "nobody to tell"
