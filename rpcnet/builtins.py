@@ -26,8 +26,19 @@ class _MemoryTransport:
         register(MemoryTransport.name, MemoryTransport)
 
 
+class _HealthChecks:
+    """Plugin ``builtin-health``: the ``event-loop-lag`` health check."""
+
+    @hookimpl(trylast=True)
+    def rpcnet_register_health_checks(self, register: Register) -> None:
+        from .health import EventLoopLag
+
+        register(EventLoopLag.name, EventLoopLag)
+
+
 #: (plugin name, plugin object), registered first by every plugin manager.
 PLUGINS: list[tuple[str, object]] = [
     ("builtin-serializers", _Serializers()),
     ("builtin-memory", _MemoryTransport()),
+    ("builtin-health", _HealthChecks()),
 ]
