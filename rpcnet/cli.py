@@ -163,5 +163,27 @@ def members(address: str, certs: str | None, client_name: str, as_json: bool, ti
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
+@main.command()
+@click.option("--duration", default=40.0, show_default=True, type=click.FloatRange(min=20),
+              help="Seconds of traffic; the kill comes at 30%, the restart after detection.")
+@click.option("--strategy", default="all", show_default=True,
+              help="Load balancer to drive (round-robin, random, least-connections, a plugin's), or all.")
+@click.option("--workers", default=3, show_default=True, type=click.IntRange(min=2), help="Worker processes.")
+@click.option("--rate", default=150.0, show_default=True, type=click.FloatRange(min=1), help="Calls per second.")
+def demo(duration: float, strategy: str, workers: int, rate: float) -> None:
+    """A director and workers as processes; one worker is killed with SIGKILL and restarted.
+
+    Exits non-zero if any call failed.
+    """
+    from .demo import main as run_demo
+    from .registry import UnknownStrategyError
+
+    try:
+        code = run_demo(duration=duration, strategy=strategy, workers=workers, rate=rate)
+    except (UnknownStrategyError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
