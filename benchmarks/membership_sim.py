@@ -36,9 +36,10 @@ import sys
 import time
 from collections.abc import Sequence
 
+from rpcnet_swim import SwimOptions
+
 from rpcnet.events import ClusterEvent, MemberFailed, MemberSuspect, MemberTagsUpdated
 from rpcnet.testing import Simulator, membership_factory
-from rpcnet_swim import SwimOptions
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -114,9 +115,14 @@ class Case:
             origin = self.rng.choice(self.ids)
             key = f"{origin}:{trial}"
             start = sim.now
-            sim.call(origin, lambda core, now: core.set_tags({"v": str(trial)}, now))
+            tags = {"v": str(trial)}
+            sim.call(origin, lambda core, now, tags=tags: core.set_tags(tags, now))
             others = [i for i in self.ids if i != origin]
-            sim.run_until_true(lambda: all((o, key) in self.tag_events for o in others), timeout=30.0, step=0.2)
+
+            def reached(key: str = key, others: list[str] = others) -> bool:
+                return all((o, key) in self.tag_events for o in others)
+
+            sim.run_until_true(reached, timeout=30.0, step=0.2)
             for other in others:
                 at = self.tag_events.get((other, key))
                 rounds.append((at - start) / interval if at is not None else math.inf)
@@ -136,10 +142,13 @@ class Case:
             sim.crash(victim)
             survivors = [i for i in self.ids if i != victim]
 
-            def observers() -> set[str]:
+            def observers(mark: int = mark, victim: str = victim) -> set[str]:
                 return {obs for _, obs, who in self.failed_events[mark:] if who == victim}
 
-            sim.run_until_true(lambda: len(observers()) == len(survivors), timeout=90.0, step=0.1)
+            def all_declared(survivors: list[str] = survivors) -> bool:
+                return len(observers()) == len(survivors)
+
+            sim.run_until_true(all_declared, timeout=90.0, step=0.1)
             times = sorted(t for t, _, who in self.failed_events[mark:] if who == victim)
             suspect_times = [t for t, _, who in self.suspect_events[suspect_mark:] if who == victim]
             if suspect_times:

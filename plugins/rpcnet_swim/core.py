@@ -459,6 +459,12 @@ class SwimMembership(Membership):
                 return node
         return None
 
+    def _add_to_probe_order(self, node_id: str) -> None:
+        order = self._probe_order
+        if node_id in order[self._probe_index :]:
+            return
+        order.insert(self.rng.randint(self._probe_index, len(order)), node_id)
+
     def _reset_probe_order(self, now: float) -> None:
         self._reap(now)
         order = [k for k, n in self._nodes.items() if n is not self._self and n.state in _LIVE]
@@ -613,7 +619,10 @@ class SwimMembership(Membership):
             assert isinstance(update, Alive)
             node = _Node(update.node, update.address, dict(update.tags), update.incarnation, MemberState.ALIVE, now)
             self._nodes[node.id] = node
-            self._probe_order.insert(self.rng.randint(self._probe_index, len(self._probe_order)), node.id)
+            self._add_to_probe_order(node.id)
+        elif previous not in _LIVE and claimed in _LIVE:
+            # Back from failed or left: probe it in this pass, not only after the next shuffle.
+            self._add_to_probe_order(node.id)
         node.incarnation = update.incarnation
         if isinstance(update, Alive):
             node.address = update.address

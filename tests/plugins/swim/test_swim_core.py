@@ -7,13 +7,16 @@ import random
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from rpcnet import make_plugin_manager
-from rpcnet.errors import ConfigError
-from rpcnet.membership import MemberState
 from rpcnet_phi import PhiAccrualDetector
-from rpcnet_swim import KeepMajority, NoPartitionPolicy, StaticQuorum, SwimMembership, SwimOptions, make_partition_policy
-from rpcnet_swim import codec
+from rpcnet_swim import (
+    KeepMajority,
+    NoPartitionPolicy,
+    StaticQuorum,
+    SwimMembership,
+    SwimOptions,
+    codec,
+    make_partition_policy,
+)
 from rpcnet_swim.messages import (
     Ack,
     Alive,
@@ -29,6 +32,10 @@ from rpcnet_swim.messages import (
     Suspect,
     SyncMessage,
 )
+
+from rpcnet import make_plugin_manager
+from rpcnet.errors import ConfigError
+from rpcnet.membership import MemberState
 
 ME = ("10.0.0.1", 7001)
 PEER = ("10.0.0.2", 7002)
@@ -510,3 +517,27 @@ def test_leave_is_done_once_the_announcement_went_out_enough_times() -> None:
     alone = make()
     alone.leave(1.0)
     assert alone.leave_done(), "nobody to tell"
+
+
+def test_a_member_back_from_failed_is_probed_in_the_current_pass() -> None:
+    peers = {f"p{i}": ("10.0.1.1", 8000 + i) for i in range(30)}
+    core = make(monitors=0)
+    with_peers(core, *peers.items())
+    driver = Driver(core, peers)
+    driver.run_until(5.0)  # a pass of 30 probes is under way
+    core.receive(peers["p1"], packet("p1", None, Dead(node="p7", incarnation=0, source="p1")), 5.0)
+    driver.run_until(35.0)  # the pass ends without p7; a new one starts
+    remaining = core._probe_order[core._probe_index :]
+    assert "p7" not in remaining and len(remaining) >= 10, "the pass under way was shuffled while p7 was failed"
+    core.receive(peers["p7"], packet("p7", None, Alive(node="p7", incarnation=1, address=peers["p7"])), 35.0)
+    assert core.member("p7").state is MemberState.ALIVE
+    probed: list[str] = []
+    now = 35.0
+    while len(probed) <= len(remaining):  # before this pass ends
+        now = core.get_timer()
+        core.handle_timer(now)
+        for _, p in sent(core):
+            if isinstance(p.message, Ping):
+                probed.append(p.message.target)
+                core.receive(peers[p.message.target], packet(p.message.target, Ack(seq=p.message.seq)), now)
+    assert "p7" in probed

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from rpcnet_swim.formulas import (
     push_pull_interval,
     remaining_suspicion_time,

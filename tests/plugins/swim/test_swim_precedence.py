@@ -7,10 +7,10 @@ import itertools
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from rpcnet.membership import MemberState
 from rpcnet_swim.messages import Alive, Dead, Suspect
 from rpcnet_swim.precedence import RANK, Verdict, judge, refuted_incarnation, transition_event, update_state
+
+from rpcnet.membership import MemberState
 
 STATES = list(MemberState)
 states = st.sampled_from(STATES)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+from rpcnet_swim import SwimOptions
+
 from rpcnet.events import ClusterEvent
 from rpcnet.membership import MemberState
 from rpcnet.testing import Simulator, membership_factory
-from rpcnet_swim import SwimOptions
 
 N = 50
 
