@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import abc
 import ssl
-from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple
 
 from rpcnet.config import TlsConfig
@@ -81,14 +80,11 @@ class QuicBackend(abc.ABC):
         original_destination_cid: bytes,
         retry_source_cid: bytes | None,
         request_client_certificate: bool,
-        streams: Mapping[int, Any],
     ) -> Any:
         """A server-side ``QuicConnection`` for a new Initial."""
 
     @abc.abstractmethod
-    def client_connection(
-        self, options: QuicOptions, tls: TlsConfig, server_name: str, alpn: str, streams: Mapping[int, Any]
-    ) -> Any:
+    def client_connection(self, options: QuicOptions, tls: TlsConfig, server_name: str, alpn: str) -> Any:
         """A client-side ``QuicConnection`` (not yet connected)."""
 
     # -- state the public API does not expose -----------------------------
@@ -113,6 +109,11 @@ class QuicBackend(abc.ABC):
     @abc.abstractmethod
     def send_backlog(self, quic: Any, stream_id: int) -> int:
         """Bytes written to a stream and not yet acknowledged."""
+
+    @abc.abstractmethod
+    def grant_stream_credit(self, quic: Any, stream_id: int, limit: int) -> None:
+        """Raise the receive limit (MAX_STREAM_DATA) of a stream to ``limit``
+        bytes; the next packet announces it. Never lowers it."""
 
     @abc.abstractmethod
     def close(self, quic: Any, error_code: int, reason: str, *, transport_error: bool = False) -> None:
@@ -216,19 +217,16 @@ class AioquicBackend(QuicBackend):
         original_destination_cid: bytes,
         retry_source_cid: bytes | None,
         request_client_certificate: bool,
-        streams: Mapping[int, Any],
     ) -> Any:
         quic = self._connection_class(
             configuration=configuration,
             original_destination_connection_id=original_destination_cid,
             retry_source_connection_id=retry_source_cid,
         )
-        quic.rpcnet_setup(options, streams, request_client_certificate)
+        quic.rpcnet_setup(options, request_client_certificate)
         return quic
 
-    def client_connection(
-        self, options: QuicOptions, tls: TlsConfig, server_name: str, alpn: str, streams: Mapping[int, Any]
-    ) -> Any:
+    def client_connection(self, options: QuicOptions, tls: TlsConfig, server_name: str, alpn: str) -> Any:
         configuration = self._configuration(options, is_client=True, alpn=alpn)
         configuration.server_name = server_name
         configuration.verify_mode = ssl.CERT_REQUIRED
@@ -238,7 +236,7 @@ class AioquicBackend(QuicBackend):
         if tls.cert_file is not None:
             _load_cert_chain(configuration, tls, "client")
         quic = self._connection_class(configuration=configuration)
-        quic.rpcnet_setup(options, streams, False)
+        quic.rpcnet_setup(options, False)
         return quic
 
     def peer_stream_limit(self, quic: Any) -> int:
@@ -265,6 +263,11 @@ class AioquicBackend(QuicBackend):
             return 0
         sender = stream.sender
         return sender._buffer_stop - sender._buffer_start
+
+    def grant_stream_credit(self, quic: Any, stream_id: int, limit: int) -> None:
+        stream = quic._streams.get(stream_id)
+        if stream is not None and stream.max_stream_data_local and limit > stream.max_stream_data_local:
+            stream.max_stream_data_local = limit
 
     def close(self, quic: Any, error_code: int, reason: str, *, transport_error: bool = False) -> None:
         quic.close(error_code=error_code, frame_type=_FRAME_CRYPTO if transport_error else None, reason_phrase=reason)
@@ -346,26 +349,22 @@ def _make_connection_class(base: type, max_stream_data_frame: int) -> type:
       calls) and zero for unidirectional streams, which rpcnet does not use.
     - Stream receive credit follows consumption: aioquic doubles a stream's
       window whenever the peer has sent half of it, whether or not anyone read
-      the data. Here the limit is ``consumed + stream_window`` and stays put
-      while the stream is paused, so a paused stream buffers at most one
-      window. ``streams`` maps stream id -> the driver's stream object, which
-      has ``consumed`` and ``paused``; streams the driver no longer tracks
-      keep their limit.
+      the data. Here the driver raises the limit to ``consumed +
+      stream_window`` (see ``grant_stream_credit``) and leaves it while the
+      stream is paused, so a paused stream buffers at most one window.
     """
 
     class RpcnetQuicConnection(base):  # type: ignore[misc, valid-type]
-        _rpcnet_streams: Mapping[int, Any] = {}
-        _rpcnet_window = 0
         _rpcnet_request_client_cert = False
+        _rpcnet_streams_batch = 16
 
-        def rpcnet_setup(self, options: QuicOptions, streams: Mapping[int, Any], request_client_cert: bool) -> None:
-            self._rpcnet_streams = streams
-            self._rpcnet_window = options.stream_window
+        def rpcnet_setup(self, options: QuicOptions, request_client_cert: bool) -> None:
             self._rpcnet_request_client_cert = request_client_cert
             # The peer's initial credit travels in the transport parameters
             # (``value``); ``sent`` must match so MAX_STREAMS updates batch right.
             # A client accepts no streams: only clients open calls.
             bidi = 0 if self._is_client else options.max_streams
+            self._rpcnet_streams_batch = max(1, options.max_streams // 8)
             self._local_max_streams_bidi.value = self._local_max_streams_bidi.sent = bidi
             self._local_max_streams_uni.value = self._local_max_streams_uni.sent = 0
 
@@ -376,18 +375,25 @@ def _make_connection_class(base: type, max_stream_data_frame: int) -> type:
                 # it does not verify the chain, the driver does after the handshake.
                 self.tls._request_client_certificate = True
 
+        def _write_connection_limits(self, builder: Any, space: Any) -> None:
+            super()._write_connection_limits(builder, space)
+            # aioquic holds MAX_STREAMS back until the peer has used half its
+            # credit, so a client running many short calls keeps waiting for
+            # credit it is owed. Announce returned streams in small batches.
+            limit = self._local_max_streams_bidi
+            if limit.value - limit.sent >= self._rpcnet_streams_batch:
+                buf = builder.start_frame(
+                    limit.frame_type, capacity=9, handler=self._on_connection_limit_delivery, handler_args=(limit,)
+                )
+                buf.push_uint_var(limit.value)
+                limit.sent = limit.value
+
         def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
+            # Called for every open stream on every packet built, so it only
+            # announces limits; the driver raises them as data is consumed
+            # (grant_stream_credit), where aioquic would double them on arrival.
             limit = stream.max_stream_data_local
-            if not limit:
-                return
-            ours = self._rpcnet_streams.get(stream.stream_id)
-            if ours is not None and not ours.paused:
-                window = self._rpcnet_window
-                target = ours.consumed + window
-                # Batch updates: announce once half a window has been consumed.
-                if (target - limit) * 2 >= window:
-                    stream.max_stream_data_local = limit = target
-            if stream.max_stream_data_local_sent != limit:
+            if stream.max_stream_data_local_sent != limit and limit:
                 buf = builder.start_frame(
                     max_stream_data_frame,
                     capacity=17,

@@ -71,18 +71,21 @@ class QuicStream(Stream):
     """One bidirectional QUIC stream (one call)."""
 
     __slots__ = (
-        "stream_id", "connection", "handler", "paused", "consumed",
-        "_pending", "_recv_done", "_send_done", "_error", "_drain_waiter",
+        "stream_id", "connection", "handler", "paused", "consumed", "granted",
+        "_pending", "_pending_fin", "_recv_done", "_send_done", "_error", "_drain_waiter",
     )
 
     def __init__(self, connection: QuicConnection, stream_id: int, handler: StreamHandler | None) -> None:
         self.stream_id = stream_id
         self.connection = connection
         self.handler = handler
-        #: Read by the backend's receive-credit control.
         self.paused = False
-        self.consumed = 0
-        self._pending: collections.deque[tuple[bytes, bool]] | None = None
+        self.consumed = 0  # bytes handed to the handler: the basis of receive credit
+        self.granted = 0  # ``consumed`` when credit was last raised
+        # Bytes (and FIN) that arrived while paused, in one buffer: a peer
+        # sending one-byte frames costs a byte each, not an object each.
+        self._pending: bytearray | None = None
+        self._pending_fin = False
         self._recv_done = False  # FIN delivered, or the stream was reset
         self._send_done = False  # FIN sent, or the stream was reset
         self._error: str | None = None  # why the stream was reset, either way
@@ -143,27 +146,40 @@ class QuicStream(Stream):
             return
         self.paused = False
         connection = self.connection
-        if self._pending:
+        if self._pending is not None:
             connection._loop.call_soon(self._deliver_pending)
         # Consumed bytes may now earn the peer more credit.
         connection._schedule_transmit()
 
     # -- driver side -------------------------------------------------------
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes received and held back because reading is paused."""
+        return len(self._pending) if self._pending is not None else 0
+
     def _deliver(self, data: bytes, end_stream: bool) -> None:
         if self._recv_done:
             return
-        if self.paused or self._pending:
+        if self.paused or self._pending is not None:
             if self._pending is None:
-                self._pending = collections.deque()
-            self._pending.append((data, end_stream))
+                self._pending = bytearray()
+            self._pending += data
+            self._pending_fin = end_stream
             return
         self._hand_over(data, end_stream)
 
     def _hand_over(self, data: bytes, end_stream: bool) -> None:
         if end_stream:
             self._recv_done = True
-        self.consumed += len(data)
+        else:
+            consumed = self.consumed = self.consumed + len(data)
+            connection = self.connection
+            window = connection._options.stream_window
+            # Batch updates: grant more once half a window has been consumed.
+            if consumed - self.granted >= window // 2:
+                self.granted = consumed
+                connection._backend.grant_stream_credit(connection._quic, self.stream_id, consumed + window)
         handler = self.handler
         if handler is not None:
             try:
@@ -177,11 +193,10 @@ class QuicStream(Stream):
 
     def _deliver_pending(self) -> None:
         pending = self._pending
-        while pending and not self.paused and not self._recv_done:
-            data, end_stream = pending.popleft()
-            self._hand_over(data, end_stream)
-        if not self._pending:
-            self._pending = None
+        if pending is None or self.paused or self._recv_done:
+            return
+        self._pending = None
+        self._hand_over(bytes(pending), self._pending_fin)
         self.connection._schedule_transmit()
 
     def _peer_aborted(self, error_code: int) -> None:
@@ -219,7 +234,6 @@ class QuicConnection(Connection):
         *,
         backend: QuicBackend,
         quic: Any,
-        streams: dict[int, QuicStream],
         options: QuicOptions,
         endpoint: Endpoint,
         is_client: bool,
@@ -234,7 +248,7 @@ class QuicConnection(Connection):
         self._loop = loop
         self._backend = backend
         self._quic = quic
-        self._streams = streams
+        self._streams: dict[int, QuicStream] = {}
         self._options = options
         self._endpoint = endpoint
         self._is_client = is_client

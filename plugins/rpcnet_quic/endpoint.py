@@ -148,19 +148,16 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
             except ValueError:
                 return  # forged, expired or from another address
             retry_cid = header.destination_cid
-        streams: dict[int, Any] = {}
         quic = self._backend.server_connection(
             self._configuration,
             self._options,
             original_destination_cid=original_cid,
             retry_source_cid=retry_cid,
             request_client_certificate=self._trusted_cas is not None,
-            streams=streams,
         )
         connection = QuicConnection(
             backend=self._backend,
             quic=quic,
-            streams=streams,
             options=self._options,
             endpoint=self,
             is_client=False,

@@ -65,7 +65,7 @@ class QuicOptions:
     handshake_timeout: float = attrs.field(default=10.0, converter=float, validator=positive)
     #: Bidirectional streams (calls) the peer may have open at once on one
     #: connection (the MAX_STREAMS credit we grant).
-    max_streams: int = attrs.field(default=128, converter=int, validator=_between(1, 1_000_000))
+    max_streams: int = attrs.field(default=256, converter=int, validator=_between(1, 1_000_000))
     #: Bytes the peer may send on one stream beyond what we have consumed.
     #: While a stream is paused this is also the most we buffer for it.
     stream_window: int = attrs.field(default=1 * MIB, converter=int, validator=_between(1 * KIB, 1 << 30))

@@ -73,8 +73,7 @@ class QuicTransport(Transport):
         name = server_name or tls.server_name or host
         options = self.options
         loop = asyncio.get_running_loop()
-        streams: dict[int, Any] = {}
-        quic = self.backend.client_connection(options, tls, name, ALPN, streams)
+        quic = self.backend.client_connection(options, tls, name, ALPN)
         endpoint = ClientEndpoint()
         try:
             udp, _ = await asyncio.wait_for(
@@ -88,7 +87,6 @@ class QuicTransport(Transport):
         connection = QuicConnection(
             backend=self.backend,
             quic=quic,
-            streams=streams,
             options=options,
             endpoint=endpoint,
             is_client=True,

@@ -85,5 +85,5 @@ async def test_unfinished_streams_do_not_hold_buffers_beyond_the_window(start_se
     await until(lambda: all(backend.send_backlog(quic, s.stream_id) <= 9 * window + 1 for s in streams))
     for _ in range(10):
         await asyncio.sleep(0.005)  # packets keep flowing; the bound must hold throughout
-        buffered = sum(len(data) for s in server_streams for data, _ in (s._pending or ()))
+        buffered = sum(s.buffered_bytes for s in server_streams)
         assert buffered <= 20 * window

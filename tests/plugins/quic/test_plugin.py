@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import attrs
 import pytest
 from rpcnet_quic import QuicOptions, QuicTransport
 
@@ -19,9 +23,29 @@ def test_quic_is_registered_through_the_entry_point() -> None:
     assert transport.options.keepalive_interval is None
 
 
-def test_defaults() -> None:
-    options = QuicOptions()
-    assert (options.idle_timeout, options.keepalive_interval, options.max_streams, options.retry) == (60.0, 15.0, 128, False)
+def _documented(value: object, name: str) -> str:
+    if value is None:
+        return "None"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f"`{value}`"
+    if isinstance(value, float):
+        return f"{value:g} s"
+    if name.endswith(("window", "high_water")):
+        for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+            if value % size == 0:
+                return f"{value // size} {unit}"
+    return str(value)
+
+
+def test_documented_defaults_are_the_real_ones() -> None:
+    doc = (Path(__file__).parents[3] / "docs" / "transport.md").read_text()
+    table = dict(re.findall(r"^\| `(\w+)` \| ([^|]+?) \|", doc, flags=re.M))
+    defaults = QuicOptions()
+    for field in attrs.fields(QuicOptions):
+        assert field.name in table, f"option {field.name} is not documented in docs/transport.md"
+        assert table[field.name] == _documented(getattr(defaults, field.name), field.name), field.name
 
 
 def test_values_from_environment_strings_are_converted() -> None:

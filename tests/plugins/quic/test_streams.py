@@ -222,7 +222,7 @@ async def test_paused_stream_buffers_at_most_one_window(start_server, connect) -
     received_before = len(server_side.received)
     for _ in range(20):
         await asyncio.sleep(0.005)  # let packets flow; the limit must hold throughout
-        buffered = sum(len(data) for data, _ in (server_stream._pending or ()))
+        buffered = server_stream.buffered_bytes
         assert buffered <= window
     assert len(server_side.received) == received_before  # paused: nothing delivered
     assert not sender_done.is_set()
