@@ -8,15 +8,14 @@ import attrs
 
 from ..config import ConfigBase, TlsConfig, _optional, _to_bool, _to_names, _to_options, _to_tls, positive
 from ..errors import ConfigError
+from ..health import HEALTH_TAG
 from ..transport import Address, parse_address
 
-__all__ = ["ClusterConfig", "PRESETS"]
+__all__ = ["ClusterConfig", "PRESETS", "RPC_ADDRESS_TAG", "HEALTH_TAG"]
 
 PRESETS = ("lan", "wan", "local")
 #: Tag that carries a member's RPC address ("host:port").
 RPC_ADDRESS_TAG = "rpcnet.rpc"
-#: Tag that carries a member's aggregate health ("healthy", "degraded", "unhealthy").
-HEALTH_TAG = "rpcnet.health"
 
 
 def _to_address(value: Any) -> Address:

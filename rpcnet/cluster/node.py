@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from ..membership import Member, MemberState, Membership
 from ..registry import build_options
 from ..transport import Address, parse_address
 from .config import HEALTH_TAG, RPC_ADDRESS_TAG, ClusterConfig
-from .gossip import GossipEndpoint
+from .gossip import NONCE_SIZE, GossipEndpoint, GossipPacketError, seal, seal_insecure, unseal
 from .keyring import Keyring
 
 if TYPE_CHECKING:
@@ -110,6 +111,8 @@ class Cluster:
         self._closed = False
         self._rpc_address: Address | None = None
         self._health: Any = None
+        #: Counters: syncs_sent, syncs_served, syncs_rejected (wrong key or label), syncs_failed.
+        self.stats: dict[str, int] = {"syncs_sent": 0, "syncs_served": 0, "syncs_rejected": 0, "syncs_failed": 0}
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -445,12 +448,37 @@ class Cluster:
             self._sync_clients[address] = client
         return client
 
+    # Syncs are sealed like gossip packets (keyring + cluster label) on top of
+    # mutual TLS: a node with the wrong gossip key or label cannot merge
+    # state through the sync path either.
+
+    def _seal(self, data: bytes) -> bytes:
+        assert self._endpoint is not None
+        keyring = self._endpoint.keyring
+        if keyring is None:
+            return seal_insecure(data, label=self.config.label)
+        return seal(data, key=keyring.primary_key, label=self.config.label, nonce=os.urandom(NONCE_SIZE))
+
+    def _unseal(self, data: bytes) -> bytes:
+        assert self._endpoint is not None
+        keyring = self._endpoint.keyring
+        return unseal(data, keys=keyring.keys if keyring is not None else None, label=self.config.label)
+
     async def _sync(self, address: Address, data: bytes) -> None:
         rpc_address = self._rpc_address_for(address)
         core = self._require_core()
+        self.stats["syncs_sent"] += 1
         try:
-            reply = await self._client_for(rpc_address).call(SYNC_METHOD, data, timeout=self.config.sync_timeout)
+            sealed = await self._client_for(rpc_address).call(SYNC_METHOD, self._seal(data), timeout=self.config.sync_timeout)
+            if not isinstance(sealed, bytes):
+                raise RpcError("malformed sync reply: not bytes", code=StatusCode.INTERNAL)
+            try:
+                reply = self._unseal(sealed)
+            except GossipPacketError as exc:
+                self.stats["syncs_rejected"] += 1
+                raise RpcError(f"sync reply refused: {exc}", code=StatusCode.PERMISSION_DENIED) from None
         except Exception as exc:
+            self.stats["syncs_failed"] += 1
             client = self._sync_clients.pop(rpc_address, None)
             if client is not None:
                 await client.close()
@@ -458,8 +486,6 @@ class Cluster:
                 core.sync_failed(address, self._now())
                 self._after_input()
             raise
-        if not isinstance(reply, bytes):
-            raise RpcError("malformed sync reply", code=StatusCode.INTERNAL)
         if not self._closed:
             core.handle_sync_response(address, reply, self._now())
             self._after_input()
@@ -477,12 +503,21 @@ class Cluster:
         if not isinstance(request, bytes):
             raise RpcError("a sync request carries bytes", code=StatusCode.INVALID_ARGUMENT)
         try:
-            reply = core.handle_sync_request(ctx.peer.address or ("", 0), request, self._now())
+            opened = self._unseal(request)
+        except GossipPacketError as exc:
+            self.stats["syncs_rejected"] += 1
+            raise RpcError(
+                f"sync refused: {exc} (check that both nodes share a gossip key and cluster label)",
+                code=StatusCode.PERMISSION_DENIED,
+            ) from None
+        try:
+            reply = core.handle_sync_request(ctx.peer.address or ("", 0), opened, self._now())
         except Exception as exc:
             raise RpcError(f"malformed sync request: {exc}", code=StatusCode.INVALID_ARGUMENT) from None
         finally:
             self._after_input()
-        return reply
+        self.stats["syncs_served"] += 1
+        return self._seal(reply)
 
     async def _serve_members(self, request: Any, ctx: Any) -> dict[str, Any]:
         return {"node": self.node_id, "members": self.describe_members()}
