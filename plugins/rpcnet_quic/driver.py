@@ -36,7 +36,7 @@ from .tls import (
     verify_client_certificate,
 )
 
-__all__ = ["QuicConnection", "QuicStream", "Endpoint"]
+__all__ = ["QuicConnection", "QuicStream", "Endpoint", "PeerUnreachable"]
 
 logger = logging.getLogger("rpcnet.quic")
 
@@ -51,6 +51,11 @@ STREAM_REFUSED = 0x1
 
 _HANDSHAKE, _OPEN, _CLOSING, _CLOSED = range(4)
 _CLOCK_SLACK = time.get_clock_info("monotonic").resolution
+
+
+class PeerUnreachable(TransportError):
+    """The handshake got an ICMP error back (nobody listens there); another
+    address of the same host may still work."""
 
 
 class Endpoint(Protocol):
@@ -382,7 +387,7 @@ class QuicConnection(Connection):
         # ICMP errors (port unreachable) on a client socket mean nobody listens.
         if self._state == _HANDSHAKE and self._is_client:
             self._state = _CLOSING
-            self._finish(TransportError(f"cannot reach {self._describe_peer()}: {exc.strerror or exc}"))
+            self._finish(PeerUnreachable(f"cannot reach {self._describe_peer()}: {exc.strerror or exc}"))
         elif self._state == _OPEN and self._is_client and isinstance(exc, ConnectionRefusedError):
             # On an established connection, port-unreachable means the server
             # process is gone (kill -9, crash): end now so calls fail over at
@@ -655,7 +660,7 @@ class QuicConnection(Connection):
         exc = self._close_exc
         if exc is None:
             return TransportError(f"connection to {self._describe_peer()} is closed")
-        return (TlsError if isinstance(exc, TlsError) else TransportError)(str(exc))
+        return type(exc)(str(exc)) if isinstance(exc, TransportError) else TransportError(str(exc))
 
     def _describe_peer(self) -> str:
         host, port = self.peer.address or ("?", 0)

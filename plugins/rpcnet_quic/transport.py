@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any, ClassVar
 
 from rpcnet.config import TlsConfig
@@ -10,7 +11,7 @@ from rpcnet.errors import ConfigError, TransportError
 from rpcnet.transport import Address, NewStreamCallback, Transport, parse_address
 
 from .backend import AioquicBackend, QuicBackend
-from .driver import QuicConnection
+from .driver import PeerUnreachable, QuicConnection
 from .endpoint import ClientEndpoint, QuicListener
 from .options import ALPN, QuicOptions
 from .tls import load_ca_certificates
@@ -71,26 +72,42 @@ class QuicTransport(Transport):
         tls = _require_tls(tls)
         host, port = parse_address(address)
         name = server_name or tls.server_name or host
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM), self.options.handshake_timeout
+            )
+        except (TimeoutError, OSError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise TransportError(f"cannot resolve {host!r}: {reason}") from None
+        # A name may resolve to several addresses (localhost: ::1 and
+        # 127.0.0.1); try the next one when nobody listens on this one.
+        candidates = list(dict.fromkeys((family, sockaddr) for family, _, _, _, sockaddr in infos))
+        failure: PeerUnreachable | None = None
+        for family, sockaddr in candidates:
+            try:
+                return await self._connect_to(family, sockaddr, tls, name)
+            except PeerUnreachable as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    async def _connect_to(self, family: int, sockaddr: Any, tls: TlsConfig, name: str) -> QuicConnection:
         options = self.options
         loop = asyncio.get_running_loop()
         quic = self.backend.client_connection(options, tls, name, ALPN)
         endpoint = ClientEndpoint()
         try:
-            udp, _ = await asyncio.wait_for(
-                loop.create_datagram_endpoint(lambda: endpoint, remote_addr=(host, port)),
-                options.handshake_timeout,
-            )
-        except (TimeoutError, OSError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise TransportError(f"cannot reach {host}:{port}: {reason}") from None
-        peer = udp.get_extra_info("peername")
+            udp, _ = await loop.create_datagram_endpoint(lambda: endpoint, remote_addr=sockaddr[:2], family=family)
+        except OSError as exc:
+            raise PeerUnreachable(f"cannot reach {sockaddr[0]}:{sockaddr[1]}: {exc.strerror or exc}") from None
         connection = QuicConnection(
             backend=self.backend,
             quic=quic,
             options=options,
             endpoint=endpoint,
             is_client=True,
-            peer_address=peer,
+            peer_address=udp.get_extra_info("peername"),
             server_name=name,
             ca_file=tls.ca_file,
             sent_certificate=tls.cert_file is not None,
