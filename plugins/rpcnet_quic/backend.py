@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import ssl
+from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
 from rpcnet.config import TlsConfig
@@ -80,8 +81,10 @@ class QuicBackend(abc.ABC):
         original_destination_cid: bytes,
         retry_source_cid: bytes | None,
         request_client_certificate: bool,
+        reset_token: Callable[[bytes], bytes],
     ) -> Any:
-        """A server-side ``QuicConnection`` for a new Initial."""
+        """A server-side ``QuicConnection`` for a new Initial. The stateless
+        reset token of every connection ID it issues is ``reset_token(cid)``."""
 
     @abc.abstractmethod
     def client_connection(self, options: QuicOptions, tls: TlsConfig, server_name: str, alpn: str) -> Any:
@@ -105,6 +108,10 @@ class QuicBackend(abc.ABC):
     def peer_certificates(self, quic: Any) -> tuple[Any, list[Any]]:
         """The peer's leaf certificate (or None) and intermediates, as
         ``cryptography`` certificates."""
+
+    @abc.abstractmethod
+    def peer_reset_token(self, quic: Any) -> bytes | None:
+        """The stateless reset token of the connection ID we send to, if any."""
 
     @abc.abstractmethod
     def send_backlog(self, quic: Any, stream_id: int) -> int:
@@ -217,13 +224,14 @@ class AioquicBackend(QuicBackend):
         original_destination_cid: bytes,
         retry_source_cid: bytes | None,
         request_client_certificate: bool,
+        reset_token: Callable[[bytes], bytes],
     ) -> Any:
         quic = self._connection_class(
             configuration=configuration,
             original_destination_connection_id=original_destination_cid,
             retry_source_connection_id=retry_source_cid,
         )
-        quic.rpcnet_setup(options, request_client_certificate)
+        quic.rpcnet_setup(options, request_client_certificate, reset_token)
         return quic
 
     def client_connection(self, options: QuicOptions, tls: TlsConfig, server_name: str, alpn: str) -> Any:
@@ -236,7 +244,7 @@ class AioquicBackend(QuicBackend):
         if tls.cert_file is not None:
             _load_cert_chain(configuration, tls, "client")
         quic = self._connection_class(configuration=configuration)
-        quic.rpcnet_setup(options, False)
+        quic.rpcnet_setup(options, False, None)
         return quic
 
     def peer_stream_limit(self, quic: Any) -> int:
@@ -256,6 +264,9 @@ class AioquicBackend(QuicBackend):
         if context is None:
             return None, []
         return context._peer_certificate, list(context._peer_certificate_chain)
+
+    def peer_reset_token(self, quic: Any) -> bytes | None:
+        return quic._peer_cid.stateless_reset_token or None
 
     def send_backlog(self, quic: Any, stream_id: int) -> int:
         stream = quic._streams.get(stream_id)
@@ -342,8 +353,10 @@ class AioquicBackend(QuicBackend):
 
 
 def _make_connection_class(base: type, max_stream_data_frame: int) -> type:
-    """aioquic's ``QuicConnection`` with two changes rpcnet needs.
+    """aioquic's ``QuicConnection`` with the changes rpcnet needs.
 
+    - Stateless reset tokens come from ``reset_token(cid)`` (a keyed hash),
+      not from random bytes, so a restarted server can reset old connections.
     - The peer's stream credit (MAX_STREAMS) is ``options.max_streams`` for
       bidirectional streams on a server, zero on a client (servers never open
       calls) and zero for unidirectional streams, which rpcnet does not use.
@@ -357,9 +370,14 @@ def _make_connection_class(base: type, max_stream_data_frame: int) -> type:
     class RpcnetQuicConnection(base):  # type: ignore[misc, valid-type]
         _rpcnet_request_client_cert = False
         _rpcnet_streams_batch = 16
+        _rpcnet_reset_token: Callable[[bytes], bytes] | None = None
 
-        def rpcnet_setup(self, options: QuicOptions, request_client_cert: bool) -> None:
+        def rpcnet_setup(
+            self, options: QuicOptions, request_client_cert: bool, reset_token: Callable[[bytes], bytes] | None
+        ) -> None:
             self._rpcnet_request_client_cert = request_client_cert
+            self._rpcnet_reset_token = reset_token
+            self._rpcnet_derive_reset_tokens()
             # The peer's initial credit travels in the transport parameters
             # (``value``); ``sent`` must match so MAX_STREAMS updates batch right.
             # A client accepts no streams: only clients open calls.
@@ -367,6 +385,18 @@ def _make_connection_class(base: type, max_stream_data_frame: int) -> type:
             self._rpcnet_streams_batch = max(1, options.max_streams // 8)
             self._local_max_streams_bidi.value = self._local_max_streams_bidi.sent = bidi
             self._local_max_streams_uni.value = self._local_max_streams_uni.sent = 0
+
+        def _rpcnet_derive_reset_tokens(self) -> None:
+            # Tokens derived from the connection ID with a key that survives a
+            # restart let a restarted server reset connections it forgot.
+            derive = self._rpcnet_reset_token
+            if derive is not None:
+                for connection_id in self._host_cids:
+                    connection_id.stateless_reset_token = derive(connection_id.cid)
+
+        def _replenish_connection_ids(self) -> None:
+            super()._replenish_connection_ids()
+            self._rpcnet_derive_reset_tokens()
 
         def _initialize(self, peer_cid: bytes) -> None:
             super()._initialize(peer_cid)

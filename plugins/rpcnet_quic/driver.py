@@ -280,6 +280,7 @@ class QuicConnection(Connection):
             options.handshake_timeout, self._handshake_timed_out
         )
         self._last_received = loop.time()
+        self._reset_token: bytes | None = None  # the server's stateless reset token (clients)
         self._credit_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._drain_waiting: set[QuicStream] = set()
         # Peer-opened stream ids: the highest seen, and lower ones skipped by
@@ -377,6 +378,13 @@ class QuicConnection(Connection):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if self._state == _CLOSED:
+            return
+        token = self._reset_token
+        if token is not None and data[-16:] == token and not data[0] & 0x80:
+            # A stateless reset: the server no longer knows this connection.
+            self.abort(TransportError(
+                f"the server at {self._describe_peer()} reset the connection (it restarted or lost its state)"
+            ))
             return
         now = self._loop.time()
         self._last_received = now
@@ -512,6 +520,8 @@ class QuicConnection(Connection):
         if self._state != _HANDSHAKE:
             return
         self._state = _OPEN
+        if self._is_client:
+            self._reset_token = self._backend.peer_reset_token(self._quic)
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
             self._handshake_timer = None

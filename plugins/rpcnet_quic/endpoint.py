@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import os
 from typing import Any
@@ -21,6 +23,8 @@ logger = logging.getLogger("rpcnet.quic")
 #: A client's first datagram must be at least this large (RFC 9000 section 14.1);
 #: answering smaller ones would amplify spoofed traffic.
 MIN_INITIAL_SIZE = 1200
+#: A stateless reset is at least 21 bytes and must be smaller than what it answers.
+MIN_STATELESS_RESET_SIZE = 21
 _VERSION_NEGOTIATION = b"\x00\x00\x00\x00"
 
 
@@ -35,8 +39,10 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
         options: QuicOptions,
         on_stream: NewStreamCallback,
         trusted_cas: list[Any] | None,
+        reset_key: bytes,
     ) -> None:
         self._backend = backend
+        self._reset_key = reset_key
         self._configuration = configuration
         self._supported_versions = backend.supported_versions(configuration)
         self._options = options
@@ -97,9 +103,12 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
             return
         if not data[0] & 0x80:
             # Short header: the destination connection ID follows the first byte.
-            connection = self._by_cid.get(data[1 : 1 + CID_LENGTH])
+            cid = data[1 : 1 + CID_LENGTH]
+            connection = self._by_cid.get(cid)
             if connection is not None:
                 connection.datagram_received(data, addr)
+            elif len(data) > MIN_STATELESS_RESET_SIZE:
+                self._send_stateless_reset(cid, len(data), addr)
             return
         if data[1:5] == _VERSION_NEGOTIATION:
             # A Version Negotiation packet is only ever sent *to* clients;
@@ -123,6 +132,16 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
             self._send(self._backend.encode_initial_close(header, CONNECTION_REFUSED), addr)
             return
         self._accept(header, data, addr)
+
+    def _send_stateless_reset(self, cid: bytes, received: int, addr: Any) -> None:
+        # Smaller than what triggered it (no loops, no amplification), and
+        # looking like any short-header packet (RFC 9000 section 10.3).
+        size = min(received - 1, 43)
+        first = (os.urandom(1)[0] & 0x3F) | 0x40
+        self._send(bytes([first]) + os.urandom(size - 17) + self._reset_token(cid), addr)
+
+    def _reset_token(self, cid: bytes) -> bytes:
+        return hmac.new(self._reset_key, cid, hashlib.sha256).digest()[:16]
 
     # -- new connections -------------------------------------------------------
 
@@ -154,6 +173,7 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
             original_destination_cid=original_cid,
             retry_source_cid=retry_cid,
             request_client_certificate=self._trusted_cas is not None,
+            reset_token=self._reset_token,
         )
         connection = QuicConnection(
             backend=self._backend,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rpcnet.config import TlsConfig
@@ -58,6 +60,7 @@ class QuicTransport(Transport):
             options=self.options,
             on_stream=on_stream,
             trusted_cas=trusted,
+            reset_key=_stateless_reset_key(tls.key_file),
         )
         loop = asyncio.get_running_loop()
         try:
@@ -120,6 +123,17 @@ class QuicTransport(Transport):
             connection.close(0, "connect abandoned")
             raise
         return connection
+
+
+def _stateless_reset_key(key_file: str) -> bytes:
+    """A key for stateless reset tokens that stays the same across restarts
+    of a server (it comes from the server's private key) and reveals nothing
+    about that private key."""
+    try:
+        secret = Path(key_file).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"tls.key_file {key_file!r} cannot be read: {exc.strerror}") from None
+    return hashlib.sha256(b"rpcnet stateless reset key\0" + secret).digest()
 
 
 def _require_tls(tls: Any) -> TlsConfig:

@@ -10,6 +10,7 @@ import pytest
 from rpcnet_quic import QuicOptions, QuicTransport
 
 from rpcnet.errors import TransportError
+from rpcnet.transport import CONNECTION_LOST
 
 from .helpers import DEADLINE, Recorder, until
 
@@ -221,3 +222,44 @@ async def test_unresolvable_name_is_a_clear_error(certs) -> None:
     transport = QuicTransport(QuicOptions(handshake_timeout=5))
     with pytest.raises(TransportError, match="cannot resolve 'no-such-host.invalid'"):
         await asyncio.wait_for(transport.connect(("no-such-host.invalid", 4433), tls=certs.client_tls()), DEADLINE)
+
+
+async def test_restarted_server_resets_connections_it_forgot(start_server, connect, certs) -> None:
+    server = await start_server()
+    address = server.address
+    connection = await connect(server, idle_timeout=30, keepalive_interval=None)
+    assert await _echo(connection, b"before") == b"before"
+    # The server process dies: its socket goes away without a word to clients.
+    server.listener._udp.abort()
+    await asyncio.wait_for(asyncio.shield(server.listener._socket_closed), DEADLINE)
+
+    restarted = await QuicTransport(QuicOptions()).listen(address, lambda s: Recorder(), tls=server.tls)
+    try:
+        orphan = Recorder()
+        stream = await connection.open_stream(orphan)
+        stream.send(b"anyone there?")
+        # Well before the 30 s idle timeout, the new server's stateless reset ends it.
+        await asyncio.wait_for(connection.wait_closed(), DEADLINE)
+        assert "reset the connection" in str(connection._closed_error())
+        assert await asyncio.wait_for(orphan.reset, DEADLINE) == CONNECTION_LOST
+        assert restarted._all == set()
+    finally:
+        await restarted.close()
+
+
+async def test_stateless_reset_is_smaller_than_what_triggered_it(start_server) -> None:
+    server = await start_server()
+    loop = asyncio.get_running_loop()
+    sock = await _udp_socket()
+    try:
+        cid = os.urandom(8)
+        packet = bytes([0x40]) + cid + os.urandom(30)  # short header, unknown connection ID
+        await loop.sock_sendto(sock, packet, server.address)
+        reply = await asyncio.wait_for(loop.sock_recv(sock, 2048), DEADLINE)
+        await loop.sock_sendto(sock, bytes([0x40]) + cid + os.urandom(200), server.address)
+        second = await asyncio.wait_for(loop.sock_recv(sock, 2048), DEADLINE)
+    finally:
+        sock.close()
+    assert 21 <= len(reply) < len(packet) and reply[0] & 0xC0 == 0x40
+    assert len(second) <= 43
+    assert reply[-16:] == second[-16:]  # the token depends on the connection ID only
