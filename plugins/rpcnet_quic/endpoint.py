@@ -48,7 +48,7 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
         self._options = options
         self._on_stream = on_stream
         self._trusted_cas = trusted_cas
-        self._retry = backend.retry_token_handler() if options.retry else None
+        self._retry = backend.retry_token_handler()
         self._by_cid: dict[bytes, QuicConnection] = {}
         self._all: set[QuicConnection] = set()
         self._established: dict[QuicConnection, None] = {}
@@ -148,18 +148,9 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
     def _accept(self, header: LongHeader, data: bytes, addr: Any) -> None:
         original_cid = header.destination_cid
         retry_cid: bytes | None = None
-        if self._retry is not None:
-            now = self._loop.time()
-            if not header.token:
-                source_cid = os.urandom(CID_LENGTH)
-                token = self._retry.create_token(
-                    address=addr,
-                    original_destination_connection_id=header.destination_cid,
-                    retry_source_connection_id=source_cid,
-                    now=now,
-                )
-                self._send(self._backend.encode_retry(header, source_cid, token), addr)
-                return
+        now = self._loop.time()
+        if header.token:
+            # Only our Retry packets hand out tokens: check it whatever the load.
             try:
                 original_cid = self._retry.validate_token(
                     address=addr, destination_cid=header.destination_cid, token=header.token, now=now
@@ -167,6 +158,18 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
             except ValueError:
                 return  # forged, expired or from another address
             retry_cid = header.destination_cid
+        elif self._options.retry or len(self._all) - len(self._established) >= self._options.max_pending_handshakes:
+            # Prove the address first: no state is kept until the client
+            # comes back with the token, which a spoofed source cannot.
+            source_cid = os.urandom(CID_LENGTH)
+            token = self._retry.create_token(
+                address=addr,
+                original_destination_connection_id=header.destination_cid,
+                retry_source_connection_id=source_cid,
+                now=now,
+            )
+            self._send(self._backend.encode_retry(header, source_cid, token), addr)
+            return
         quic = self._backend.server_connection(
             self._configuration,
             self._options,

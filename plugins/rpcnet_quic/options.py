@@ -77,6 +77,10 @@ class QuicOptions:
     #: Validate client addresses with a Retry packet before any handshake
     #: state is kept (costs one round trip per new connection).
     retry: bool = attrs.field(default=False, converter=_to_bool)
+    #: Handshakes in progress above which new clients must first pass
+    #: address validation (Retry), so a flood of spoofed Initials cannot pile
+    #: up connection state. 0 behaves like ``retry = true``.
+    max_pending_handshakes: int = attrs.field(default=100, converter=int, validator=_between(0, 1_000_000))
     #: Largest UDP payload we send; raise only where the path MTU allows.
     max_datagram_size: int = attrs.field(default=1200, converter=int, validator=_between(1200, 65527))
     #: Congestion controller: "reno" or "cubic".

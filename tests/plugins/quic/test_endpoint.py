@@ -27,6 +27,23 @@ async def _udp_socket() -> socket.socket:
     return sock
 
 
+RETRY = 3  # long-header packet type of a Retry in QUIC v1
+
+
+def _record_long_header_types(listener) -> list[int]:
+    """Record the long-header packet type of every datagram the listener sends."""
+    sent_types: list[int] = []
+    original_send = listener._send
+
+    def spy(data: bytes, addr) -> None:
+        if data[0] & 0x80:
+            sent_types.append((data[0] & 0x30) >> 4)
+        original_send(data, addr)
+
+    listener._send = spy
+    return sent_types
+
+
 async def _echo(connection, payload: bytes) -> bytes:
     recorder = Recorder()
     stream = await connection.open_stream(recorder)
@@ -123,18 +140,9 @@ async def test_client_reconnects_after_server_restart(start_server, connect, cer
 
 async def test_retry_validates_the_client_address(start_server, connect) -> None:
     server = await start_server(retry=True)
-    sent_types: list[int] = []
-    original_send = server.listener._send
-
-    def spy(data: bytes, addr) -> None:
-        if data[0] & 0x80:
-            sent_types.append((data[0] & 0x30) >> 4)
-        original_send(data, addr)
-
-    server.listener._send = spy
+    sent_types = _record_long_header_types(server.listener)
     connection = await connect(server)
     assert await _echo(connection, b"validated") == b"validated"
-    RETRY = 3  # long-header packet type of a Retry in QUIC v1
     assert sent_types[0] == RETRY
 
 
@@ -151,7 +159,7 @@ async def test_retry_drops_initials_with_a_forged_token(start_server) -> None:
         reply = await asyncio.wait_for(loop.sock_recv(sock, 2048), DEADLINE)
     finally:
         sock.close()
-    assert (reply[0] & 0x30) >> 4 == 3  # Retry
+    assert (reply[0] & 0x30) >> 4 == RETRY
     assert server.listener._all == set()
 
 
@@ -263,3 +271,34 @@ async def test_stateless_reset_is_smaller_than_what_triggered_it(start_server) -
     assert 21 <= len(reply) < len(packet) and reply[0] & 0xC0 == 0x40
     assert len(second) <= 43
     assert reply[-16:] == second[-16:]  # the token depends on the connection ID only
+
+
+async def test_many_pending_handshakes_turn_on_address_validation(start_server, connect) -> None:
+    server = await start_server(max_pending_handshakes=1)
+    sent_types = _record_long_header_types(server.listener)
+    loop = asyncio.get_running_loop()
+    sock = await _udp_socket()
+    try:
+        # An Initial nobody will finish (it does not even decrypt): one pending handshake.
+        await loop.sock_sendto(sock, _long_header(b"\x00\x00\x00\x01", os.urandom(8), os.urandom(8), b"\x00\x40\x64"), server.address)
+        await until(lambda: len(server.listener._all) == 1)
+        # Another spoofed-looking Initial now gets a Retry and creates no state.
+        await loop.sock_sendto(sock, _long_header(b"\x00\x00\x00\x01", os.urandom(8), os.urandom(8), b"\x00\x40\x64"), server.address)
+        reply = await asyncio.wait_for(loop.sock_recv(sock, 2048), DEADLINE)
+    finally:
+        sock.close()
+    assert (reply[0] & 0x30) >> 4 == RETRY
+    assert len(server.listener._all) == 1
+    # A real client passes the Retry and is served.
+    sent_types.clear()
+    connection = await connect(server)
+    assert await _echo(connection, b"validated") == b"validated"
+    assert sent_types[0] == RETRY
+
+
+async def test_below_the_pending_limit_no_retry_round_trip(start_server, connect) -> None:
+    server = await start_server(max_pending_handshakes=1)
+    sent_types = _record_long_header_types(server.listener)
+    connection = await connect(server)
+    assert await _echo(connection, b"direct") == b"direct"
+    assert RETRY not in sent_types
