@@ -120,10 +120,11 @@ class _Node:
 class _Probe:
     """A probe this node started: direct ping, then indirect, then verdict."""
 
-    __slots__ = ("target", "indirect", "nacks", "expected_nacks", "end")
+    __slots__ = ("target", "sent", "indirect", "nacks", "expected_nacks", "end")
 
-    def __init__(self, target: str, end: float) -> None:
+    def __init__(self, target: str, sent: float, end: float) -> None:
         self.target = target
+        self.sent = sent
         self.indirect = False
         self.nacks = 0
         self.expected_nacks = 0
@@ -133,12 +134,18 @@ class _Probe:
 class _Relay:
     """A ping this node sends on behalf of a ping-req."""
 
-    __slots__ = ("seq", "requester", "nack")
+    __slots__ = ("seq", "requester", "nack", "expires")
 
-    def __init__(self, seq: int, requester: Address, nack: bool) -> None:
+    def __init__(self, seq: int, requester: Address, nack: bool, expires: float) -> None:
         self.seq = seq
         self.requester = requester
         self.nack = nack
+        self.expires = expires
+
+#: A relay nacks after this fraction of the probe timeout, so that the nack
+#: reaches the prober before its verdict (ping-req leaves at one probe
+#: timeout, the verdict falls at two).
+NACK_FRACTION = 0.8
 
 
 def _ring_key(node_id: str) -> tuple[int, str]:
@@ -487,7 +494,7 @@ class SwimMembership(Membership):
     def _start_probe(self, target: _Node, now: float) -> None:
         seq = self._next_seq()
         self.stats["probes"] += 1
-        self._waiters[seq] = _Probe(target.id, now + self._awareness.scale(self._opts.probe_interval))
+        self._waiters[seq] = _Probe(target.id, now, now + self._awareness.scale(self._opts.probe_interval))
         self._probing[target.id] = seq
         extra = b""
         if target.state is MemberState.SUSPECT:
@@ -501,9 +508,14 @@ class SwimMembership(Membership):
         if waiter is None:
             return
         if isinstance(waiter, _Relay):
-            del self._waiters[seq]
             if waiter.nack:
+                waiter.nack = False
                 self._send(waiter.requester, Nack(seq=waiter.seq))
+                if waiter.expires > now:
+                    # A late ack is still worth relaying until the probe timeout.
+                    self._schedule(seq, waiter.expires)
+                    return
+            del self._waiters[seq]
             return
         target = self._nodes.get(waiter.target)
         if target is None or target.state not in _LIVE:
@@ -528,7 +540,11 @@ class SwimMembership(Membership):
             self._awareness.apply_delta(waiter.expected_nacks - waiter.nacks)
         else:
             self._awareness.apply_delta(1)
-        self._apply(Suspect(node=target.id, incarnation=target.incarnation, source=self._self.id), now)
+        # A healthy node (every helper nacked, so the fault is the target's)
+        # counts the suspicion from when the unanswered ping left: the silence
+        # began then. A node in doubt about its own health gets no head start.
+        since = waiter.sent if self._awareness.score == 0 else None
+        self._apply(Suspect(node=target.id, incarnation=target.incarnation, source=self._self.id), now, since=since)
 
     def _finish_probe(self, seq: int, waiter: _Probe) -> None:
         self._waiters.pop(seq, None)
@@ -565,9 +581,10 @@ class SwimMembership(Membership):
                 self._last_beat[sender] = now
         elif isinstance(message, PingReq):
             seq = self._next_seq()
-            self._waiters[seq] = _Relay(message.seq, source, message.nack)
+            timeout = self._opts.probe_timeout
+            self._waiters[seq] = _Relay(message.seq, source, message.nack, now + timeout)
             self._send(message.target_address, Ping(seq=seq, target=message.target))
-            self._schedule(seq, now + self._opts.probe_timeout)
+            self._schedule(seq, now + (timeout * NACK_FRACTION if message.nack else timeout))
         elif isinstance(message, Nack):
             waiter = self._waiters.get(message.seq)
             if isinstance(waiter, _Probe):
@@ -576,7 +593,7 @@ class SwimMembership(Membership):
     # ------------------------------------------------------------------
     # the precedence rules, applied
 
-    def _apply(self, update: Update, now: float) -> None:
+    def _apply(self, update: Update, now: float, since: float | None = None) -> None:
         me = self._self
         node = self._nodes.get(update.node)
         claimed = update_state(update)
@@ -628,7 +645,7 @@ class SwimMembership(Membership):
             node.address = update.address
             node.tags = dict(update.tags)
         if claimed is MemberState.SUSPECT:
-            self._start_suspicion(node, update, now)
+            self._start_suspicion(node, update, now if since is None else since)
         else:
             self._end_suspicion(node.id)
         if node.state is not claimed:
@@ -644,7 +661,7 @@ class SwimMembership(Membership):
         if previous is MemberState.SUSPECT and claimed is MemberState.ALIVE and node.tags != previous_tags:
             self._events.append(MemberTagsUpdated(at=now, member=node.snapshot(), previous_tags=previous_tags))
 
-    def _start_suspicion(self, node: _Node, update: Update, now: float) -> None:
+    def _start_suspicion(self, node: _Node, update: Update, start: float) -> None:
         existing = self._suspicions.get(node.id)
         if existing is not None:
             # Suspected again at a higher incarnation: same timer, one more voice.
@@ -661,7 +678,7 @@ class SwimMembership(Membership):
             k=suspicion_confirmations_wanted(opts.suspicion_mult, n),
             minimum=minimum,
             maximum=minimum * opts.suspicion_max_timeout_mult,
-            start=now,
+            start=start,
         )
         self._suspicions[node.id] = suspicion
         self._schedule(("suspect", node.id), suspicion.deadline)

@@ -189,11 +189,23 @@ def test_ping_req_is_relayed_and_answered_with_ack_or_nack() -> None:
     assert addr == OTHER and isinstance(relayed.message, Ping) and relayed.message.target == "b"
     core.receive(OTHER, packet("b", Ack(seq=relayed.message.seq)), 1.1)
     assert [(a, p.message) for a, p in sent(core)] == [(PEER, Ack(seq=7))]
-    # A second request whose target stays silent is nacked after the probe timeout.
+    # A second request whose target stays silent is nacked at 80% of the probe
+    # timeout, so the nack reaches the prober before its verdict ...
     core.receive(PEER, packet("a", PingReq(seq=8, target="b", target_address=OTHER, nack=True)), 2.0)
-    sent(core)
-    core.handle_timer(2.5)
+    ((_, relayed),) = sent(core)
+    core.handle_timer(2.39)
+    assert sent(core) == []
+    core.handle_timer(2.4)
     assert [(a, p.message) for a, p in sent(core)] == [(PEER, Nack(seq=8))]
+    # ... and an ack that still comes within the probe timeout is relayed anyway.
+    core.receive(OTHER, packet("b", Ack(seq=relayed.message.seq)), 2.45)
+    assert [(a, p.message) for a, p in sent(core)] == [(PEER, Ack(seq=8))]
+    core.receive(PEER, packet("a", PingReq(seq=9, target="b", target_address=OTHER, nack=True)), 3.0)
+    ((_, relayed),) = sent(core)
+    core.handle_timer(3.5)
+    sent(core)
+    core.receive(OTHER, packet("b", Ack(seq=relayed.message.seq)), 3.6)
+    assert sent(core) == [], "too late: the relay is gone"
 
 
 def test_probing_a_suspect_tells_it_so() -> None:
@@ -216,6 +228,7 @@ class Driver:
         self.beating: set[str] = set()
         self.next_beat = 1.0
         self.heartbeats_to: list[tuple[str, int]] = []
+        self.nacking = True
 
     def run_until(self, until: float) -> None:
         core = self.core
@@ -234,6 +247,9 @@ class Driver:
             for addr, p in sent(core):
                 if isinstance(p.message, Heartbeat):
                     self.heartbeats_to.append(addr)
+                if isinstance(p.message, PingReq) and p.message.target in self.silent and self.nacking:
+                    helper = next(k for k, v in self.addresses.items() if v == addr)
+                    core.receive(addr, packet(helper, Nack(seq=p.message.seq)), step)
                 if isinstance(p.message, Ping) and p.message.target not in self.silent:
                     target = p.message.target
                     core.receive(self.addresses[target], packet(target, Ack(seq=p.message.seq)), step)
@@ -541,3 +557,28 @@ def test_a_member_back_from_failed_is_probed_in_the_current_pass() -> None:
                 probed.append(p.message.target)
                 core.receive(peers[p.message.target], packet(p.message.target, Ack(seq=p.message.seq)), now)
     assert "p7" in probed
+
+
+@pytest.mark.parametrize(("nacking", "expected"), [(True, 24.0), (False, 25.0)])
+def test_a_healthy_prober_counts_its_suspicion_from_the_unanswered_ping(nacking: bool, expected: float) -> None:
+    peers = {f"p{i}": ("10.0.1.1", 8000 + i) for i in range(9)}
+    core = make(monitors=0, stream_fallback=False)
+    with_peers(core, *peers.items())  # n = 10: min 4 s, max 24 s, k = 2
+    driver = Driver(core, peers)
+    driver.nacking = nacking
+    driver.silent = {"p0"}
+    sent_at = None
+    while core.member("p0").state is MemberState.ALIVE:
+        before = core.stats["probes"]
+        driver.run_until(driver.now + 0.05)
+        if core.stats["probes"] > before and "p0" in core._probing and sent_at is None:
+            sent_at = driver.now
+    assert sent_at is not None
+    suspected_at = driver.now
+    assert suspected_at - sent_at == pytest.approx(1.0, abs=0.06)
+    assert (core.health_score == 0) is nacking, "missing nacks point at this node's own network"
+    # Nobody else confirms (the other peers answer this node's probes of p0's helpers).
+    driver.run_until(sent_at + expected - 0.1)
+    assert core.member("p0").state is MemberState.SUSPECT
+    driver.run_until(sent_at + expected + 0.1)
+    assert core.member("p0").state is MemberState.FAILED
