@@ -122,6 +122,10 @@ class QuicBackend(abc.ABC):
         """Raise the receive limit (MAX_STREAM_DATA) of a stream to ``limit``
         bytes; the next packet announces it. Never lowers it."""
 
+    def ack_with_data(self, quic: Any, now: float) -> None:  # noqa: B027 - optional, a no-op by default
+        """Stream data is about to be sent: send pending ACKs with it rather
+        than after the ACK delay. Optional (a backend may keep its own timing)."""
+
     @abc.abstractmethod
     def close(self, quic: Any, error_code: int, reason: str, *, transport_error: bool = False) -> None:
         """Start closing: an application CONNECTION_CLOSE, or with
@@ -280,6 +284,9 @@ class AioquicBackend(QuicBackend):
         if stream is not None and stream.max_stream_data_local and limit > stream.max_stream_data_local:
             stream.max_stream_data_local = limit
 
+    def ack_with_data(self, quic: Any, now: float) -> None:
+        quic.rpcnet_ack_with_data(now)
+
     def close(self, quic: Any, error_code: int, reason: str, *, transport_error: bool = False) -> None:
         quic.close(error_code=error_code, frame_type=_FRAME_CRYPTO if transport_error else None, reason_phrase=reason)
 
@@ -409,15 +416,15 @@ def _make_connection_class(base: type, max_stream_data_frame: int) -> type:
                 # it does not verify the chain, the driver does after the handshake.
                 self.tls._request_client_certificate = True
 
-        def datagrams_to_send(self, now: float) -> Any:
-            # The driver transmits once per event-loop turn, after the calls
-            # that turn produced. Acknowledge what arrived in the same packets
-            # instead of in ACK-only packets a millisecond later: on a busy
-            # connection this halves the packets each side builds and parses.
+        def rpcnet_ack_with_data(self, now: float) -> None:
+            # Stream data leaves in this transmit: acknowledge what arrived in
+            # the same packets instead of in ACK-only packets a millisecond
+            # later. On a busy request/response connection this halves the
+            # packets each side builds and parses. With nothing to send (a
+            # bulk receiver), ACKs stay delayed, which keeps bulk fast.
             space = self._spaces.get(one_rtt)
             if space is not None and space.ack_at is not None and space.ack_at > now:
                 space.ack_at = now
-            return super().datagrams_to_send(now)
 
         def _write_connection_limits(self, builder: Any, space: Any) -> None:
             super()._write_connection_limits(builder, space)

@@ -108,6 +108,7 @@ class QuicStream(Stream):
         if end_stream:
             self._send_done = True
         connection._quic.send_stream_data(self.stream_id, data, end_stream)
+        connection._data_pending = True
         if connection._transmit_handle is None:
             connection._transmit_handle = connection._loop.call_soon(connection._transmit)
         if end_stream and self._recv_done:
@@ -273,6 +274,7 @@ class QuicConnection(Connection):
         self._close_exc: BaseException | None = None  # why it ended, for errors raised later
         self._close_reported: BaseException | None = None  # what close callbacks got
         self._transmit_handle: asyncio.Handle | None = None
+        self._data_pending = False  # stream data written since the last transmit
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._keepalive_handle: asyncio.TimerHandle | None = None
@@ -612,7 +614,11 @@ class QuicConnection(Connection):
             return
         quic = self._quic
         send = self._endpoint.send_datagram
-        for data, addr in quic.datagrams_to_send(now=self._loop.time()):
+        now = self._loop.time()
+        if self._data_pending:
+            self._data_pending = False
+            self._backend.ack_with_data(quic, now)
+        for data, addr in quic.datagrams_to_send(now=now):
             send(data, addr)
         timer_at = quic.get_timer()
         if timer_at is not None and (self._timer is None or timer_at < self._timer_at):
