@@ -703,14 +703,17 @@ class QuicConnection(Connection):
             if info.by_peer and code == CONNECTION_REFUSED:
                 return TransportError(f"the server at {peer} refused the connection (it is not accepting new connections)")
             if info.by_peer:
-                return TransportError(f"the server at {peer} closed the connection during the handshake (code {code:#x}{': ' + reason if reason else ''})")
+                return TransportError(f"the peer {peer} closed the connection during the handshake (code {code:#x}{': ' + reason if reason else ''})")
             return TransportError(f"QUIC handshake with {peer} failed: {reason or f'error {code:#x}'}")
         if info.by_peer:
             if code == NO_ERROR and info.frame_type is None:
                 return TransportError(f"the peer {peer} closed the connection{': ' + reason if reason else ''}")
             return TransportError(f"the peer {peer} closed the connection with error {code:#x}{': ' + reason if reason else ''}")
         if reason.lower().startswith("idle timeout"):
-            return TransportError(f"connection to {peer} idle for {self._options.idle_timeout:g} s (idle timeout)")
+            return TransportError(
+                f"connection to {peer} closed by the idle timeout: nothing arrived in time "
+                f"(ours is {self._options.idle_timeout:g} s; the smaller of both sides' applies)"
+            )
         return TransportError(f"connection to {peer} failed: {reason or f'error {code:#x}'}")
 
     def _finish(self, exc: BaseException | None) -> None:
