@@ -28,15 +28,9 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-## The newest demo available: `rpcnet demo`, else the memory-transport demo, else the plugin demo.
+## A director and 3 workers as processes, load through a ClusterClient, one worker SIGKILLed and restarted.
 demo: $(STAMP)
-	@if $(BIN)/rpcnet demo --help >/dev/null 2>&1; then \
-		$(BIN)/rpcnet demo; \
-	elif [ -f examples/memory_demo.py ]; then \
-		$(BIN)/python examples/memory_demo.py; \
-	else \
-		$(BIN)/python examples/plugins_demo.py; \
-	fi
+	$(BIN)/rpcnet demo
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/rpc_bench.py

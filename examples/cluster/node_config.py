@@ -120,6 +120,7 @@ async def start_node(
     node_id: str | None = None,
     health_checks: Sequence[str] = (),
     health_interval: float = 5.0,
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> Cluster:
     """Start ``server`` on ``listen`` and join the cluster through ``seeds``."""
     await server.start(listen)
@@ -132,6 +133,7 @@ async def start_node(
         preset=args.preset,
         health_checks=tuple(health_checks),
         health_interval=health_interval,
+        options=options or {},
     )
     cluster = Cluster(server, config)
     try:

@@ -9,7 +9,8 @@
 Tags: ``role=worker`` and, with WORKER_LABEL, ``label=<WORKER_LABEL>``.
 WORKER_FAILURE_ENABLED=1 makes the worker crash (``os._exit``, no goodbye) at
 a random token, to watch clients fail over. ``--plugin module:object`` adds a
-plugin (a health check, say) and ``--health-check NAME`` runs it.
+plugin (a health check, say; see drain_check.py) and ``--health-check NAME``
+runs it.
 """
 
 from __future__ import annotations
@@ -114,9 +115,18 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argpa
                         help="register a plugin object (repeatable)")
     parser.add_argument("--health-check", action="append", default=[], metavar="NAME",
                         help="run this health check; its status travels in gossip (repeatable)")
+    parser.add_argument("--health-option", action="append", default=[], metavar="CHECK.KEY=VALUE",
+                        help="an option of a health check, e.g. drain-file.path=/tmp/drain (repeatable)")
     parser.add_argument("--health-interval", type=float, default=1.0, help="seconds between health rounds")
     args = parser.parse_args(argv)
     require_security(args, parser)
+    args.health_options = {}
+    for item in args.health_option:
+        name, dot, rest = item.partition(".")
+        key, eq, value = rest.partition("=")
+        if not dot or not eq or not name or not key:
+            parser.error(f"--health-option takes CHECK.KEY=VALUE, got {item!r}")
+        args.health_options.setdefault(name, {})[key] = value
     return args, parser
 
 
@@ -141,7 +151,7 @@ async def main(argv: list[str] | None = None) -> int:
     stop = stop_on_signals()
     cluster = await start_node(
         server, listen=args.listen, args=args, tags=tags, seeds=[args.director], node_id=args.label or None,
-        health_checks=args.health_check, health_interval=args.health_interval,
+        health_checks=args.health_check, health_interval=args.health_interval, options=args.health_options,
     )
     worker.node_id = cluster.node_id
     greeting = (f"serving on {server.address[0]}:{server.address[1]} as {cluster.node_id} "
