@@ -4,7 +4,8 @@
 
     ca.pem  ca.key                the development CA (reused when already present)
     server.pem  server.key        server certificate, SANs: the given names plus
-                                  localhost, 127.0.0.1 and ::1
+                                  localhost, 127.0.0.1 and ::1; it may also act
+                                  as a client certificate (a cluster node's)
     <client>.pem  <client>.key    one client certificate per client name
 
 Keys are ECDSA P-256 in unencrypted PKCS#8 PEM, written with mode 0600. The

@@ -134,3 +134,23 @@ async def test_configuration_errors_are_clear(certs) -> None:
         await transport.listen(
             ("127.0.0.1", 0), lambda s: Recorder(), tls=certs.server_tls(cert_file="/nonexistent/server.pem")
         )
+
+
+async def test_a_node_certificate_works_both_ways_under_mutual_tls(start_server, certs) -> None:
+    # Cluster nodes present server.pem as servers and as clients.
+    server = await start_server(tls=certs.server_tls(require_client_cert=True))
+    tls = certs.client_tls(cert_file=certs.path("server.pem"), key_file=certs.path("server.key"))
+    connection = await _connect(server, tls)
+    try:
+        await until(lambda: len(server.listener.connections()) == 1)
+        assert server.listener.connections()[0].peer.identity == "localhost"
+    finally:
+        connection.close()
+
+
+async def test_a_server_only_certificate_is_refused_as_a_client_certificate(start_server, certs, tmp_path) -> None:
+    server = await start_server(tls=certs.server_tls(require_client_cert=True))
+    certs.ca.issue_server(client=False).write(tmp_path / "s.pem", tmp_path / "s.key")
+    tls = certs.client_tls(cert_file=str(tmp_path / "s.pem"), key_file=str(tmp_path / "s.key"))
+    with pytest.raises(TlsError, match="client certificate was rejected.*EKU"):
+        await _connect(server, tls)
