@@ -18,7 +18,9 @@ from .context import CallInfo, _deadline
 from .methods import MethodKind
 from .protocol import (
     MESSAGE,
+    OK_TRAILER,
     PREFIX,
+    PREFIX_SIZE,
     RESPONSE_HEADER,
     TRAILER,
     FrameDecoder,
@@ -35,6 +37,8 @@ from .wrappers import end_wrappers, start_wrappers
 __all__ = ["RpcClient", "CallMetadata", "ResponseStream", "BidiCall"]
 
 log = logging.getLogger("rpcnet.client")
+
+_OK_TRAILER_PAYLOAD = OK_TRAILER[PREFIX_SIZE:]
 
 
 @attrs.frozen
@@ -111,6 +115,9 @@ class _ClientCall:
                     else:
                         raise ProtocolError("the server sent more than one response to a unary call")
                 elif frame_type == TRAILER:
+                    if payload == _OK_TRAILER_PAYLOAD:
+                        self._succeed()
+                        return
                     code, message, details, metadata = decode_trailer(payload)
                     self.trailers = metadata
                     if code == StatusCode.OK:
@@ -208,6 +215,7 @@ class RpcClient:
         self._closed = False
         self._header_cache: dict[str, bytes] = {}
         self._wrappers = self.plugins.call_wrappers
+        self._default_timeout = self.config.default_timeout
 
     def _serializer(self, name: str) -> Any:
         serializer = self._serializers.get(name)
@@ -363,34 +371,38 @@ class RpcClient:
         timeout: float | None = None,
         metadata: dict[str, Any] | None = None,
         serializer: str | None = None,
+        _with_metadata: bool = False,
     ) -> Any:
         """Unary call: send ``request``, return the response.
 
         Raises the :class:`~rpcnet.errors.RpcError` subclass of the status the
         server returned (``NotFoundError``, ``DeadlineExceededError``, ...).
         """
-        response, _ = await self.call_with_metadata(method, request, timeout=timeout, metadata=metadata, serializer=serializer)
-        return response
-
-    async def call_with_metadata(
-        self,
-        method: str,
-        request: Any = None,
-        *,
-        timeout: float | None = None,
-        metadata: dict[str, Any] | None = None,
-        serializer: str | None = None,
-    ) -> tuple[Any, CallMetadata]:
-        """Unary call returning ``(response, CallMetadata(initial, trailers))``."""
         codec = self._serializer(serializer) if serializer else self.serializer
         wrapped = self._wrap_start(method, MethodKind.UNARY, metadata) if self._wrappers else None
         try:
             for attempt in (1, 2):
-                deadline, remaining = self._timeout(timeout)
-                data = self._header(method, metadata, remaining) + self._message(codec, request)
+                if timeout is None and self._default_timeout is None and _deadline.get() is None:
+                    deadline = remaining = None
+                else:
+                    deadline, remaining = self._timeout(timeout)
+                if metadata or remaining is not None:
+                    header = encode_header(method, metadata, remaining)
+                else:
+                    header = self._header_cache.get(method) or self._header(method, None, None)
+                data = header + self._message(codec, request)
                 call = _ClientCall(self, method, codec.loads, False, False)
-                await self._open(call, data, True)
-                self._arm(call, deadline)
+                connection = self._connection
+                try:
+                    if connection is None or connection.is_closed:
+                        raise TransportError("not connected")
+                    stream = await connection.open_stream(call)
+                    stream.send(data, True)
+                    call.stream = stream
+                except TransportError:
+                    await self._open(call, data, True)
+                if deadline is not None:
+                    call.timer = asyncio.get_running_loop().call_at(deadline, call.on_deadline)
                 try:
                     response = await call.future
                 except _Refused:
@@ -403,13 +415,30 @@ class RpcClient:
                 except asyncio.CancelledError:
                     call.cancel()
                     raise
-                result = response, CallMetadata(call.initial, call.trailers)
                 break
         except BaseException as exc:
-            self._wrap_end(wrapped, exc)
+            if wrapped is not None:
+                self._wrap_end(wrapped, exc)
             raise
-        self._wrap_end(wrapped, None)
-        return result
+        if wrapped is not None:
+            self._wrap_end(wrapped, None)
+        if _with_metadata:
+            return response, CallMetadata(call.initial, call.trailers)
+        return response
+
+    async def call_with_metadata(
+        self,
+        method: str,
+        request: Any = None,
+        *,
+        timeout: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        serializer: str | None = None,
+    ) -> tuple[Any, CallMetadata]:
+        """Unary call returning ``(response, CallMetadata(initial, trailers))``."""
+        return await self.call(
+            method, request, timeout=timeout, metadata=metadata, serializer=serializer, _with_metadata=True
+        )
 
     def _forget_connection(self) -> None:
         """The server is going away on this connection; use a new one next time."""

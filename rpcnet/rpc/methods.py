@@ -36,3 +36,10 @@ class MethodSpec:
     serializer: Serializer
     #: Safe to run twice: clients may retry it after it was sent.
     idempotent: bool = False
+    #: Copies of ``kind.streams_requests`` / ``kind.streams_responses``, read per call.
+    streams_requests: bool = attrs.field(init=False)
+    streams_responses: bool = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "streams_requests", self.kind.streams_requests)
+        object.__setattr__(self, "streams_responses", self.kind.streams_responses)

@@ -13,6 +13,7 @@ from ..errors import MessageTooLargeError, RpcError, SerializationError, StatusC
 from ..plugins import PluginHost, make_plugin_manager
 from ..transport import Address, Listener, PeerInfo, Stream, Transport, parse_address
 from .context import CallInfo, ServerContext, _context, _deadline
+from .eager import start_task
 from .methods import MethodKind, MethodSpec
 from .protocol import (
     HEADER,
@@ -34,6 +35,9 @@ __all__ = ["RpcServer"]
 log = logging.getLogger("rpcnet.server")
 
 _NO_REQUEST = object()
+#: Header payloads without metadata or deadline -> (method, None): most calls
+#: repeat a few of them, so they are decoded once.
+_HEADER_CACHE: dict[bytes, tuple[str, None]] = {}
 
 
 def _serializer_options(config: RpcConfig, name: str) -> dict[str, Any]:
@@ -357,11 +361,20 @@ class _ServerCall:
 
     def _on_header(self, payload: bytes) -> None:
         server = self.server
-        try:
-            method, metadata, timeout = decode_header(payload)
-        except ProtocolError as exc:
-            self._fail_protocol(exc)
-            return
+        cached = _HEADER_CACHE.get(payload)
+        if cached is not None:
+            method, timeout = cached
+            metadata: dict[str, Any] = {}
+        else:
+            try:
+                method, metadata, timeout = decode_header(payload)
+            except ProtocolError as exc:
+                self._fail_protocol(exc)
+                return
+            if not metadata and timeout is None and len(payload) <= 64:
+                if len(_HEADER_CACHE) >= 1024:
+                    _HEADER_CACHE.clear()
+                _HEADER_CACHE[payload] = (method, None)
         spec = server._methods.get(method)
         if server._stopping:
             self.done = True
@@ -389,18 +402,15 @@ class _ServerCall:
                 self._fail(StatusCode.DEADLINE_EXCEEDED, "the call's deadline had passed when it arrived")
                 return
             self.timer = loop.call_at(deadline, self._on_deadline)
-        if spec.kind.streams_requests:
+        if spec.streams_requests:
             self.requests = MessageQueue(self.stream, server.config.stream_buffer, self._decode_streamed)
             self._start()
 
     def _start(self) -> None:
         spec = self.spec
         assert spec is not None
-        if spec.kind is MethodKind.UNARY:
-            coro = self._run_unary()
-        else:
-            coro = self._run_general()
-        self.task = asyncio.get_running_loop().create_task(coro)
+        coro = self._run_unary() if spec.kind is MethodKind.UNARY else self._run_general()
+        self.task = start_task(asyncio.get_running_loop(), coro)
 
     def _decode_streamed(self, payload: bytes) -> Any:
         assert self.spec is not None
@@ -469,7 +479,7 @@ class _ServerCall:
         try:
             argument = self.requests if self.requests is not None else self._decode_request()
             result = spec.handler(argument, ctx)
-            if spec.kind.streams_responses:
+            if spec.streams_responses:
                 if inspect.isawaitable(result) and not hasattr(result, "__aiter__"):
                     result = await result
                 if not hasattr(result, "__aiter__"):
