@@ -120,6 +120,7 @@ class Cluster:
         if self._core is not None:
             raise RuntimeError("the cluster is already started")
         config = self.config
+        self.plugins.check_options(config.options)
         loop = self._loop = asyncio.get_running_loop()
         rpc_address = config.rpc_advertise or self.server.address
         if rpc_address[0] in ("0.0.0.0", "::", ""):

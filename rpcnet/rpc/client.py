@@ -204,6 +204,7 @@ class RpcClient:
         self.address = parse_address(address)
         self.config = config or RpcConfig()
         self.plugins = plugins or make_plugin_manager(disabled=self.config.disabled_plugins)
+        self.plugins.check_options(self.config.options)
         self.transport: Transport = self.plugins.create(
             "transport", self.config.transport, self.config.options.get(self.config.transport)
         )

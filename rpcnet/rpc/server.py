@@ -60,6 +60,7 @@ class RpcServer:
     def __init__(self, config: RpcConfig | None = None, *, plugins: PluginHost | None = None) -> None:
         self.config = config or RpcConfig()
         self.plugins = plugins or make_plugin_manager(disabled=self.config.disabled_plugins)
+        self.plugins.check_options(self.config.options)
         self.transport: Transport = self.plugins.create(
             "transport", self.config.transport, self.config.options.get(self.config.transport)
         )
