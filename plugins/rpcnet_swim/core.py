@@ -470,6 +470,10 @@ class SwimMembership(Membership):
         order = self._probe_order
         if node_id in order[self._probe_index :]:
             return
+        if node_id in order[: self._probe_index]:
+            # Move it rather than add it twice: a pass stays one probe per member.
+            order.remove(node_id)
+            self._probe_index -= 1
         order.insert(self.rng.randint(self._probe_index, len(order)), node_id)
 
     def _reset_probe_order(self, now: float) -> None:
@@ -613,7 +617,11 @@ class SwimMembership(Membership):
             if verdict is Verdict.REFUTE:
                 me.incarnation = refuted_incarnation(me.incarnation, update.incarnation)
                 self.stats["refutes"] += 1
-                self._awareness.apply_delta(1)
+                if claimed is MemberState.SUSPECT:
+                    # Being suspected hints that we are slow (Lifeguard). Being
+                    # declared failed or left, or an older alive claim, means
+                    # we were away (restarted): no sign of our health now.
+                    self._awareness.apply_delta(1)
                 self._announce_self()
             return
         verdict = judge(
@@ -792,6 +800,8 @@ class SwimMembership(Membership):
                 self._apply(Alive(node=record.node, incarnation=record.incarnation, address=record.address, tags=record.tags), now)
             elif record.state is MemberState.LEFT:
                 self._apply(Dead(node=record.node, incarnation=record.incarnation, source=record.node), now)
+            elif record.node == self._self.id and record.state is MemberState.FAILED:
+                self._apply(Dead(node=record.node, incarnation=record.incarnation, source=message.sender), now)
             else:
                 # A remote "failed" is only a suspicion here: we may still reach it.
                 self._apply(Suspect(node=record.node, incarnation=record.incarnation, source=message.sender), now)

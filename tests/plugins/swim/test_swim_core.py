@@ -582,3 +582,18 @@ def test_a_healthy_prober_counts_its_suspicion_from_the_unanswered_ping(nacking:
     assert core.member("p0").state is MemberState.SUSPECT
     driver.run_until(sent_at + expected + 0.1)
     assert core.member("p0").state is MemberState.FAILED
+
+
+def test_refuting_a_death_from_a_previous_life_costs_no_health() -> None:
+    core = make()  # restarted: incarnation 0 again
+    previous_life = SyncMessage(
+        sender="peer",
+        response=True,
+        members=(MemberRecord(node="peer", address=PEER), MemberRecord(node="me", address=ME, incarnation=6, state=MemberState.FAILED)),
+    )
+    core.handle_sync_response(PEER, codec.encode_sync(previous_life), 1.0)
+    assert core.local_member.incarnation == 7
+    assert core.health_score == 0
+    core.receive(PEER, packet("peer", None, Suspect(node="me", incarnation=7, source="peer")), 2.0)
+    assert core.local_member.incarnation == 8
+    assert core.health_score == 1, "a suspicion, unlike a death notice, hints at our own slowness"
