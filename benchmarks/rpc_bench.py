@@ -24,6 +24,7 @@ import datetime
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 from importlib import metadata
@@ -299,6 +300,21 @@ def _versions() -> dict[str, str | None]:
     return found
 
 
+def _checkout() -> dict[str, Any] | None:
+    """The commit measured and whether the tree had uncommitted changes (None outside git)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=BENCH_DIR, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
 def report_json(outcomes: list[Outcome], options: argparse.Namespace) -> dict[str, Any]:
     ratio_table = ratios(outcomes)
     return {
@@ -312,6 +328,7 @@ def report_json(outcomes: list[Outcome], options: argparse.Namespace) -> dict[st
             "load_average_before": list(getattr(options, "load_before", ())),
             "load_average_after": list(os.getloadavg()),
             "versions": _versions(),
+            "checkout": _checkout(),
             "event_loop": "uvloop" if options.uvloop else "asyncio",
             "pinned": options.pin,
             "duration_s": options.duration,
