@@ -41,7 +41,6 @@ from scenarios import SCENARIOS  # noqa: E402
 from targets import TARGETS  # noqa: E402
 
 WORKER = BENCH_DIR / "worker.py"
-UNAVAILABLE_STATUS = 3
 SUBJECT = "rpcnet"
 BASELINES = tuple(t for t in TARGETS if t != SUBJECT)
 
