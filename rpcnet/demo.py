@@ -403,7 +403,7 @@ class _Demo:
             await asyncio.sleep(period)
 
     def _member_rows(self) -> list[list[str]]:
-        rows = [["MEMBER", "ROLE", "STATE", "HEALTH", "CALLS", "IN-FLIGHT", "ERRORS"]]
+        rows = [["MEMBER", "TAGS", "STATE", "HEALTH", "CALLS", "IN-FLIGHT", "ERRORS"]]
         stats: dict[str, tuple[int, int]] = {}
         for registry in self.registries.values():
             for worker in registry.workers():
@@ -411,18 +411,18 @@ class _Demo:
                 in_flight, errors = stats.get(worker.node_id, (0, 0))
                 stats[worker.node_id] = (in_flight + s.in_flight, errors + s.recent_errors)
         for member in sorted(self.cluster.members(), key=lambda m: m.id):
-            role = member.tags.get("role", "-")
+            tags = ",".join(f"{k}={v}" for k, v in sorted(member.tags.items()) if not k.startswith("rpcnet."))
             health = member.tags.get("rpcnet.health", "-")
-            calls = str(self.traffic.per_worker.get(member.id, 0)) if role == "worker" else ""
+            calls = str(self.traffic.per_worker.get(member.id, 0)) if member.tags.get("role") == "worker" else ""
             in_flight, errors = stats.get(member.id, (None, None))
-            rows.append([member.id, role, member.state.value, health, calls,
+            rows.append([member.id, tags or "-", member.state.value, health, calls,
                          "" if in_flight is None else str(in_flight), "" if errors is None else str(errors)])
         return rows
 
     def _frame(self) -> list[str]:
         now = time.monotonic()
         window = self.traffic.window(now)
-        header = (f"rpcnet demo  t={self.elapsed(now):5.1f}s  calls ok {self.traffic.ok}  failed {self.traffic.failed}  "
+        header = (f"rpcnet demo  t={self.elapsed(now):.1f}s  calls ok {self.traffic.ok}  failed {self.traffic.failed}  "
                   f"p50 {_ms(_percentile(window, 0.5))}  p99 {_ms(_percentile(window, 0.99))}  (last 2 s)")
         rows = self._member_rows()
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -445,7 +445,7 @@ class _Demo:
             window = self.traffic.window(now)
             workers = []
             for row in self._member_rows()[1:]:
-                if row[1] == "worker":
+                if "role=worker" in row[1].split(","):
                     workers.append(f"{row[0]} {row[2]} {row[4]}" + (f"/{row[5]}" if row[5] else ""))
             self.out.write(
                 f"[{self.elapsed(now):5.1f}s] ok {self.traffic.ok} failed {self.traffic.failed} "

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -126,11 +129,20 @@ class ClientNode:
         while not predicate():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"not within {timeout} s: {what}")
+                raise AssertionError(f"not within {timeout} s: {what}\n{self.describe()}")
             self.changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), min(remaining, 0.05))
         return time.monotonic()
+
+    def describe(self) -> str:
+        """What the client node knows, for failure messages."""
+        start = self.events[0][0] if self.events else 0.0
+        events = ", ".join(f"{at - start:.2f}s {e.describe()}" for at, e in self.events[-12:])
+        registry = getattr(self, "registry", None)
+        workers = [w.node_id for w in registry.workers()] if registry is not None else []
+        stats = dict(self.client.stats) if hasattr(self, "client") else {}
+        return f"workers in rotation: {workers}; client stats: {stats}; last events: {events}"
 
     async def close(self) -> None:
         await self.client.close()
@@ -259,3 +271,17 @@ async def test_custom_health_check_takes_a_worker_out_of_rotation_and_back(clust
     assert routed_while_out == []
     assert back_at - cleared_at <= 2.0, f"returned {back_at - cleared_at:.2f} s after recovering"
     print(f"out of rotation {out_at - flagged_at:.2f} s after unhealthy, back {back_at - cleared_at:.2f} s after healthy")
+
+
+def test_rpcnet_demo_kills_a_worker_and_reports_no_failed_call() -> None:
+    """``rpcnet demo`` end to end (its shortest run): exit status 0 and a summary that says what happened."""
+    result = subprocess.run(
+        [sys.executable, "-m", "rpcnet", "demo", "--duration", "20", "--strategy", "least-connections"],
+        capture_output=True, text=True, timeout=80,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = result.stdout[result.stdout.index("\nsummary\n"):]
+    assert re.search(r"calls ok [1-9]\d*, failed 0", summary), summary
+    assert re.search(r"worker-2: client node declared it failed \d+\.\d+ s after SIGKILL", summary), summary
+    assert re.search(r"first answer \d+\.\d+ s after ready", summary), summary
+    assert "OK: no call failed" in summary
