@@ -7,6 +7,7 @@ STAMP := $(VENV)/.bootstrap-stamp
 EXAMPLE_PLUGIN_PYPROJECTS := $(wildcard examples/plugins/*/pyproject.toml)
 EXAMPLE_PLUGINS := $(patsubst %/pyproject.toml,%,$(EXAMPLE_PLUGIN_PYPROJECTS))
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: venv test test-fast demo bench lint clean-venv
 
@@ -33,7 +34,7 @@ demo: $(STAMP)
 	$(BIN)/rpcnet demo
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/rpc_bench.py
+	$(BIN)/python benchmarks/rpc_bench.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check rpcnet plugins tests examples benchmarks
