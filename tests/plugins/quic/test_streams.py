@@ -292,3 +292,23 @@ async def test_servers_do_not_open_streams(start_server, connect) -> None:
     await until(lambda: len(server.listener.connections()) == 1)
     with pytest.raises(TransportError, match="only clients open streams"):
         await asyncio.wait_for(server.listener.connections()[0].open_stream(Recorder()), DEADLINE)
+
+
+async def test_returned_stream_credit_is_announced_in_small_batches(start_server, connect) -> None:
+    server = await start_server(handler=Echo, max_streams=16)  # batches of 2
+    connection = await connect(server)
+    backend = connection._backend
+    assert backend.peer_stream_limit(connection._quic) == 16
+    held = []
+    for _ in range(12):
+        stream = await connection.open_stream(Recorder())
+        stream.send(b"held")  # no FIN: stays open
+        held.append(stream)
+    for _ in range(2):
+        recorder = Recorder()
+        stream = await connection.open_stream(recorder)
+        stream.send(b"done", end_stream=True)
+        await asyncio.wait_for(recorder.finished, DEADLINE)
+    # Two calls finished while the client still had credit left: the server
+    # tells it at once instead of waiting until half its credit is used.
+    await until(lambda: backend.peer_stream_limit(connection._quic) == 18)
