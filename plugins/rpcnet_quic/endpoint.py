@@ -128,7 +128,7 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
             return
         if not header.is_initial:
             return
-        if not self._accepting:
+        if not self._accepting or len(self._all) >= self._options.max_connections:
             self._send(self._backend.encode_initial_close(header, CONNECTION_REFUSED), addr)
             return
         self._accept(header, data, addr)

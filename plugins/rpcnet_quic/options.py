@@ -77,6 +77,9 @@ class QuicOptions:
     #: Validate client addresses with a Retry packet before any handshake
     #: state is kept (costs one round trip per new connection).
     retry: bool = attrs.field(default=False, converter=_to_bool)
+    #: Connections (established or handshaking) a listener keeps at once;
+    #: clients beyond that are refused at once (CONNECTION_REFUSED).
+    max_connections: int = attrs.field(default=10_000, converter=int, validator=_between(1, 10_000_000))
     #: Handshakes in progress above which new clients must first pass
     #: address validation (Retry), so a flood of spoofed Initials cannot pile
     #: up connection state. 0 behaves like ``retry = true``.

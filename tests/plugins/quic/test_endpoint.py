@@ -302,3 +302,17 @@ async def test_below_the_pending_limit_no_retry_round_trip(start_server, connect
     connection = await connect(server)
     assert await _echo(connection, b"direct") == b"direct"
     assert RETRY not in sent_types
+
+
+async def test_clients_beyond_max_connections_are_refused(start_server, connect, certs) -> None:
+    server = await start_server(max_connections=2, handshake_timeout=30)
+    first = await connect(server)
+    await connect(server)
+    transport = QuicTransport(QuicOptions(handshake_timeout=30))
+    with pytest.raises(TransportError, match="refused the connection"):
+        await asyncio.wait_for(transport.connect(server.address, tls=certs.client_tls()), DEADLINE)
+    # Room again once one leaves.
+    first.close()
+    await until(lambda: len(server.listener._all) == 1)
+    third = await connect(server)
+    assert await _echo(third, b"room again") == b"room again"
