@@ -17,6 +17,7 @@ import itertools
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,14 +53,23 @@ async def wait_for_worker(registry: WorkerRegistry, timeout: float) -> bool:
     return False
 
 
-async def stream_prompt(clients: ClusterClient, prompt: str, max_tokens: int, timeout: float, log) -> tuple[str, int]:
-    """Print the tokens for one prompt; on a worker failure mid-stream, ask again elsewhere."""
+async def stream_prompt(clients: ClusterClient, prompt: str, max_tokens: int, timeout: float,
+                        token_timeout: float, log: Callable[[str], None]) -> tuple[str, int]:
+    """Print the tokens for one prompt; when a worker fails or stalls mid-stream, ask again elsewhere.
+
+    A worker killed outright sends nothing more, and nothing tells this side
+    until membership declares it failed (seconds); tokens come every few tens
+    of milliseconds, so a silence of ``token_timeout`` already says enough.
+    """
     for attempt in itertools.count(1):
         worker, tokens = None, 0
+        stream = clients.call_worker_server_streaming("generate", {"prompt": prompt, "max_tokens": max_tokens}, timeout=timeout)
         try:
-            async for message in clients.call_worker_server_streaming(
-                "generate", {"prompt": prompt, "max_tokens": max_tokens}, timeout=timeout
-            ):
+            while True:
+                try:
+                    message = await asyncio.wait_for(anext(stream), token_timeout)
+                except StopAsyncIteration:
+                    break
                 if worker is None:
                     worker = message["worker"]
                     print(f"[{worker}] ", end="", flush=True)
@@ -71,13 +81,17 @@ async def stream_prompt(clients: ClusterClient, prompt: str, max_tokens: int, ti
             log(f"{exc}; waiting for a worker")
             if not await wait_for_worker(clients.registry, timeout):
                 raise
-        except RpcError as exc:
-            if worker is None:
+        except (RpcError, TimeoutError) as exc:
+            if isinstance(exc, RpcError) and worker is None:
                 raise  # the ClusterClient already failed over as far as it could
+            what = exc.code.name if isinstance(exc, RpcError) else f"no token for {token_timeout:g} s"
             print()
-            log(f"worker {worker} failed after {tokens} token(s) ({exc.code.name}); "
+            log(f"worker {worker or '(not known yet)'} failed after {tokens} token(s) ({what}); "
                 f"asking again on another worker (attempt {attempt + 1})")
-            clients.eject(worker)
+            if worker is not None:
+                clients.eject(worker)
+        finally:
+            await stream.aclose()
     raise AssertionError("unreachable")
 
 
@@ -93,6 +107,8 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default=os.environ.get("WORKER_LABEL", ""),
                         help="only workers with this label tag [env WORKER_LABEL]")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per prompt")
+    parser.add_argument("--token-timeout", type=float, default=1.0,
+                        help="seconds without a token after which a worker counts as failed (default 1)")
     args = parser.parse_args(argv)
     require_security(args, parser)
     log = make_logger("client", args.json)
@@ -116,7 +132,7 @@ async def main(argv: list[str] | None = None) -> int:
         while not stop.is_set() and (args.count == 0 or sent < args.count):
             prompt = next(prompts)
             started = time.monotonic()
-            work = asyncio.ensure_future(stream_prompt(clients, prompt, args.max_tokens, args.timeout, log))
+            work = asyncio.ensure_future(stream_prompt(clients, prompt, args.max_tokens, args.timeout, args.token_timeout, log))
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
