@@ -91,7 +91,7 @@ class _ClientCall:
         self.method = method
         self.decode = decode
         self.decoder = FrameDecoder(client.config.max_message_size)
-        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.future: asyncio.Future[Any] = (client._loop or asyncio.get_running_loop()).create_future()
         self.responses: MessageQueue | None = None
         self.response: Any = None
         self.initial: dict[str, Any] = {}
@@ -217,6 +217,8 @@ class RpcClient:
         self._header_cache: dict[str, bytes] = {}
         self._wrappers = self.plugins.call_wrappers
         self._default_timeout = self.config.default_timeout
+        #: The loop of the current connection (connections belong to one loop).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _serializer(self, name: str) -> Any:
         serializer = self._serializers.get(name)
@@ -236,7 +238,7 @@ class RpcClient:
             raise RpcError("the client is closed", code=StatusCode.UNAVAILABLE)
         if self._connecting is not None:
             return await asyncio.shield(self._connecting)
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._connecting = loop.create_future()
         try:
             connection = await self.transport.connect(self.address, tls=self.config.tls, server_name=self.server_name)

@@ -74,6 +74,7 @@ class RpcServer:
         self._closed: asyncio.Event | None = None
         self._stopping = False
         self._wrappers = self.plugins.call_wrappers
+        self._loop: Any = None
 
     # -- registration -----------------------------------------------------
 
@@ -167,6 +168,7 @@ class RpcServer:
     async def start(self, address: str | Address = ("127.0.0.1", 0)) -> Address:
         if self._listener is not None:
             raise RuntimeError("the server is already started")
+        self._loop = asyncio.get_running_loop()
         self._idle = asyncio.Event()
         self._idle.set()
         self._closed = asyncio.Event()
@@ -381,7 +383,7 @@ class _ServerCall:
             self.done = True
             self.stream.reset(ResetCode.REFUSED)
             return
-        loop = asyncio.get_running_loop()
+        loop = server._loop
         deadline = None if timeout is None else loop.time() + timeout
         peer: PeerInfo = self.stream.connection.peer
         if spec is None:
@@ -411,7 +413,7 @@ class _ServerCall:
         spec = self.spec
         assert spec is not None
         coro = self._run_unary() if spec.kind is MethodKind.UNARY else self._run_general()
-        self.task = start_task(asyncio.get_running_loop(), coro)
+        self.task = start_task(self.server._loop, coro)
 
     def _decode_streamed(self, payload: bytes) -> Any:
         assert self.spec is not None
