@@ -214,6 +214,10 @@ class _Demo:
         self.rejoined_at: float | None = None
         self.restarted_pid: int | None = None
         self._frame_height = 0
+        self.cluster: Any = None
+        self.registries: dict[str, Any] = {}
+        self.clients: dict[str, Any] = {}
+        self.load_end = float("inf")
 
     # -- helpers -----------------------------------------------------------
 
@@ -274,8 +278,8 @@ class _Demo:
         cluster = Cluster(server, ClusterConfig(node_id="demo-client", tags={"role": "client"}, seeds=[director.rpc],
                                                 gossip_keys=(key,)))
         subscription = cluster.subscribe()
-        registries: dict[str, WorkerRegistry] = {}
-        clients: dict[str, ClusterClient] = {}
+        registries: dict[str, WorkerRegistry] = self.registries
+        clients: dict[str, ClusterClient] = self.clients
         tasks: list[asyncio.Task[Any]] = []
         try:
             await cluster.start()
@@ -288,7 +292,6 @@ class _Demo:
                 clients[strategy] = ClusterClient(registry, RpcConfig(tls=tls), cluster=cluster, plugins=server.plugins,
                                                   idempotent=["infer"])
                 await clients[strategy].start()
-            self.registries, self.clients = registries, clients
             everyone = lambda: all(len(r.workers()) == self.worker_count for r in registries.values())  # noqa: E731
             if not await self.until(everyone, time.monotonic() + 20):
                 raise RuntimeError(f"the client node saw {len(next(iter(registries.values())).workers())} of "
@@ -433,7 +436,7 @@ class _Demo:
         return lines
 
     def _draw(self, final: bool = False) -> None:
-        if not hasattr(self, "cluster"):
+        if self.cluster is None:
             return
         if self.live:
             frame = self._frame()
@@ -465,7 +468,7 @@ class _Demo:
         for strategy, values in self.traffic.latencies.items():
             ordered = sorted(values)
             percentiles[strategy] = (_percentile(ordered, 0.5), _percentile(ordered, 0.99))
-        clients = getattr(self, "clients", {})
+        clients = self.clients
         return DemoSummary(
             duration=self.elapsed(),
             strategies=self.strategies,
@@ -522,17 +525,24 @@ def main(*, duration: float = 40.0, strategy: str = "all", workers: int = 3, rat
 
         make_plugin_manager().strategy("load-balancer", strategy)  # an unknown name raises, listing the known ones
 
+    terminated = []
+
     async def run() -> DemoSummary:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+
+        def terminate() -> None:
+            terminated.append(signal.SIGTERM)
+            task.cancel()
+
+        loop.add_signal_handler(signal.SIGTERM, terminate)
         return await run_demo(duration=duration, strategies=strategies, workers=workers, rate=rate)
 
     try:
         summary = asyncio.run(run())
     except (KeyboardInterrupt, asyncio.CancelledError):
         sys.stderr.write("demo interrupted; every child process was stopped\n")
-        return 130
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     print(summary.render(), flush=True)
     return summary.exit_code

@@ -223,6 +223,7 @@ async def test_kill9_fails_over_with_no_failed_call_and_the_restart_rejoins(clus
         await load.stop()
 
     assert load.failures == [], load.failures[:5]
+    assert any(w == victim.node_id and t < killed_at for t, w in node.registry.routed)  # the record sees routing
     late = [t - failed_at for t, worker in node.registry.routed
             if worker == victim.node_id and failed_at + 1.0 < t < restart_began]
     assert late == [], f"attempts routed to the failed worker more than 1 s after its failed event: {late[:5]}"
@@ -268,6 +269,7 @@ async def test_custom_health_check_takes_a_worker_out_of_rotation_and_back(clust
 
     assert load.failures == [], load.failures[:5]
     assert out_at - flagged_at <= 2.0, f"left rotation {out_at - flagged_at:.2f} s after turning unhealthy"
+    assert any(w == drained and t < flagged_at for t, w in node.registry.routed)  # the record sees routing
     assert routed_while_out == []
     assert back_at - cleared_at <= 2.0, f"returned {back_at - cleared_at:.2f} s after recovering"
     print(f"out of rotation {out_at - flagged_at:.2f} s after unhealthy, back {back_at - cleared_at:.2f} s after healthy")
