@@ -12,7 +12,8 @@ link), and prints one row per case:
   (p50/p99 over trials);
 - false failures per node-hour: ``failed`` events (one per observer and
   member) about members that were running, during a quiet window, divided by
-  the node-hours of that window;
+  the node-hours of that window, and (in parentheses) how many distinct
+  members were falsely declared failed;
 - load: datagrams and bytes sent per node per second in that quiet window,
   and full-state sync bytes per node per second.
 
@@ -98,6 +99,7 @@ class Case:
         sent = sum(sim.nodes[i].stats.bytes_sent - before[i][1] for i in self.ids)
         sync = sum(sim.nodes[i].stats.sync_bytes_sent - before[i][2] for i in self.ids)
         false_failures = len(self.failed_events) - failed_before
+        distinct = len({who for _, _, who in self.failed_events[failed_before:]})
         per = self.n * seconds
         return {
             "msgs": datagrams / per,
@@ -105,6 +107,7 @@ class Case:
             "sync_bytes": sync / per,
             "false_per_node_hour": false_failures / (self.n * seconds / 3600.0),
             "false_failures": false_failures,
+            "falsely_failed_members": distinct,
         }
 
     def dissemination(self, trials: int) -> list[float]:
@@ -168,7 +171,7 @@ class Case:
 def run(args: argparse.Namespace) -> int:
     header = (
         f"{'N':>4} {'loss':>5} | {'dissem rounds p50/p99/max':>26} | {'suspect p50':>11} | {'detect first p50/p99 s':>22} | "
-        f"{'detect all p50/p99 s':>20} | {'false/node-h':>12} | {'msgs/node/s':>11} | {'bytes/node/s':>12} | {'sync B/node/s':>13} | {'wall s':>6}"
+        f"{'detect all p50/p99 s':>20} | {'false/node-h (members)':>22} | {'msgs/node/s':>11} | {'bytes/node/s':>12} | {'sync B/node/s':>13} | {'wall s':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -196,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"{n:>4} {loss:>5.0%} | {row['d50']:>8.1f} {row['d99']:>8.1f} {row['dmax']:>8.1f} | {row['s50']:>11.2f} | "
                 f"{row['f50']:>10.2f} {row['f99']:>11.2f} | {row['l50']:>9.2f} {row['l99']:>10.2f} | "
-                f"{row['false_per_node_hour']:>12.3f} | {row['msgs']:>11.2f} | {row['bytes']:>12.0f} | "
+                f"{row['false_per_node_hour']:>14.3f} ({row['falsely_failed_members']:>5d}) | {row['msgs']:>11.2f} | {row['bytes']:>12.0f} | "
                 f"{row['sync_bytes']:>13.1f} | {time.perf_counter() - wall:>6.1f}",
                 flush=True,
             )
