@@ -300,6 +300,7 @@ class _Demo:
             load_started = time.monotonic()
             self.load_end = load_started + self.duration
             loads = [asyncio.ensure_future(self._load(i)) for i in range(self.concurrency)]
+            tasks.extend(loads)
             view = asyncio.ensure_future(self._view())
             tasks.append(view)
             await self._scenario(load_started, labels, env)
@@ -309,7 +310,7 @@ class _Demo:
             view.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await view
-            self._draw(final=True)
+            self._draw()
         finally:
             self.stopping = True
             for task in tasks:
@@ -435,7 +436,7 @@ class _Demo:
         lines += [f"  [{t:5.1f}s] {text}" for t, text in self.timeline[-8:]]
         return lines
 
-    def _draw(self, final: bool = False) -> None:
+    def _draw(self) -> None:
         if self.cluster is None:
             return
         if self.live:
