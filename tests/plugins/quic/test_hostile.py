@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 
 from .helpers import DEADLINE, Echo, Recorder, until
 
@@ -30,8 +31,20 @@ async def test_ten_thousand_unfinished_streams_stay_bounded(start_server, connec
     max_streams = 100
     server = await start_server(handler=Echo, max_streams=max_streams)
     flooder = await connect(server)
-    _open_raw_streams(flooder, FLOOD)
-    await until(lambda: server.accepted.qsize() >= max_streams)
+    tracemalloc.start()
+    try:
+        # The client-side cost of the flood (10 000 queued streams) is paid
+        # here, before anything is sent; what the process allocates after
+        # that is the server taking the flood in (plus the client's packets).
+        _open_raw_streams(flooder, FLOOD)
+        before, _ = tracemalloc.get_traced_memory()
+        await until(lambda: server.accepted.qsize() >= max_streams)
+        await until(lambda: flooder._quic._loss.bytes_in_flight == 0)  # the flood has settled
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Accepting every stream would cost the server over 1 KiB each (>10 MB here).
+    assert after - before < 2_000_000, f"memory grew by {after - before} bytes"
     server_connection = server.listener.connections()[0]
 
     # A well-behaved client is served meanwhile.
