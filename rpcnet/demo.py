@@ -62,7 +62,7 @@ class ExampleProcess(NodeProcess):
         cls, program: str, args: Sequence[str] = (), *, env: dict[str, str] | None = None, timeout: float = 30.0
     ) -> ExampleProcess:
         node = cls([sys.executable, str(example_program(program)), "--json", *args], env)
-        await node._spawn(timeout)
+        await node.spawn(timeout)
         return node
 
     @property

@@ -62,10 +62,11 @@ class NodeProcess:
             args += ["--insecure-gossip"]
         args += list(extra)
         node = cls(args)
-        await node._spawn(timeout)
+        await node.spawn(timeout)
         return node
 
-    async def _spawn(self, timeout: float) -> None:
+    async def spawn(self, timeout: float = 20.0) -> None:
+        """Start the process and wait (up to ``timeout`` s) for its ready line."""
         self._changed = asyncio.Event()
         self.process = await asyncio.create_subprocess_exec(
             *self.args,
@@ -143,7 +144,7 @@ class NodeProcess:
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def command(self, line: str) -> None:
@@ -174,7 +175,7 @@ class NodeProcess:
             self.process.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.process.wait(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await self.kill()
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)

@@ -1,4 +1,4 @@
-"""`make demo` runs these scripts; they must keep working and exit 0."""
+"""The example scripts (memory transport, plugin system) must keep working and exit 0."""
 
 from __future__ import annotations
 
