@@ -26,7 +26,7 @@ from typing import ClassVar
 
 import attrs
 
-from rpcnet.config import positive, non_negative
+from rpcnet.config import non_negative, positive
 from rpcnet.failure_detector import FailureDetector
 
 __all__ = ["phi", "HeartbeatHistory", "PhiOptions", "PhiAccrualDetector"]
@@ -56,7 +56,7 @@ def _at_least_two(instance: object, attribute: attrs.Attribute, value: int) -> N
 
 @attrs.frozen(kw_only=True)
 class PhiOptions:
-    """Options of ``phi-accrual``; defaults are Akka's cluster detector's."""
+    """Options of ``phi-accrual``; Akka's defaults except the acceptable pause."""
 
     #: phi at which a peer is considered unavailable.
     threshold: float = attrs.field(default=8.0, converter=float, validator=positive)
@@ -64,8 +64,10 @@ class PhiOptions:
     max_sample_size: int = attrs.field(default=1000, converter=int, validator=_at_least_two)
     #: Floor of the standard deviation, seconds.
     min_std_deviation: float = attrs.field(default=0.1, converter=float, validator=positive)
-    #: Silence tolerated on top of the mean interval, seconds.
-    acceptable_heartbeat_pause: float = attrs.field(default=1.0, converter=float, validator=non_negative)
+    #: Silence tolerated on top of the mean interval, seconds. 0 by default:
+    #: the membership protocol confirms every crossing with a probe, so a
+    #: pause would only delay detection.
+    acceptable_heartbeat_pause: float = attrs.field(default=0.0, converter=float, validator=non_negative)
     #: Expected interval used to seed the window at the first heartbeat, seconds.
     first_heartbeat_estimate: float = attrs.field(default=1.0, converter=float, validator=positive)
 

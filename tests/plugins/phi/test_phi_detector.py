@@ -7,10 +7,10 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rpcnet_phi import HeartbeatHistory, PhiAccrualDetector, PhiOptions, phi
 
 from rpcnet import make_plugin_manager
 from rpcnet.errors import ConfigError
-from rpcnet_phi import HeartbeatHistory, PhiAccrualDetector, PhiOptions, phi
 
 # phi(elapsed, mean=1 s, std=0.1 s). Reference values of the logistic
 # approximation, the same table Akka's PhiAccrualFailureDetectorSpec checks
@@ -142,6 +142,11 @@ def test_registered_as_phi_accrual_with_validated_options() -> None:
         PhiOptions(min_std_deviation=0)
 
 
-def test_defaults_are_akkas() -> None:
+def test_defaults_are_akkas_but_without_a_pause() -> None:
     options = PhiOptions()
     assert (options.threshold, options.min_std_deviation, options.max_sample_size) == (8.0, 0.1, 1000)
+    # A crossing only triggers a confirming probe, so no silence is tolerated on top.
+    assert options.acceptable_heartbeat_pause == 0.0
+    detector = PhiAccrualDetector()
+    last = _regular(detector, "peer", 100)
+    assert _crossing(detector, "peer", last) == pytest.approx(1.0 + Y_AT_PHI_8 * 0.1, abs=5e-4)
