@@ -14,13 +14,17 @@ What runs, per node (all deadlines come out of :meth:`SwimMembership.get_timer`)
 - **Monitoring** (the failure detector). Each member heartbeats the
   ``monitors`` members that follow it on a ring ordered by a hash of the ids;
   they feed the detector. When a monitored member's phi crosses the
-  threshold, the monitor confirms with an out-of-turn probe (ping, then
-  ping-req) before suspecting, so one lossy link never accuses anybody. A
+  threshold, the monitor confirms with an out-of-turn probe (the same ping,
+  ping-req and stream ping) before suspecting, so one lossy link never
+  accuses anybody. A
   member's monitors suspecting it independently are the confirmations that
   shorten its suspicion timer.
 - **Suspicion** (Lifeguard). A suspicion expires after a timeout that falls
   from ``max`` to ``min`` as independent confirmations arrive; then the
   member is declared failed. The member refutes by raising its incarnation.
+  A prober whose helpers all nacked counts its suspicion from the moment the
+  unanswered ping left (the silence began then); one in doubt about its own
+  health counts from the verdict.
 - **Dissemination**. Every update (alive, suspect, failed/left) is queued and
   piggybacked on every datagram, plus a gossip round every gossip interval
   to ``gossip_nodes`` random members; each update goes out ``retransmit_mult
