@@ -122,6 +122,12 @@ class QuicBackend(abc.ABC):
         """Raise the receive limit (MAX_STREAM_DATA) of a stream to ``limit``
         bytes; the next packet announces it. Never lowers it."""
 
+    @abc.abstractmethod
+    def grant_connection_credit(self, quic: Any, held: int) -> None:
+        """Raise the connection's receive limit (MAX_DATA) to the bytes
+        received so far, minus ``held`` (received but not consumed), plus
+        ``options.connection_window``. Never lowers it."""
+
     def ack_with_data(self, quic: Any, now: float) -> None:  # noqa: B027 - optional, a no-op by default
         """Stream data is about to be sent: send pending ACKs with it rather
         than after the ACK delay. Optional (a backend may keep its own timing)."""
@@ -284,6 +290,9 @@ class AioquicBackend(QuicBackend):
         if stream is not None and stream.max_stream_data_local and limit > stream.max_stream_data_local:
             stream.max_stream_data_local = limit
 
+    def grant_connection_credit(self, quic: Any, held: int) -> None:
+        quic.rpcnet_grant_connection_credit(held)
+
     def ack_with_data(self, quic: Any, now: float) -> None:
         quic.rpcnet_ack_with_data(now)
 
@@ -367,9 +376,9 @@ def _make_connection_class(base: type, max_stream_data_frame: int) -> type:
     - The peer's stream credit (MAX_STREAMS) is ``options.max_streams`` for
       bidirectional streams on a server, zero on a client (servers never open
       calls) and zero for unidirectional streams, which rpcnet does not use.
-    - Stream receive credit follows consumption: aioquic doubles a stream's
-      window whenever the peer has sent half of it, whether or not anyone read
-      the data. Here the driver raises the limit to ``consumed +
+    - Receive credit follows consumption, for streams and for the
+      connection: aioquic doubles a window whenever the peer has sent half of
+      it, whether or not anyone read the data. Here the driver raises the limit to ``consumed +
       stream_window`` (see ``grant_stream_credit``) and leaves it while the
       stream is paused, so a paused stream buffers at most one window.
     """
@@ -382,12 +391,14 @@ def _make_connection_class(base: type, max_stream_data_frame: int) -> type:
         _rpcnet_request_client_cert = False
         _rpcnet_streams_batch = 16
         _rpcnet_reset_token: Callable[[bytes], bytes] | None = None
+        _rpcnet_connection_window = 0
 
         def rpcnet_setup(
             self, options: QuicOptions, request_client_cert: bool, reset_token: Callable[[bytes], bytes] | None
         ) -> None:
             self._rpcnet_request_client_cert = request_client_cert
             self._rpcnet_reset_token = reset_token
+            self._rpcnet_connection_window = options.connection_window
             self._rpcnet_derive_reset_tokens()
             # The peer's initial credit travels in the transport parameters
             # (``value``); ``sent`` must match so MAX_STREAMS updates batch right.
@@ -426,8 +437,24 @@ def _make_connection_class(base: type, max_stream_data_frame: int) -> type:
             if space is not None and space.ack_at is not None and space.ack_at > now:
                 space.ack_at = now
 
+        def rpcnet_grant_connection_credit(self, held: int) -> None:
+            limit = self._local_max_data
+            window = self._rpcnet_connection_window
+            target = limit.used - held + window
+            # Batch updates: announce once half a window has been consumed.
+            if (target - limit.value) * 2 >= window:
+                limit.value = target
+
         def _write_connection_limits(self, builder: Any, space: Any) -> None:
-            super()._write_connection_limits(builder, space)
+            # aioquic doubles MAX_DATA whenever half of it has arrived, read or
+            # not; hiding ``used`` from it leaves only the driver's grants
+            # (rpcnet_grant_connection_credit), which follow consumption.
+            max_data = self._local_max_data
+            used, max_data.used = max_data.used, 0
+            try:
+                super()._write_connection_limits(builder, space)
+            finally:
+                max_data.used = used
             # aioquic holds MAX_STREAMS back until the peer has used half its
             # credit, so a client running many short calls keeps waiting for
             # credit it is owed. Announce returned streams in small batches.

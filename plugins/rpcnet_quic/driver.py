@@ -123,7 +123,7 @@ class QuicStream(Stream):
             connection._schedule_transmit()
         self._recv_done = self._send_done = True
         self._error = f"stream {self.stream_id} was reset"
-        self._pending = None
+        self._drop_pending()
         self._fail_drain()
         connection._forget(self)
 
@@ -172,6 +172,7 @@ class QuicStream(Stream):
                 self._pending = bytearray()
             self._pending += data
             self._pending_fin = end_stream
+            self.connection._held += len(data)
             return
         self._hand_over(data, end_stream)
 
@@ -201,7 +202,7 @@ class QuicStream(Stream):
         pending = self._pending
         if pending is None or self.paused or self._recv_done:
             return
-        self._pending = None
+        self._drop_pending()
         self._hand_over(bytes(pending), self._pending_fin)
         self.connection._schedule_transmit()
 
@@ -213,7 +214,7 @@ class QuicStream(Stream):
         # its sending side, not of the connection ending.
         notify = not self._recv_done or error_code != CONNECTION_LOST
         self._recv_done = self._send_done = True
-        self._pending = None
+        self._drop_pending()
         if error_code == CONNECTION_LOST:
             self._error = str(self.connection._closed_error())
         else:
@@ -225,6 +226,12 @@ class QuicStream(Stream):
                 handler.stream_reset(error_code)
             except Exception:
                 logger.exception("stream handler failed on reset of %r", self)
+
+    def _drop_pending(self) -> None:
+        pending = self._pending
+        if pending is not None:
+            self.connection._held -= len(pending)
+            self._pending = None
 
     def _fail_drain(self) -> None:
         waiter = self._drain_waiter
@@ -275,6 +282,7 @@ class QuicConnection(Connection):
         self._close_reported: BaseException | None = None  # what close callbacks got
         self._transmit_handle: asyncio.Handle | None = None
         self._data_pending = False  # stream data written since the last transmit
+        self._held = 0  # bytes received and held for paused streams
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._keepalive_handle: asyncio.TimerHandle | None = None
@@ -618,6 +626,9 @@ class QuicConnection(Connection):
         if self._data_pending:
             self._data_pending = False
             self._backend.ack_with_data(quic, now)
+        # Connection credit follows consumption too: what arrived, minus what
+        # paused streams still hold, plus one connection window.
+        self._backend.grant_connection_credit(quic, self._held)
         for data, addr in quic.datagrams_to_send(now=now):
             send(data, addr)
         timer_at = quic.get_timer()

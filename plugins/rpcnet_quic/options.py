@@ -69,8 +69,9 @@ class QuicOptions:
     #: Bytes the peer may send on one stream beyond what we have consumed.
     #: While a stream is paused this is also the most we buffer for it.
     stream_window: int = attrs.field(default=1 * MIB, converter=int, validator=_between(1 * KIB, 1 << 30))
-    #: Initial connection-wide receive credit (it then grows with traffic).
-    connection_window: int = attrs.field(default=4 * MIB, converter=int, validator=_between(1 * KIB, 1 << 40))
+    #: Bytes the peer may send on one connection beyond what we have
+    #: consumed: the most a connection buffers for paused streams.
+    connection_window: int = attrs.field(default=16 * MIB, converter=int, validator=_between(1 * KIB, 1 << 40))
     #: ``Stream.drain()`` waits while more than this many bytes of a stream
     #: are unsent or unacknowledged.
     send_high_water: int = attrs.field(default=256 * KIB, converter=int, validator=_between(1, 1 << 30))

@@ -100,3 +100,65 @@ async def test_unfinished_streams_do_not_hold_buffers_beyond_the_window(start_se
         await asyncio.sleep(0.005)  # packets keep flowing; the bound must hold throughout
         buffered = sum(s.buffered_bytes for s in server_streams)
         assert buffered <= 20 * window
+
+
+async def _paused_streams_under_pressure(server, flooder, count: int, push: int):
+    """Open ``count`` streams, pause each on the server, then push ``push``
+    bytes on each at once (straight into the QUIC stack, without drain)."""
+    streams = []
+    for _ in range(count):
+        stream = await flooder.open_stream(Recorder())
+        stream.send(b"x")
+        streams.append(stream)
+    server_streams = []
+    for _ in range(count):
+        server_stream, _ = await asyncio.wait_for(server.accepted.get(), DEADLINE)
+        server_stream.pause_reading()
+        server_streams.append(server_stream)
+    for stream in streams:
+        flooder._quic.send_stream_data(stream.stream_id, bytes(push))
+    flooder._schedule_transmit()
+    return streams, server_streams
+
+
+async def test_paused_streams_together_hold_at_most_one_connection_window(start_server, connect) -> None:
+    stream_window, connection_window = 32 * 1024, 64 * 1024
+    server = await start_server(handler=Echo, stream_window=stream_window, connection_window=connection_window)
+    flooder = await connect(server)
+    streams, server_streams = await _paused_streams_under_pressure(server, flooder, 8, 4 * stream_window)
+    server_connection = server_streams[0].connection
+    # Eight paused streams could take 8 x 32 KiB by their own windows; the
+    # connection's window stops them at 64 KiB together.
+    await until(lambda: server_connection._held >= connection_window - 8)
+    for _ in range(10):
+        await asyncio.sleep(0.005)  # packets keep flowing; the bound must hold throughout
+        assert sum(s.buffered_bytes for s in server_streams) <= connection_window
+    assert server_connection._held == sum(s.buffered_bytes for s in server_streams)
+
+    # Reading again lets everything through, so no credit was lost on the way.
+    for server_stream in server_streams:
+        server_stream.resume_reading()
+    for stream in streams:
+        stream.send(b"", end_stream=True)
+    for server_stream in server_streams:
+        received = await asyncio.wait_for(server_stream.handler.finished, DEADLINE)
+        assert len(received) == 1 + 4 * stream_window
+
+
+async def test_resetting_paused_streams_returns_their_connection_credit(start_server, connect) -> None:
+    stream_window, connection_window = 32 * 1024, 64 * 1024
+    server = await start_server(handler=Echo, stream_window=stream_window, connection_window=connection_window)
+    flooder = await connect(server)
+    streams, server_streams = await _paused_streams_under_pressure(server, flooder, 4, stream_window)
+    server_connection = server_streams[0].connection
+    await until(lambda: server_connection._held >= connection_window - 4)
+    # The connection window is full of paused data; resetting the streams
+    # must free it for new calls.
+    for server_stream in server_streams:
+        server_stream.reset(8)
+    assert server_connection._held == 0
+    recorder = Recorder()
+    stream = await flooder.open_stream(recorder)
+    payload = bytes(3 * connection_window)
+    stream.send(payload, end_stream=True)
+    assert await asyncio.wait_for(recorder.finished, DEADLINE) == payload
