@@ -173,10 +173,10 @@ async def test_idle_timeout_closes_both_sides(start_server, connect) -> None:
 
 
 async def test_keepalive_holds_an_idle_connection_open(start_server, connect) -> None:
-    server = await start_server(idle_timeout=0.5, keepalive_interval=None)
-    connection = await connect(server, idle_timeout=0.5, keepalive_interval=0.1)
+    server = await start_server(idle_timeout=1.0, keepalive_interval=None)
+    connection = await connect(server, idle_timeout=1.0, keepalive_interval=0.2)
     with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(connection.wait_closed(), 1.5)  # three idle timeouts
+        await asyncio.wait_for(connection.wait_closed(), 2.5)  # two and a half idle timeouts
     assert await _echo(connection, b"alive") == b"alive"
 
 
