@@ -218,3 +218,57 @@ def test_a_seed_replays_byte_identically_across_processes() -> None:
         digests.add(result.stdout.strip())
     assert len(digests) == 1
     assert len(next(iter(digests))) == len(hashlib.sha256().hexdigest())
+
+
+class _Grumpy:
+    """A third-party detector: never trusts a peer it heard from over 1.2 s ago."""
+
+    name = "grumpy"
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+
+    def heartbeat(self, peer: str, now: float) -> None:
+        self.last[peer] = now
+
+    def phi(self, peer: str, now: float) -> float:
+        return 0.0 if peer not in self.last else max(0.0, now - self.last[peer] - 1.2) * 100
+
+    def is_available(self, peer: str, now: float) -> bool:
+        return self.phi(peer, now) < 1.0
+
+    def remove(self, peer: str) -> None:
+        self.last.pop(peer, None)
+
+    def peers(self) -> list[str]:
+        return list(self.last)
+
+
+def test_a_plugin_authors_detector_runs_in_the_simulator_by_name() -> None:
+    from rpcnet import hookimpl, make_plugin_manager
+    from rpcnet.failure_detector import FailureDetector
+    from rpcnet.testing import membership_factory
+
+    class Grumpy(_Grumpy, FailureDetector):
+        pass
+
+    class Plugin:
+        @hookimpl
+        def rpcnet_register_failure_detectors(self, register) -> None:
+            register("grumpy", Grumpy)
+
+    host = make_plugin_manager(plugins=[("grumpy-plugin", Plugin())])
+    factory = membership_factory(failure_detector="grumpy", host=host)
+    sim = Simulator(seed=13)
+    ids = [f"n{i}" for i in range(6)]
+    for node_id in ids:
+        sim.add_node(node_id, factory)
+    for node_id in ids[1:]:
+        sim.join(node_id, ["n0"])
+    sim.run_for(10.0)
+    assert all(sim.core(i).failure_detector.peers() for i in ids), "every node's detector got heartbeats"
+    sim.crash("n4")
+    sim.run_for(20.0)
+    assert all(sim.view(i)["n4"].state.value == "failed" for i in ids if i != "n4")
+    with pytest.raises(KeyError, match="grumpy"):
+        membership_factory(failure_detector="grumpi", host=host)

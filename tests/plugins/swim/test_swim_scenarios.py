@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from rpcnet_swim import SwimOptions
 
 from rpcnet.events import ClusterEvent
@@ -229,3 +230,20 @@ def test_a_seed_replays_to_a_byte_identical_event_log() -> None:
     assert first == _scenario_log(21)
     assert first != _scenario_log(22)
     assert b"failed n05" in first and b"recovered n05" in first
+
+
+@pytest.mark.parametrize(
+    ("preset", "crash_detected_within"),
+    [(SwimOptions.local(), 15.0), (SwimOptions.lan(), 20.0), (SwimOptions.wan(), 90.0)],
+    ids=["local", "lan", "wan"],
+)
+def test_every_preset_forms_a_cluster_and_detects_a_crash(preset: SwimOptions, crash_detected_within: float) -> None:
+    cluster = Cluster(n=10, seed=12, options=preset)
+    cluster.sim.crash("n06")
+    survivors = [i for i in cluster.ids if i != "n06"]
+
+    def declared() -> bool:
+        return {obs for _, obs, _ in cluster.since_mark("failed", "n06")} == set(survivors)
+
+    assert cluster.sim.run_until_true(declared, timeout=crash_detected_within)
+    assert {e.member.id for _, _, e in cluster.since_mark("failed")} == {"n06"}
