@@ -148,8 +148,9 @@ class Cluster:
         self._leave_done = asyncio.Event()
         self._core.start(loop.time())
         self._after_input()
-        if config.health_checks:
-            await self._start_health()
+        # Always: with no checks configured the aggregate is simply healthy,
+        # and external probes still get an answer from rpcnet.health/Check.
+        await self._start_health()
         if config.seeds:
             await self.join(config.seeds)
 
@@ -532,7 +533,9 @@ class Cluster:
 
         def publish(result: Any) -> None:
             status = getattr(result.status, "value", str(result.status))
-            if self.tags.get(HEALTH_TAG) != status:
+            current = self.tags.get(HEALTH_TAG)
+            # No tag means healthy: a node without checks gossips nothing extra.
+            if current != status and not (current is None and status == "healthy"):
                 self.set_tag(HEALTH_TAG, status)
 
         self._health = HealthMonitor(checks, interval=self.config.health_interval, timeout=self.config.health_timeout, publish=publish)

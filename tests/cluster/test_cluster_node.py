@@ -212,3 +212,17 @@ async def test_members_cli_reads_a_running_node(nodes: Nodes, node_certs: Path) 
     out, err = await asyncio.wait_for(process.communicate(), 30)
     table = out.decode()
     assert process.returncode == 0 and "ID" in table and "a *" in table and "role=worker" in table
+
+
+async def test_health_rpc_answers_external_probes(nodes: Nodes, node_certs: Path) -> None:
+    from rpcnet import RpcClient
+
+    a = await nodes.start("a", gossip_keys=[Keyring.generate()])
+    config = RpcConfig(
+        transport="quic",
+        tls=TlsConfig(ca_file=node_certs / "ca.pem", cert_file=node_certs / "client.pem", key_file=node_certs / "client.key"),
+    )
+    async with RpcClient(a.server.address, config, server_name="localhost") as probe:
+        answer = await probe.call("rpcnet.health/Check", None, timeout=5)
+    assert answer["status"] == "healthy"
+    assert "rpcnet.health" not in a.tags  # healthy is the default: nothing extra is gossiped
