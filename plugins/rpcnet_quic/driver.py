@@ -449,7 +449,20 @@ class QuicConnection(Connection):
             self._finish(self._error_for_close(info))
             return
         if self._transmit_handle is None:
-            self._transmit_handle = self._loop.call_soon(self._transmit)
+            if self._is_client:
+                # Replies just delivered wake their callers on the next turn;
+                # transmit one turn later so the calls they start leave in
+                # the same packets as the acknowledgements, instead of an
+                # empty pass now and a second transmit then.
+                self._transmit_handle = self._loop.call_soon(self._transmit_next_turn)
+            else:
+                self._transmit_handle = self._loop.call_soon(self._transmit)
+
+    def _transmit_next_turn(self) -> None:
+        if self._state == _CLOSED:
+            self._transmit_handle = None
+            return
+        self._transmit_handle = self._loop.call_soon(self._transmit)
 
     def _on_stream_data(self, event: Any) -> None:
         stream = self._streams.get(event.stream_id)
