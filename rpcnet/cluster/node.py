@@ -26,7 +26,7 @@ import attrs
 from ..config import RpcConfig, TlsConfig
 from ..errors import ConfigError, RpcError, RpcnetError, StatusCode
 from ..events import ClusterEvent
-from ..membership import Member, MemberState, Membership
+from ..membership import Member, Membership, MemberState
 from ..registry import build_options
 from ..transport import Address, parse_address
 from .config import HEALTH_TAG, RPC_ADDRESS_TAG, ClusterConfig
@@ -227,7 +227,7 @@ class Cluster:
         assert self._leave_done is not None
         try:
             await asyncio.wait_for(self._leave_done.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("leave was not fully gossiped within %s s", timeout)
 
     async def close(self) -> None:
@@ -479,7 +479,7 @@ class Cluster:
             except GossipPacketError as exc:
                 self.stats["syncs_rejected"] += 1
                 raise RpcError(f"sync reply refused: {exc}", code=StatusCode.PERMISSION_DENIED) from None
-        except Exception as exc:
+        except Exception:
             self.stats["syncs_failed"] += 1
             client = self._sync_clients.pop(rpc_address, None)
             if client is not None:

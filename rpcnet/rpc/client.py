@@ -259,7 +259,7 @@ class RpcClient:
             connection.close(0, "client closed")
             try:
                 await asyncio.wait_for(connection.wait_closed(), 5.0)
-            except (asyncio.TimeoutError, TransportError):
+            except (TimeoutError, TransportError):
                 pass
 
     async def __aenter__(self) -> RpcClient:

@@ -192,7 +192,7 @@ class RpcServer:
         if self._active:
             try:
                 await asyncio.wait_for(self._idle.wait(), grace)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         if self._active:
             tasks = []

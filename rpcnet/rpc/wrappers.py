@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator, Sequence
 
-
 from .context import CallInfo
 
 log = logging.getLogger("rpcnet.plugins")

@@ -155,7 +155,7 @@ class NodeProcess:
     async def members(self, timeout: float = 5.0) -> list[dict[str, Any]]:
         start = len(self.lines)
         await self.command("members")
-        line = await self.wait_for(lambda l: "members" in l, timeout, start=start)
+        line = await self.wait_for(lambda line: "members" in line, timeout, start=start)
         return line["members"]
 
     async def kill(self) -> float:

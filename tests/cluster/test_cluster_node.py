@@ -11,14 +11,14 @@ from typing import Any
 
 import orjson
 import pytest
+from rpcnet_swim import codec
+from rpcnet_swim.messages import Alive, Packet
 
 from rpcnet import RpcConfig, RpcServer, TlsConfig
 from rpcnet.cluster import Cluster, ClusterConfig, Keyring
 from rpcnet.cluster.gossip import NONCE_SIZE, seal
 from rpcnet.errors import ConfigError, UnavailableError
 from rpcnet.membership import MemberState
-from rpcnet_swim import codec
-from rpcnet_swim.messages import Alive, Packet
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ async def test_join_events_tags_and_filters(nodes: Nodes) -> None:
 async def test_wrong_gossip_key_packets_are_dropped_and_counted(nodes: Nodes) -> None:
     key, wrong = Keyring.generate(), Keyring.generate()
     a = await nodes.start("a", gossip_keys=[key])
-    b = await nodes.start("b", gossip_keys=[key], seeds=[seed_of(a)])
+    await nodes.start("b", gossip_keys=[key], seeds=[seed_of(a)])
     await until(lambda: alive_ids(a) == {"a", "b"})
     packet = codec.encode_packet(
         Packet(sender="intruder", updates=(Alive(node="intruder", incarnation=1, address=("127.0.0.1", 9), tags={}),))
@@ -169,7 +169,7 @@ async def test_key_rotation_without_downtime(nodes: Nodes) -> None:
                 keyring.remove(old)
         mark = b.gossip_stats.received
         a.set_tag("step", step)
-        await until(lambda: b.member("a").tags.get("step") == step)
+        await until(lambda step=step: b.member("a").tags.get("step") == step)
         assert b.gossip_stats.received > mark
     assert a.gossip_stats.dropped_auth == 0 and b.gossip_stats.dropped_auth == 0
 
@@ -192,7 +192,7 @@ async def test_graceful_leave_is_seen_as_left(nodes: Nodes) -> None:
 async def test_members_cli_reads_a_running_node(nodes: Nodes, node_certs: Path) -> None:
     key = Keyring.generate()
     a = await nodes.start("a", gossip_keys=[key], tags={"role": "director"})
-    b = await nodes.start("b", gossip_keys=[key], tags={"role": "worker"}, seeds=[seed_of(a)])
+    await nodes.start("b", gossip_keys=[key], tags={"role": "worker"}, seeds=[seed_of(a)])
     await until(lambda: alive_ids(a) == {"a", "b"})
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "rpcnet", "members", seed_of(a), "--certs", str(node_certs), "--json",

@@ -70,17 +70,17 @@ async def test_partition_detected_by_minority_and_heals(lab: NetnsLab, lab_certs
         lab.partition([0, 1, 2], [3, 4])
         minority = nodes[3:]
         detected = await asyncio.gather(
-            *(node.wait_for(lambda l: l.get("event") == "partition-detected", 20, start=mark) for node, mark in zip(minority, marks[3:]))
+            *(node.wait_for(lambda line: line.get("event") == "partition-detected", 20, start=mark) for node, mark in zip(minority, marks[3:]))
         )
         assert max(line["t"] for line in detected) - cut <= 20
         for node, mark in zip(nodes[:3], marks[:3]):
-            assert not [l for l in node.lines[mark:] if l.get("event") == "partition-detected"]
+            assert not [line for line in node.lines[mark:] if line.get("event") == "partition-detected"]
 
         lab.heal()
         healed = time.monotonic()
         while not await all_agree(nodes, expected):
             assert time.monotonic() - healed <= 30, "the cluster did not reconverge within 30 s of healing"
             await asyncio.sleep(0.2)
-        await asyncio.gather(*(node.wait_for(lambda l: l.get("event") == "partition-healed", 5, start=mark) for node, mark in zip(minority, marks[3:])))
+        await asyncio.gather(*(node.wait_for(lambda line: line.get("event") == "partition-healed", 5, start=mark) for node, mark in zip(minority, marks[3:])))
     finally:
         await asyncio.gather(*(node.stop() for node in nodes))

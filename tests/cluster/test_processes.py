@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -81,10 +80,10 @@ async def test_tags_reach_every_node_within_1s(five: list[NodeProcess]) -> None:
     source = five[2]
     start = len(source.lines)
     await source.command("tag zone=b")
-    sent = (await source.wait_for(lambda l: l.get("ok") == "tag", 5, start=start))["t"]
+    sent = (await source.wait_for(lambda line: line.get("ok") == "tag", 5, start=start))["t"]
     lines = await asyncio.gather(
         *(
-            node.wait_for(lambda l: l.get("event") == "tags-updated" and l.get("member") == source.node_id and l["tags"].get("zone") == "b", 2.0)
+            node.wait_for(lambda line: line.get("event") == "tags-updated" and line.get("member") == source.node_id and line["tags"].get("zone") == "b", 2.0)
             for node in five if node is not source
         )
     )
@@ -98,10 +97,10 @@ async def test_graceful_leave_is_left_never_failed(five: list[NodeProcess]) -> N
     leaver = five[3]
     start = len(leaver.lines)
     await leaver.command("leave")
-    said = (await leaver.wait_for(lambda l: l.get("ok") == "leave", 10, start=start))["t"]
+    said = (await leaver.wait_for(lambda line: line.get("ok") == "leave", 10, start=start))["t"]
     others = [node for node in five if node is not leaver]
     lines = await asyncio.gather(
-        *(node.wait_for(lambda l: l.get("event") == "left" and l.get("member") == leaver.node_id, 3.0) for node in others)
+        *(node.wait_for(lambda line: line.get("event") == "left" and line.get("member") == leaver.node_id, 3.0) for node in others)
     )
     assert max(line["t"] for line in lines) - said <= 1.0
     await leaver.stop()
@@ -125,7 +124,7 @@ async def test_kill9_detected_by_all_and_restart_rejoins(node_certs: str, gossip
             marks = {id(n): len(n.lines) for n in survivors}
             killed_at = await victim.kill()
             failed = await asyncio.gather(
-                *(n.wait_for(lambda l, v=victim.node_id: l.get("event") == "failed" and l.get("member") == v, 30, start=marks[id(n)]) for n in survivors)
+                *(n.wait_for(lambda line, v=victim.node_id: line.get("event") == "failed" and line.get("member") == v, 30, start=marks[id(n)]) for n in survivors)
             )
             detections.extend(line["t"] - killed_at for line in failed)
             old_incarnation = max(line["incarnation"] for line in failed)
@@ -137,7 +136,7 @@ async def test_kill9_detected_by_all_and_restart_rejoins(node_certs: str, gossip
             nodes[index] = restarted
             back = await asyncio.gather(
                 *(
-                    n.wait_for(lambda l, v=victim.node_id: l.get("event") in ("joined", "recovered") and l.get("member") == v, 10, start=marks[id(n)])
+                    n.wait_for(lambda line, v=victim.node_id: line.get("event") in ("joined", "recovered") and line.get("member") == v, 10, start=marks[id(n)])
                     for n in survivors
                 )
             )

@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 
 from rpcnet import RpcServer, ServerContext
-
-from .helpers import until
 from rpcnet.errors import (
     CancelledError,
     DeadlineExceededError,
@@ -22,6 +20,8 @@ from rpcnet.errors import (
     UnimplementedError,
     UnknownError,
 )
+
+from .helpers import until
 
 REQUEST_SIZES = [27182, 8, 1828, 45904]
 RESPONSE_SIZES = [31415, 9, 2653, 58979]
