@@ -27,7 +27,7 @@ import orjson
 
 from .errors import ConfigError
 
-__all__ = ["ConfigBase", "TlsConfig", "RpcConfig", "load_config", "positive", "non_negative"]
+__all__ = ["to_bool", "ConfigBase", "TlsConfig", "RpcConfig", "load_config", "positive", "non_negative"]
 
 C = TypeVar("C", bound="ConfigBase")
 
@@ -44,7 +44,8 @@ def non_negative(instance: Any, attribute: attrs.Attribute, value: float | int |
         raise ConfigError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
-def _to_bool(value: Any) -> bool:
+def to_bool(value: Any) -> bool:
+    """A boolean from a bool, number or string (1/true/yes/on, 0/false/no/off/empty)."""
     if isinstance(value, str):
         lowered = value.strip().lower()
         if lowered in {"1", "true", "yes", "on"}:
@@ -236,7 +237,7 @@ class TlsConfig(ConfigBase):
     cert_file: str | None = attrs.field(default=None, converter=_optional(_path))
     key_file: str | None = attrs.field(default=None, converter=_optional(_path))
     server_name: str | None = attrs.field(default=None, converter=_optional(_to_str))
-    require_client_cert: bool = attrs.field(default=False, converter=_to_bool)
+    require_client_cert: bool = attrs.field(default=False, converter=to_bool)
 
 
 def _to_tls(value: Any) -> TlsConfig | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from rpcnet.config import positive
+from rpcnet.config import positive, to_bool
 from rpcnet.errors import ConfigError
 
 __all__ = ["QuicOptions", "ALPN"]
@@ -23,16 +23,6 @@ def _optional_float(value: Any) -> float | None:
         return None
     return float(value)
 
-
-def _to_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in {"1", "true", "yes", "on"}:
-            return True
-        if lowered in {"0", "false", "no", "off"}:
-            return False
-        raise ConfigError(f"expected a boolean, got {value!r}")
-    return bool(value)
 
 
 def _between(low: int, high: int) -> Any:
@@ -77,7 +67,7 @@ class QuicOptions:
     send_high_water: int = attrs.field(default=256 * KIB, converter=int, validator=_between(1, 1 << 30))
     #: Validate client addresses with a Retry packet before any handshake
     #: state is kept (costs one round trip per new connection).
-    retry: bool = attrs.field(default=False, converter=_to_bool)
+    retry: bool = attrs.field(default=False, converter=to_bool)
     #: Connections (established or handshaking) a listener keeps at once;
     #: clients beyond that are refused at once (CONNECTION_REFUSED).
     max_connections: int = attrs.field(default=10_000, converter=int, validator=_between(1, 10_000_000))

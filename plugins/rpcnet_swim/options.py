@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from rpcnet.config import non_negative, positive
+from rpcnet.config import non_negative, positive, to_bool
 from rpcnet.errors import ConfigError
 
 __all__ = ["SwimOptions", "PARTITION_POLICIES"]
@@ -22,16 +22,6 @@ def _at_least(minimum: int) -> Any:
 
     return check
 
-
-def _to_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in {"1", "true", "yes", "on"}:
-            return True
-        if lowered in {"0", "false", "no", "off"}:
-            return False
-        raise ConfigError(f"expected a boolean, got {value!r}")
-    return bool(value)
 
 
 def _policy(instance: Any, attribute: attrs.Attribute, value: str) -> None:
@@ -70,7 +60,7 @@ class SwimOptions:
     #: Full-state sync with a random member; 0 disables. Grows past 32 members.
     push_pull_interval: float = attrs.field(default=30.0, converter=float, validator=non_negative)
     #: After a missed direct ack, also ping over the reliable (stream) channel.
-    stream_fallback: bool = attrs.field(default=True, converter=_to_bool)
+    stream_fallback: bool = attrs.field(default=True, converter=to_bool)
     #: Lifeguard: the local health score stays below this (probe interval scales up to x this).
     awareness_max_multiplier: int = attrs.field(default=8, converter=int, validator=_at_least(1))
     #: Bytes of one gossip datagram (main message plus piggybacked updates).

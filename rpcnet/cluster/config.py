@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from ..config import ConfigBase, TlsConfig, _optional, _to_bool, _to_names, _to_options, _to_tls, positive
+from ..config import ConfigBase, TlsConfig, _optional, _to_names, _to_options, _to_tls, positive, to_bool
 from ..errors import ConfigError
 from ..health import HEALTH_TAG
 from ..transport import Address, parse_address
@@ -84,7 +84,7 @@ class ClusterConfig(ConfigBase):
     #: A keyring file instead of gossip_keys.
     keyring_file: str | None = None
     #: Allow unencrypted gossip. Never on a network you do not control.
-    insecure_gossip: bool = attrs.field(default=False, converter=_to_bool)
+    insecure_gossip: bool = attrs.field(default=False, converter=to_bool)
     #: Cluster label: nodes with different labels never merge.
     label: str = ""
     #: Seconds a full-state sync may take.
