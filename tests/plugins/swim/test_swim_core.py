@@ -258,7 +258,7 @@ class Driver:
 def test_suspicion_expires_into_failed_and_confirmations_shorten_it() -> None:
     peers = {f"p{i}": ("10.0.1.1", 8000 + i) for i in range(9)}
     for confirmations, expected_deadline in ((0, 34.0), (1, 21.381), (2, 14.0)):
-        core = make(monitors=0)
+        core = make(monitors=0, suspicion_mult=4)  # memberlist's multiplier, its table's numbers
         with_peers(core, *peers.items())  # n = 10: min 4 s, max 24 s, k = 2
         driver = Driver(core, peers)
         driver.run_until(10.0)
@@ -389,7 +389,9 @@ def test_partition_policy_by_name() -> None:
 
 def test_presets_carry_memberlists_numbers() -> None:
     lan, wan, local = SwimOptions.lan(), SwimOptions.wan(), SwimOptions.local()
-    assert (lan.probe_interval, lan.probe_timeout, lan.indirect_checks, lan.suspicion_mult) == (1.0, 0.5, 3, 4)
+    # LAN departs from memberlist in one number: a suspicion multiplier of 3, not 4
+    # (monitors, the stream fallback and confirmations make a suspicion reliable sooner).
+    assert (lan.probe_interval, lan.probe_timeout, lan.indirect_checks, lan.suspicion_mult) == (1.0, 0.5, 3, 3)
     assert (lan.gossip_interval, lan.gossip_nodes, lan.retransmit_mult, lan.push_pull_interval) == (0.2, 3, 4, 30.0)
     assert (wan.probe_interval, wan.probe_timeout, wan.suspicion_mult, wan.gossip_nodes, wan.gossip_interval) == (5.0, 3.0, 6, 4, 0.5)
     assert (local.probe_timeout, local.indirect_checks, local.retransmit_mult, local.suspicion_mult, local.gossip_interval) == (0.2, 1, 2, 3, 0.1)
@@ -562,7 +564,7 @@ def test_a_member_back_from_failed_is_probed_in_the_current_pass() -> None:
 @pytest.mark.parametrize(("nacking", "expected"), [(True, 24.0), (False, 25.0)])
 def test_a_healthy_prober_counts_its_suspicion_from_the_unanswered_ping(nacking: bool, expected: float) -> None:
     peers = {f"p{i}": ("10.0.1.1", 8000 + i) for i in range(9)}
-    core = make(monitors=0, stream_fallback=False)
+    core = make(monitors=0, stream_fallback=False, suspicion_mult=4)
     with_peers(core, *peers.items())  # n = 10: min 4 s, max 24 s, k = 2
     driver = Driver(core, peers)
     driver.nacking = nacking
