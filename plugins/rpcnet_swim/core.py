@@ -104,6 +104,7 @@ _LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
 
 # Timer keys that are not per-member or per-sequence-number.
 _PROBE, _GOSSIP, _HEARTBEAT, _PUSH_PULL, _RECONNECT = "probe", "gossip", "heartbeat", "push-pull", "reconnect"
+_PARTITION = "partition"
 
 
 class _Node:
@@ -418,6 +419,8 @@ class SwimMembership(Membership):
             self._push_pull(now)
         elif key == _RECONNECT:
             self._reconnect(now)
+        elif key == _PARTITION:
+            self._partition_hold_over(now)
 
     # ------------------------------------------------------------------
     # sending
@@ -830,20 +833,43 @@ class SwimMembership(Membership):
             return
         self._changed = False
         self._ring = None
-        reachable: list[str] = []
-        failed: list[str] = []
-        for node_id, node in self._nodes.items():
-            if node.state in _LIVE:
-                reachable.append(node_id)
-            elif node.state is MemberState.FAILED:
-                failed.append(node_id)
-        self._live_count = max(1, len(reachable))
+        live = sum(1 for node in self._nodes.values() if node.state in _LIVE)
+        self._live_count = max(1, live)
         if self._leaving:
             return
-        minority = self._policy.in_minority(reachable, failed)
-        if minority != self._in_minority:
-            self._in_minority = minority
-            event = PartitionDetected if minority else PartitionHealed
+        # The partition verdict counts suspects as out of reach: on the cut-off
+        # side every probe across the cut fails at once, so waiting for those
+        # suspicions to expire (slowly there, for lack of confirmations and
+        # with local health stretched) would only delay what is already clear.
+        # A minority verdict must hold for two probe intervals before it is
+        # announced, so a burst of suspicions that refutations clear at once
+        # (as when partitions heal and views merge) announces nothing.
+        minority, alive, unreachable = self._partition_verdict()
+        if minority and not self._in_minority:
+            if _PARTITION not in self._deadlines:
+                self._schedule(_PARTITION, now + 2 * self._opts.probe_interval)
+        elif not minority:
+            self._cancel(_PARTITION)
+            if self._in_minority:
+                self._in_minority = False
+                self._events.append(
+                    PartitionHealed(at=now, policy=self._policy.name, reachable=alive, known=alive + unreachable)
+                )
+
+    def _partition_verdict(self) -> tuple[bool, int, int]:
+        alive: list[str] = []
+        unreachable: list[str] = []  # suspect or failed
+        for node_id, node in self._nodes.items():
+            if node.state is MemberState.ALIVE:
+                alive.append(node_id)
+            elif node.state is MemberState.SUSPECT or node.state is MemberState.FAILED:
+                unreachable.append(node_id)
+        return self._policy.in_minority(alive, unreachable), len(alive), len(unreachable)
+
+    def _partition_hold_over(self, now: float) -> None:
+        minority, alive, unreachable = self._partition_verdict()
+        if minority and not self._in_minority and not self._leaving:
+            self._in_minority = True
             self._events.append(
-                event(at=now, policy=self._policy.name, reachable=len(reachable), known=len(reachable) + len(failed))
+                PartitionDetected(at=now, policy=self._policy.name, reachable=alive, known=alive + unreachable)
             )

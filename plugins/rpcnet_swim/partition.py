@@ -1,7 +1,7 @@
 """Partition policies: is the local node on the minority side?
 
-A policy looks only at the local view: the members it can reach (alive or
-suspect, itself included) and those it holds as failed (members that left do
+A policy looks only at the local view: the members it can reach (alive,
+itself included) and those it cannot (suspect or failed; members that left do
 not count). It is pure, so a driver or a test can ask it directly.
 """
 

@@ -72,7 +72,9 @@ async def test_partition_detected_by_minority_and_heals(lab: NetnsLab, lab_certs
         detected = await asyncio.gather(
             *(node.wait_for(lambda line: line.get("event") == "partition-detected", 20, start=mark) for node, mark in zip(minority, marks[3:]))
         )
-        assert max(line["t"] for line in detected) - cut <= 20
+        detection = max(line["t"] for line in detected) - cut
+        print(f"3|2 partition: minority announced it after {detection:.1f} s")
+        assert detection <= 20
         for node, mark in zip(nodes[:3], marks[:3]):
             assert not [line for line in node.lines[mark:] if line.get("event") == "partition-detected"]
 
@@ -81,6 +83,7 @@ async def test_partition_detected_by_minority_and_heals(lab: NetnsLab, lab_certs
         while not await all_agree(nodes, expected):
             assert time.monotonic() - healed <= 30, "the cluster did not reconverge within 30 s of healing"
             await asyncio.sleep(0.2)
+        print(f"after healing, every node agreed on 5 alive members in {time.monotonic() - healed:.1f} s")
         await asyncio.gather(*(node.wait_for(lambda line: line.get("event") == "partition-healed", 5, start=mark) for node, mark in zip(minority, marks[3:])))
     finally:
         await asyncio.gather(*(node.stop() for node in nodes))
