@@ -87,7 +87,10 @@ def certs(directory: Path, names: tuple[str, ...], clients: tuple[str, ...], day
     """Write a development CA plus server and client certificates into DIRECTORY."""
     from .certs import write_dev_certs
 
-    written = write_dev_certs(directory, server_names=list(names), client_names=list(clients), days=days)
+    try:
+        written = write_dev_certs(directory, server_names=list(names), client_names=list(clients), days=days)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     for path in written:
         click.echo(str(path))
 

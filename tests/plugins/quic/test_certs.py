@@ -90,3 +90,10 @@ def test_cli_certs_command(tmp_path) -> None:
     server = _load(tmp_path / "server.pem")
     lifetime = server.not_valid_after_utc - server.not_valid_before_utc
     assert 7 * 86400 <= lifetime.total_seconds() <= 7 * 86400 + 600
+
+
+def test_cli_certs_refuses_a_bad_name_without_a_traceback(tmp_path) -> None:
+    result = CliRunner().invoke(main, ["certs", str(tmp_path / "out"), "--name", "bad name!"])
+    assert result.exit_code == 2
+    assert "is neither an IP address nor a DNS name" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out" / "ca.pem").exists()
