@@ -548,8 +548,9 @@ class QuicConnection(Connection):
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
             self._handshake_timer = None
-        if self._options.keepalive_interval is not None:
-            self._keepalive_handle = self._loop.call_later(self._options.keepalive_interval, self._keepalive)
+        tick = self._keepalive_tick()
+        if tick is not None:
+            self._keepalive_handle = self._loop.call_later(tick, self._keepalive)
         if not self._ready.done():
             self._ready.set_result(None)
         self._endpoint.connection_ready(self)
@@ -668,17 +669,29 @@ class QuicConnection(Connection):
                 return
         self._transmit()
 
+    def _keepalive_tick(self) -> float | None:
+        """How often the keep-alive timer looks: the shorter of the idle
+        keep-alive and (clients only) the busy probe; None when both are off."""
+        options = self._options
+        busy = options.busy_probe_interval if self._is_client else None
+        ticks = [t for t in (options.keepalive_interval, busy) if t is not None]
+        return min(ticks) if ticks else None
+
     def _keepalive(self) -> None:
         self._keepalive_handle = None
         if self._state != _OPEN:
             return
-        interval = self._options.keepalive_interval
-        assert interval is not None
-        now = self._loop.time()
-        if now - self._last_received >= interval * 0.9:
+        options = self._options
+        silent = self._loop.time() - self._last_received
+        busy = options.busy_probe_interval if self._is_client and self._streams else None
+        if (busy is not None and silent >= busy * 0.9) or (
+            options.keepalive_interval is not None and silent >= options.keepalive_interval * 0.9
+        ):
             self._quic.send_ping(0)
             self._schedule_transmit()
-        self._keepalive_handle = self._loop.call_later(interval, self._keepalive)
+        tick = self._keepalive_tick()
+        if tick is not None:
+            self._keepalive_handle = self._loop.call_later(tick, self._keepalive)
 
     def _handshake_timed_out(self) -> None:
         self._handshake_timer = None

@@ -51,6 +51,12 @@ class QuicOptions:
     #: Send a PING when nothing arrived for this long, so a quiet connection
     #: stays open; None turns keep-alive off.
     keepalive_interval: float | None = attrs.field(default=15.0, converter=_optional_float, validator=positive)
+    #: A client waiting on calls sends a PING when nothing arrived for this
+    #: long, so a server process that died (kill -9) is noticed at once on
+    #: networks that answer with port-unreachable, instead of after
+    #: ``idle_timeout``; in-flight calls then fail with UNAVAILABLE and can be
+    #: retried elsewhere. None turns it off.
+    busy_probe_interval: float | None = attrs.field(default=1.0, converter=_optional_float, validator=positive)
     #: Give up on a handshake that has not completed after this long.
     handshake_timeout: float = attrs.field(default=10.0, converter=float, validator=positive)
     #: Bidirectional streams (calls) the peer may have open at once on one

@@ -316,3 +316,37 @@ async def test_clients_beyond_max_connections_are_refused(start_server, connect,
     await until(lambda: len(server.listener._all) == 1)
     third = await connect(server)
     assert await _echo(third, b"room again") == b"room again"
+
+
+async def test_a_client_waiting_on_calls_notices_a_dead_server_at_once(start_server, connect) -> None:
+    """The server process dies mid-call (its socket just goes away): the busy
+    probe's PING meets port-unreachable and the waiting stream is released
+    long before the 30 s idle timeout."""
+    server = await start_server(handler=Recorder)  # never answers
+    connection = await connect(server, idle_timeout=30, keepalive_interval=None, busy_probe_interval=0.5)
+    waiting = Recorder()
+    stream = await connection.open_stream(waiting)
+    await _delivered_and_acknowledged(server, connection, stream)
+    server.listener._udp.abort()
+    await asyncio.wait_for(connection.wait_closed(), DEADLINE)
+    assert await asyncio.wait_for(waiting.reset, DEADLINE) == CONNECTION_LOST
+    assert "unreachable" in str(connection._closed_error())
+
+
+async def test_without_the_busy_probe_a_dead_server_goes_unnoticed(start_server, connect) -> None:
+    server = await start_server(handler=Recorder)
+    connection = await connect(server, idle_timeout=30, keepalive_interval=None, busy_probe_interval=None)
+    stream = await connection.open_stream(Recorder())
+    await _delivered_and_acknowledged(server, connection, stream)
+    server.listener._udp.abort()
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(connection.wait_closed(), 2.0)
+
+
+async def _delivered_and_acknowledged(server, connection, stream) -> None:
+    """Send a request and wait until the server has it and the client has its
+    ACK, so nothing is left to retransmit when the server dies."""
+    stream.send(b"a call that never gets its answer")
+    _, recorder = await asyncio.wait_for(server.accepted.get(), DEADLINE)
+    await until(lambda: recorder.received == b"a call that never gets its answer")
+    await until(lambda: connection._backend.send_backlog(connection._quic, stream.stream_id) == 0)
