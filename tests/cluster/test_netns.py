@@ -60,7 +60,7 @@ async def test_partition_detected_by_minority_and_heals(lab: NetnsLab, lab_certs
                 )
             )
         expected = {node.node_id for node in nodes}
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30  # forming is not what is measured here
         while not await all_agree(nodes, expected):
             assert time.monotonic() < deadline, "the cluster did not form"
             await asyncio.sleep(0.2)
