@@ -67,15 +67,20 @@ class RandomChoice(LoadBalancer):
         return workers[self.rng.randrange(len(workers))]
 
 
+#: Latencies within this factor of the fastest count as equal in a tie.
+LATENCY_TOLERANCE = 1.5
+
+
 class LeastConnections(LoadBalancer):
     """The worker with the lowest :func:`rpcnet.balancing.effective_load`.
 
     The load is the number of calls in flight (calls, not assignments: a
     worker that answers quickly frees its slots quickly), inflated by the
     worker's recent error ratio so that a worker that only fails fast does
-    not look idle. Ties go to the lowest ``ewma_latency``, then to a draw from
-    the rng, so equal workers share the traffic instead of the first one in
-    the list taking all of it.
+    not look idle. Ties go to the workers whose ``ewma_latency`` is within
+    :data:`LATENCY_TOLERANCE` (1.5x) of the fastest, then to a draw from the
+    rng, so similar workers share the traffic instead of the fastest-measured
+    one taking all of it while a clearly slower one is still avoided.
     """
 
     name: ClassVar[str] = "least-connections"
@@ -84,15 +89,17 @@ class LeastConnections(LoadBalancer):
         _require_workers(self.name, workers)
         if len(workers) == 1:
             return workers[0]
-        best: list[WorkerView] = []
-        best_key: tuple[float, float] | None = None
-        for worker in workers:
-            key = (effective_load(worker), worker.ewma_latency)
-            if best_key is None or key < best_key:
-                best, best_key = [worker], key
-            elif key == best_key:
-                best.append(worker)
-        return best[0] if len(best) == 1 else best[self.rng.randrange(len(best))]
+        lowest = min(effective_load(worker) for worker in workers)
+        tied = [worker for worker in workers if effective_load(worker) == lowest]
+        if len(tied) > 1:
+            # Latency breaks the tie only where it differs materially: workers
+            # within LATENCY_TOLERANCE of the fastest share the traffic. A strict
+            # comparison would send every call at low load to whichever worker
+            # happened to measure fastest, and the others' figures would never
+            # be refreshed.
+            fastest = min(worker.ewma_latency for worker in tied)
+            tied = [worker for worker in tied if worker.ewma_latency <= fastest * LATENCY_TOLERANCE]
+        return tied[0] if len(tied) == 1 else tied[self.rng.randrange(len(tied))]
 
 
 @hookimpl

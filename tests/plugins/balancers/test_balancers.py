@@ -160,6 +160,10 @@ def test_least_connections_follows_in_flight_counts_with_one_slow_worker():
 def test_least_connections_breaks_ties_by_latency_then_by_the_rng():
     fast, slow = worker("fast", in_flight=2, latency=0.01), worker("slow", in_flight=2, latency=0.05)
     assert {LeastConnections(rng=random.Random(s)).select([slow, fast]).node_id for s in range(20)} == {"fast"}
+    # Latencies within 1.5x count as equal: both share the traffic at low load.
+    near = [worker("p", in_flight=0, latency=0.010), worker("q", in_flight=0, latency=0.012)]
+    shares = collections.Counter(LeastConnections(rng=random.Random(s)).select(near).node_id for s in range(200))
+    assert set(shares) == {"p", "q"} and min(shares.values()) > 60, shares
     twins = [worker("a", in_flight=1), worker("b", in_flight=1), worker("c", in_flight=3)]
     picks = collections.Counter(LeastConnections(rng=random.Random(s)).select(twins).node_id for s in range(200))
     assert set(picks) == {"a", "b"} and min(picks.values()) > 60, picks
@@ -230,5 +234,7 @@ def test_least_connections_picks_a_worker_with_the_lowest_load(loads, seed):
     ]
     chosen = LeastConnections(rng=random.Random(seed)).select(workers)
     assert chosen in workers
-    key = lambda w: (effective_load(w), w.ewma_latency)  # noqa: E731
-    assert all(key(chosen) <= key(other) for other in workers)
+    lowest = min(effective_load(w) for w in workers)
+    assert effective_load(chosen) == lowest
+    fastest_tied = min(w.ewma_latency for w in workers if effective_load(w) == lowest)
+    assert chosen.ewma_latency <= fastest_tied * 1.5
