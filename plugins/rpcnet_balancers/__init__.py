@@ -67,20 +67,15 @@ class RandomChoice(LoadBalancer):
         return workers[self.rng.randrange(len(workers))]
 
 
-#: Latencies within this factor of the fastest count as equal in a tie.
-LATENCY_TOLERANCE = 1.5
-
-
 class LeastConnections(LoadBalancer):
     """The worker with the lowest :func:`rpcnet.balancing.effective_load`.
 
     The load is the number of calls in flight (calls, not assignments: a
     worker that answers quickly frees its slots quickly), inflated by the
     worker's recent error ratio so that a worker that only fails fast does
-    not look idle. Ties go to the workers whose ``ewma_latency`` is within
-    :data:`LATENCY_TOLERANCE` (1.5x) of the fastest, then to a draw from the
-    rng, so similar workers share the traffic instead of the fastest-measured
-    one taking all of it while a clearly slower one is still avoided.
+    not look idle. Ties are drawn from the rng with weights inversely
+    proportional to ``ewma_latency``, so similar workers share the traffic,
+    a clearly slower one gets proportionally less, and nobody is starved.
     """
 
     name: ClassVar[str] = "least-connections"
@@ -91,15 +86,23 @@ class LeastConnections(LoadBalancer):
             return workers[0]
         lowest = min(effective_load(worker) for worker in workers)
         tied = [worker for worker in workers if effective_load(worker) == lowest]
-        if len(tied) > 1:
-            # Latency breaks the tie only where it differs materially: workers
-            # within LATENCY_TOLERANCE of the fastest share the traffic. A strict
-            # comparison would send every call at low load to whichever worker
-            # happened to measure fastest, and the others' figures would never
-            # be refreshed.
-            fastest = min(worker.ewma_latency for worker in tied)
-            tied = [worker for worker in tied if worker.ewma_latency <= fastest * LATENCY_TOLERANCE]
-        return tied[0] if len(tied) == 1 else tied[self.rng.randrange(len(tied))]
+        if len(tied) == 1:
+            return tied[0]
+        # Among equally loaded workers, draw with weights inversely
+        # proportional to latency: a worker twice as fast gets twice the
+        # share, and a slower one still gets some, so its latency figure stays
+        # current (a strict "fastest wins" would starve the others at low load
+        # and freeze their figures). A worker with no latency yet counts as
+        # the fastest.
+        known = [worker.ewma_latency for worker in tied if worker.ewma_latency > 0]
+        floor = min(known) if known else 1.0
+        weights = [1.0 / (worker.ewma_latency if worker.ewma_latency > 0 else floor) for worker in tied]
+        point = self.rng.random() * sum(weights)
+        for worker, weight in zip(tied, weights):
+            point -= weight
+            if point < 0:
+                return worker
+        return tied[-1]
 
 
 @hookimpl
