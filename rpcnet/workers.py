@@ -31,7 +31,7 @@ import random
 import re
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, Protocol
 
@@ -469,12 +469,16 @@ class WorkerRegistry:
 
     # -- queries ------------------------------------------------------------
 
-    def select_worker(self, filter: str | TagFilter | Mapping[str, str] | None = None) -> WorkerView:
+    def select_worker(
+        self, filter: str | TagFilter | Mapping[str, str] | None = None, *, avoid: Collection[str] = ()
+    ) -> WorkerView:
         """Pick a worker matching ``filter`` (default: the registry's).
 
         Only alive members that are not unhealthy are candidates; degraded
-        ones only when no healthy one matches. Raises :class:`NoWorkerError`
-        (an ``UnavailableError``) naming the filter when none is left.
+        ones only when no healthy one matches. Workers whose ids are in
+        ``avoid`` (say, those a retry already tried) are left out unless no
+        other candidate is left. Raises :class:`NoWorkerError` (an
+        ``UnavailableError``) naming the filter when none is left.
         """
         tag_filter = self._filter(filter)
         route = self._route(tag_filter)
@@ -483,6 +487,12 @@ class WorkerRegistry:
         pool = route.healthy or route.degraded
         if not pool:
             raise self._no_worker(tag_filter)
+        if avoid:
+            pool = (
+                [e for e in route.healthy if e.member.id not in avoid]
+                or [e for e in route.degraded if e.member.id not in avoid]
+                or pool
+            )
         self._refresh_views()
         views = [entry.view for entry in pool]
         chosen = route.balancer.select(views)

@@ -314,17 +314,9 @@ class ClusterClient:
         return {node_id for node_id, (until, _) in self._ejected.items() if until > now}
 
     def _select(self, filter: Any, tried: set[str]) -> Any:
-        exclude = tried | self._ejected_now()
-        if not exclude:
-            return self.registry.select_worker(filter)
-        candidates = [w for w in self.registry.workers(filter) if w.node_id not in exclude]
-        if not candidates:
-            return self.registry.select_worker(filter)  # everyone failed once: let the balancer choose again
-        for _ in range(4):
-            worker = self.registry.select_worker(filter)
-            if worker.node_id not in exclude:
-                return worker
-        return self._rng.choice(candidates)
+        # Workers this call already tried, and those ejected as unreachable,
+        # are avoided unless nobody else is left.
+        return self.registry.select_worker(filter, avoid=tried | self._ejected_now())
 
     def _retryable(self, error: BaseException, method: str, idempotent: bool | None) -> bool:
         if not isinstance(error, RpcError):

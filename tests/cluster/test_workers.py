@@ -269,6 +269,15 @@ def test_a_degraded_worker_is_chosen_only_when_no_healthy_one_matches():
     assert {w.node_id: w.health.value for w in reg.workers()} == {"w2": "degraded", "w3": "degraded"}
 
 
+def test_avoided_workers_are_skipped_unless_nobody_else_is_left():
+    reg = registry(member("w1"), member("w2"), member("w3", **{"rpcnet.health": "degraded"}))
+    assert {reg.select_worker(avoid={"w1"}).node_id for _ in range(10)} == {"w2"}
+    # Every healthy worker avoided: a degraded one is better than a retry on the same worker.
+    assert {reg.select_worker(avoid={"w1", "w2"}).node_id for _ in range(10)} == {"w3"}
+    # Everyone avoided: the balancer chooses among all healthy workers again.
+    assert {reg.select_worker(avoid={"w1", "w2", "w3"}).node_id for _ in range(10)} == {"w1", "w2"}
+
+
 def test_the_health_tag_name_is_configurable():
     reg = registry(member("w1", health="unhealthy"), member("w2"), health_tag="health")
     assert picks(reg) == {"w2"}
