@@ -91,6 +91,7 @@ class _MemoryStream(Stream):
         self._send_closed = False  # we sent FIN or reset
         self._recv_closed = False  # we delivered FIN or reset
         self._aborted = False
+        self.opened_here = False  # this side opened it: it holds our stream credit
         self._drain_waiters: list[asyncio.Future[None]] = []
 
     # -- sending ---------------------------------------------------------
@@ -250,7 +251,7 @@ class _MemoryConnection(Connection):
         self._streams[stream_id] = local
         remote._streams[stream_id] = other
         self._local_open += 1
-        local._opened_here = True  # type: ignore[attr-defined]
+        local.opened_here = True
         assert remote.on_stream is not None
         other.handler = remote.on_stream(other)
         return local
@@ -260,7 +261,7 @@ class _MemoryConnection(Connection):
             return
         if self._streams.pop(stream.stream_id, None) is None:
             return
-        if getattr(stream, "_opened_here", False):
+        if stream.opened_here:
             self._local_open -= 1
             while self._credit_waiters:
                 waiter = self._credit_waiters.popleft()

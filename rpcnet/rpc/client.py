@@ -71,8 +71,6 @@ class _ClientCall:
     """Stream handler for the client side of any call kind."""
 
     __slots__ = (
-        "client",
-        "method",
         "decode",
         "decoder",
         "future",
@@ -86,9 +84,7 @@ class _ClientCall:
         "streaming",
     )
 
-    def __init__(self, client: RpcClient, method: str, decode: Any, streaming: bool, queue_stream: bool) -> None:
-        self.client = client
-        self.method = method
+    def __init__(self, client: RpcClient, decode: Any, streaming: bool) -> None:
         self.decode = decode
         self.decoder = FrameDecoder(client.config.max_message_size)
         self.future: asyncio.Future[Any] = (client._loop or asyncio.get_running_loop()).create_future()
@@ -394,7 +390,7 @@ class RpcClient:
                 else:
                     header = self._header_cache.get(method) or self._header(method, None, None)
                 data = header + self._message(codec, request)
-                call = _ClientCall(self, method, codec.loads, False, False)
+                call = _ClientCall(self, codec.loads, False)
                 connection = self._connection
                 try:
                     if connection is None or connection.is_closed:
@@ -540,7 +536,7 @@ class ResponseStream:
             if self._kind is MethodKind.SERVER_STREAMING:
                 first += client._message(self._codec, self._requests[0])
                 end = True
-            call = _ClientCall(client, self._method, self._codec.loads, True, True)
+            call = _ClientCall(client, self._codec.loads, True)
             call.responses = MessageQueue(_LazyStream(call), client.config.stream_buffer, self._decode)
             await client._open(call, first, end)
             client._arm(call, deadline)

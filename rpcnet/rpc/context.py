@@ -59,7 +59,6 @@ class ServerContext:
         "_initial_metadata",
         "_initial_sent",
         "cancelled",
-        "_call",
     )
 
     def __init__(
@@ -69,7 +68,6 @@ class ServerContext:
         peer: PeerInfo,
         deadline: float | None,
         loop: asyncio.AbstractEventLoop,
-        call: Any,
     ) -> None:
         self.method = method
         #: Metadata the client sent with the call.
@@ -84,7 +82,6 @@ class ServerContext:
         self._initial_sent = False
         #: True once the client cancelled or the deadline passed.
         self.cancelled = False
-        self._call = call
 
     def time_remaining(self) -> float | None:
         """Seconds left before the deadline (never negative), or None without one."""

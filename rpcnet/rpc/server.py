@@ -100,10 +100,6 @@ class RpcServer:
             raise ValueError(f"method {name!r} is already registered")
         if not callable(handler):
             raise TypeError(f"handler for {name!r} is not callable: {handler!r}")
-        if kind.streams_responses and not (
-            inspect.isasyncgenfunction(handler) or inspect.iscoroutinefunction(handler) or callable(handler)
-        ):
-            raise TypeError(f"streaming handler for {name!r} must be an async generator function")
         self._methods[name] = MethodSpec(
             name=name,
             kind=kind,
@@ -387,7 +383,7 @@ class _ServerCall:
         deadline = None if timeout is None else loop.time() + timeout
         peer: PeerInfo = self.stream.connection.peer
         if spec is None:
-            self.spec = MethodSpec(name=method, kind=MethodKind.UNARY, handler=_unimplemented, serializer=server.serializer)
+            # _fail marks the call done, so nothing that follows is parsed.
             self._fail(StatusCode.UNIMPLEMENTED, f"method {method!r} is not implemented by this server")
             return
         self.spec = spec
@@ -396,7 +392,7 @@ class _ServerCall:
             self._fail(StatusCode.RESOURCE_EXHAUSTED, refused)
             return
         self.counted = True
-        self.ctx = ServerContext(method, metadata, peer, deadline, loop, self)
+        self.ctx = ServerContext(method, metadata, peer, deadline, loop)
         if server._wrappers:
             self.info = CallInfo(side="server", method=method, kind=spec.kind.value, peer=peer, metadata=metadata, start=loop.time())
             self.wrappers = start_wrappers(server._wrappers, self.info)
@@ -585,6 +581,3 @@ class _ServerCall:
                 info.duration = asyncio.get_running_loop().time() - info.start
                 end_wrappers(self.wrappers, info)
 
-
-async def _unimplemented(request: Any, ctx: ServerContext) -> Any:  # pragma: no cover - never called
-    raise RpcError("unimplemented", code=StatusCode.UNIMPLEMENTED)
