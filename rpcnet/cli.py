@@ -116,7 +116,7 @@ def node(listen: str, gossip: str, node_id: str | None, seeds: tuple[str, ...], 
     from .cluster.agent import node_configs, run_node
     from .transport import parse_address
 
-    rpc, cluster = node_configs(certs=certs, listen=listen, gossip=gossip, node_id=node_id, seeds=seeds, tags=tags,
+    rpc, cluster = node_configs(certs=certs, gossip=gossip, node_id=node_id, seeds=seeds, tags=tags,
                                 keys=keys, insecure=insecure_gossip, preset=preset, label=label, transport=transport)
     sys.exit(asyncio.run(run_node(rpc, cluster, parse_address(listen))))
 

@@ -104,7 +104,6 @@ async def run_node(rpc_config: RpcConfig, cluster_config: ClusterConfig, listen:
 def node_configs(
     *,
     certs: str | None,
-    listen: str,
     gossip: str,
     node_id: str | None,
     seeds: tuple[str, ...],

@@ -385,11 +385,7 @@ class RpcClient:
                     deadline = remaining = None
                 else:
                     deadline, remaining = self._timeout(timeout)
-                if metadata or remaining is not None:
-                    header = encode_header(method, metadata, remaining)
-                else:
-                    header = self._header_cache.get(method) or self._header(method, None, None)
-                data = header + self._message(codec, request)
+                data = self._header(method, metadata, remaining) + self._message(codec, request)
                 call = _ClientCall(self, codec.loads, False)
                 connection = self._connection
                 try:
