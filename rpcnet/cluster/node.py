@@ -145,7 +145,6 @@ class Cluster:
             raise
         self.server.register(SYNC_METHOD, self._serve_sync)
         self.server.register(MEMBERS_METHOD, self._serve_members)
-        self._leave_done = asyncio.Event()
         self._core.start(loop.time())
         self._after_input()
         # Always: with no checks configured the aggregate is simply healthy,
@@ -222,9 +221,9 @@ class Cluster:
         """Announce a graceful leave (peers report ``left``, never ``failed``)
         and wait until it has been gossiped, at most ``timeout`` seconds."""
         core = self._require_core()
+        self._leave_done = asyncio.Event()
         core.leave(self._now())
         self._after_input()
-        assert self._leave_done is not None
         try:
             await asyncio.wait_for(self._leave_done.wait(), timeout)
         except TimeoutError:
@@ -395,12 +394,8 @@ class Cluster:
             for subscription in list(self._subscribers):
                 subscription._put(event)
             self.plugins.notify_cluster_event(event)
-        if self._leave_done is not None and not self._leave_done.is_set():
-            try:
-                if core.local_member.state is MemberState.LEFT and core.leave_done():
-                    self._leave_done.set()
-            except Exception:  # pragma: no cover - a core without leave support
-                pass
+        if self._leave_done is not None and not self._leave_done.is_set() and core.leave_done():
+            self._leave_done.set()  # only once leave() was called
         deadline = core.get_timer()
         if deadline != self._timer_at:
             if self._timer is not None:
