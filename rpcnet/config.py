@@ -27,7 +27,7 @@ import orjson
 
 from .errors import ConfigError
 
-__all__ = ["to_bool", "ConfigBase", "TlsConfig", "RpcConfig", "load_config", "positive", "non_negative"]
+__all__ = ["at_least", "to_bool", "ConfigBase", "TlsConfig", "RpcConfig", "load_config", "positive", "non_negative"]
 
 C = TypeVar("C", bound="ConfigBase")
 
@@ -37,6 +37,16 @@ ENV_PREFIX = "RPCNET_"
 def positive(instance: Any, attribute: attrs.Attribute, value: float | int | None) -> None:
     if value is not None and not value > 0:
         raise ConfigError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def at_least(minimum: int) -> Any:
+    """An attrs validator: the value must be >= ``minimum``."""
+
+    def check(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+        if value < minimum:
+            raise ConfigError(f"{attribute.name} must be >= {minimum}, got {value!r}")
+
+    return check
 
 
 def non_negative(instance: Any, attribute: attrs.Attribute, value: float | int | None) -> None:

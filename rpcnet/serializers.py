@@ -15,6 +15,7 @@ import attrs
 import msgpack
 import orjson
 
+from .config import positive
 from .errors import MessageTooLargeError, SerializationError
 
 __all__ = ["Serializer", "MsgpackSerializer", "JsonSerializer", "SerializerOptions"]
@@ -22,14 +23,9 @@ __all__ = ["Serializer", "MsgpackSerializer", "JsonSerializer", "SerializerOptio
 DEFAULT_MAX_SIZE = 4 * 1024 * 1024
 
 
-def _positive(instance: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value}")
-
-
 @attrs.frozen(kw_only=True)
 class SerializerOptions:
-    max_size: int = attrs.field(default=DEFAULT_MAX_SIZE, converter=int, validator=_positive)
+    max_size: int = attrs.field(default=DEFAULT_MAX_SIZE, converter=int, validator=positive)
 
 
 class Serializer:

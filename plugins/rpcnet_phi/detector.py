@@ -26,7 +26,7 @@ from typing import ClassVar
 
 import attrs
 
-from rpcnet.config import non_negative, positive
+from rpcnet.config import at_least, non_negative, positive
 from rpcnet.failure_detector import FailureDetector
 
 __all__ = ["phi", "HeartbeatHistory", "PhiOptions", "PhiAccrualDetector"]
@@ -49,11 +49,6 @@ def phi(elapsed: float, mean: float, std_deviation: float) -> float:
     return math.log1p(math.exp(z)) / _LN10
 
 
-def _at_least_two(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 2:
-        raise ValueError(f"{attribute.name} must be >= 2, got {value!r}")
-
-
 @attrs.frozen(kw_only=True)
 class PhiOptions:
     """Options of ``phi-accrual``; Akka's defaults except the acceptable pause."""
@@ -61,7 +56,7 @@ class PhiOptions:
     #: phi at which a peer is considered unavailable.
     threshold: float = attrs.field(default=8.0, converter=float, validator=positive)
     #: Samples kept in the sliding window.
-    max_sample_size: int = attrs.field(default=1000, converter=int, validator=_at_least_two)
+    max_sample_size: int = attrs.field(default=1000, converter=int, validator=at_least(2))
     #: Floor of the standard deviation, seconds.
     min_std_deviation: float = attrs.field(default=0.1, converter=float, validator=positive)
     #: Silence tolerated on top of the mean interval, seconds. 0 by default:

@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from rpcnet.config import non_negative, positive, to_bool
+from rpcnet.config import at_least, non_negative, positive, to_bool
 from rpcnet.errors import ConfigError
 
 __all__ = ["SwimOptions", "PARTITION_POLICIES"]
@@ -15,12 +15,6 @@ __all__ = ["SwimOptions", "PARTITION_POLICIES"]
 PARTITION_POLICIES = ("keep-majority", "static-quorum", "none")
 
 
-def _at_least(minimum: int) -> Any:
-    def check(instance: Any, attribute: attrs.Attribute, value: int) -> None:
-        if value < minimum:
-            raise ConfigError(f"{attribute.name} must be >= {minimum}, got {value!r}")
-
-    return check
 
 
 
@@ -44,21 +38,21 @@ class SwimOptions:
     #: Wait for a direct ack before asking others to probe indirectly.
     probe_timeout: float = attrs.field(default=0.5, converter=float, validator=positive)
     #: Members asked to probe indirectly (ping-req) after a missed ack.
-    indirect_checks: int = attrs.field(default=3, converter=int, validator=_at_least(0))
+    indirect_checks: int = attrs.field(default=3, converter=int, validator=at_least(0))
     #: Suspicion timeout is ``mult * max(1, log10 N) * probe_interval``.
     #: memberlist's LAN value is 4; rpcnet uses 3 because a suspicion here is
     #: already confirmed (Phi monitors, the stream-ping fallback, Lifeguard
     #: confirmations), and 3 brings kill -9 detection at 5 nodes under 5 s
     #: with no false failure in the 30%-loss scenarios (docs/cluster.md).
-    suspicion_mult: int = attrs.field(default=3, converter=int, validator=_at_least(1))
+    suspicion_mult: int = attrs.field(default=3, converter=int, validator=at_least(1))
     #: Upper bound of the suspicion timeout, as a multiple of the minimum.
-    suspicion_max_timeout_mult: int = attrs.field(default=6, converter=int, validator=_at_least(1))
+    suspicion_max_timeout_mult: int = attrs.field(default=6, converter=int, validator=at_least(1))
     #: Each update is piggybacked ``mult * ceil(log10(N + 1))`` times.
-    retransmit_mult: int = attrs.field(default=4, converter=int, validator=_at_least(1))
+    retransmit_mult: int = attrs.field(default=4, converter=int, validator=at_least(1))
     #: Time between gossip rounds.
     gossip_interval: float = attrs.field(default=0.2, converter=float, validator=positive)
     #: Members gossiped to per round.
-    gossip_nodes: int = attrs.field(default=3, converter=int, validator=_at_least(1))
+    gossip_nodes: int = attrs.field(default=3, converter=int, validator=at_least(1))
     #: Failed members still gossiped to for this long (helps them refute).
     gossip_to_the_dead_time: float = attrs.field(default=30.0, converter=float, validator=non_negative)
     #: Full-state sync with a random member; 0 disables. Grows past 32 members.
@@ -66,11 +60,11 @@ class SwimOptions:
     #: After a missed direct ack, also ping over the reliable (stream) channel.
     stream_fallback: bool = attrs.field(default=True, converter=to_bool)
     #: Lifeguard: the local health score stays below this (probe interval scales up to x this).
-    awareness_max_multiplier: int = attrs.field(default=8, converter=int, validator=_at_least(1))
+    awareness_max_multiplier: int = attrs.field(default=8, converter=int, validator=at_least(1))
     #: Bytes of one gossip datagram (main message plus piggybacked updates).
-    packet_budget: int = attrs.field(default=1400, converter=int, validator=_at_least(256))
+    packet_budget: int = attrs.field(default=1400, converter=int, validator=at_least(256))
     #: Members each node heartbeats for the failure detector; 0 disables monitoring.
-    monitors: int = attrs.field(default=3, converter=int, validator=_at_least(0))
+    monitors: int = attrs.field(default=3, converter=int, validator=at_least(0))
     #: Interval of those heartbeats.
     heartbeat_interval: float = attrs.field(default=1.0, converter=float, validator=positive)
     #: Try a full-state sync with a random failed member this often (heals partitions); 0 disables.
@@ -82,7 +76,7 @@ class SwimOptions:
     #: How the local node decides it is on the minority side of a partition.
     partition_policy: str = attrs.field(default="keep-majority", validator=_policy)
     #: Members needed to stay in the majority under ``static-quorum``.
-    quorum_size: int | None = attrs.field(default=None, validator=attrs.validators.optional(_at_least(1)))
+    quorum_size: int | None = attrs.field(default=None, validator=attrs.validators.optional(at_least(1)))
 
     def __attrs_post_init__(self) -> None:
         if self.probe_timeout > self.probe_interval:

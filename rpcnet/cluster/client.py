@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from ..config import RpcConfig, non_negative, positive
+from ..config import RpcConfig, at_least, non_negative, positive
 from ..errors import ConfigError, RpcError, StatusCode
 from ..events import ClusterEvent, MemberEvent, MemberFailed, MemberLeft
 from ..plugins import PluginHost, make_plugin_manager
@@ -37,17 +37,12 @@ log = logging.getLogger("rpcnet.cluster.client")
 _IDEMPOTENT_CODES = frozenset({StatusCode.UNAVAILABLE, StatusCode.ABORTED, StatusCode.RESOURCE_EXHAUSTED, StatusCode.INTERNAL})
 
 
-def _at_least_one(instance: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ConfigError(f"{attribute.name} must be >= 1, got {value}")
-
-
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
     """How calls are retried (see :class:`ClusterClient`)."""
 
     #: Attempts per call, the first included.
-    max_attempts: int = attrs.field(default=3, converter=int, validator=_at_least_one)
+    max_attempts: int = attrs.field(default=3, converter=int, validator=at_least(1))
     initial_backoff: float = attrs.field(default=0.01, converter=float, validator=non_negative)
     max_backoff: float = attrs.field(default=0.5, converter=float, validator=non_negative)
     multiplier: float = attrs.field(default=2.0, converter=float, validator=positive)
