@@ -7,6 +7,7 @@
 - :func:`membership_factory`: builds cores by strategy name through a plugin
   host, so a third-party failure detector or membership protocol is tested
   exactly as it would be selected in configuration.
+- :func:`wait_until`: wait for a condition with a deadline (real-network tests).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 
 from ..plugins import PluginHost, make_plugin_manager
 from .simulator import CoreFactory, NodeSpec, NodeStats, SimNode, Simulator
+from .waiting import wait_until
 
-__all__ = ["Simulator", "SimNode", "NodeSpec", "NodeStats", "CoreFactory", "membership_factory"]
+__all__ = ["Simulator", "SimNode", "NodeSpec", "NodeStats", "CoreFactory", "membership_factory", "wait_until"]
 
 
 def membership_factory(

@@ -19,6 +19,7 @@ from rpcnet.cluster import Cluster, ClusterConfig, Keyring
 from rpcnet.cluster.gossip import NONCE_SIZE, seal
 from rpcnet.errors import ConfigError, UnavailableError
 from rpcnet.membership import MemberState
+from rpcnet.testing import wait_until as until
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +67,6 @@ async def nodes(node_certs: Path) -> AsyncIterator[Nodes]:
     started = Nodes(node_certs)
     yield started
     await started.close()
-
-
-async def until(predicate: Any, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(0.01)
 
 
 def alive_ids(cluster: Cluster) -> set[str]:

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
+from rpcnet.testing import wait_until as until  # noqa: F401 - used by the tests
 from rpcnet.transport import Stream
 
 #: Every wait in these tests ends by this deadline at the latest.
 DEADLINE = 5.0
-
-
-async def until(predicate: Callable[[], object], timeout: float = DEADLINE) -> None:
-    """Wait for ``predicate()`` to hold, failing after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.002)
 
 
 class Recorder:
