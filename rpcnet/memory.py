@@ -122,8 +122,8 @@ class _MemoryStream(Stream):
         self._incoming.clear()
         self._incoming_bytes = 0
         self._wake_drain(TransportError("stream was reset"))
-        self.connection._maybe_release(self)
         peer = self.peer
+        self.connection._maybe_release(self)
         if peer is not None and not already_done:
             peer._remote_reset(error_code)
 
@@ -173,6 +173,7 @@ class _MemoryStream(Stream):
 
     def _deliver(self) -> None:
         self._delivery_scheduled = False
+        peer = self.peer  # read first: a finished stream lets go of its peer
         while self._incoming and not self._paused and not self._aborted:
             data, end_stream = self._incoming.popleft()
             self._incoming_bytes -= len(data)
@@ -182,7 +183,6 @@ class _MemoryStream(Stream):
                 self.handler.data_received(data, end_stream)
             if end_stream:
                 self.connection._maybe_release(self)
-        peer = self.peer
         if peer is not None and peer._drain_waiters and self._incoming_bytes <= peer._window:
             peer._wake_drain()
 
@@ -194,8 +194,8 @@ class _MemoryStream(Stream):
         self._incoming.clear()
         self._incoming_bytes = 0
         self._wake_drain(TransportError(f"stream reset by peer (code {error_code})"))
-        self.connection._maybe_release(self)
         handler = self.handler
+        self.connection._maybe_release(self)
         if handler is not None:
             self.connection._loop.call_soon(handler.stream_reset, error_code)
 
@@ -261,6 +261,11 @@ class _MemoryConnection(Connection):
             return
         if self._streams.pop(stream.stream_id, None) is None:
             return
+        # Finished both ways: let go of the handler and the other end, which
+        # usually point back here, so reference counting frees the call at
+        # once instead of the garbage collector later.
+        stream.handler = None
+        stream.peer = None
         if stream.opened_here:
             self._local_open -= 1
             while self._credit_waiters:

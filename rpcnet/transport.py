@@ -102,6 +102,9 @@ class Stream(abc.ABC):
 
     stream_id: int
     connection: Connection
+    #: Gets the stream's events. A transport may drop it (set None) once the
+    #: stream has ended both ways, so a handler that refers to its stream
+    #: does not form a reference cycle; keep your own reference if you need one.
     handler: StreamHandler | None = None
 
     def set_handler(self, handler: StreamHandler) -> None:

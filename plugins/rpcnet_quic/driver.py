@@ -602,6 +602,10 @@ class QuicConnection(Connection):
     def _forget(self, stream: QuicStream) -> None:
         if self._streams.get(stream.stream_id) is stream:
             del self._streams[stream.stream_id]
+        # The handler usually points back at its stream: dropping the link
+        # lets reference counting free both at once, instead of leaving a
+        # cycle per call for the garbage collector.
+        stream.handler = None
 
     # -- waiters -------------------------------------------------------------
 
@@ -778,6 +782,7 @@ class QuicConnection(Connection):
         self._streams.clear()
         for stream in streams:
             stream._peer_aborted(CONNECTION_LOST)
+            stream.handler = None
         self._drain_waiting.clear()
         if not self._closed.done():
             self._closed.set_result(None)

@@ -17,6 +17,7 @@ from .driver import PeerUnreachable, QuicConnection
 from .endpoint import ClientEndpoint, QuicListener
 from .options import ALPN, QuicOptions
 from .tls import load_ca_certificates
+from .udp import bind_udp_socket, connect_udp_socket
 
 __all__ = ["QuicTransport"]
 
@@ -62,9 +63,8 @@ class QuicTransport(Transport):
             trusted_cas=trusted,
             reset_key=_stateless_reset_key(tls.key_file),
         )
-        loop = asyncio.get_running_loop()
         try:
-            await loop.create_datagram_endpoint(lambda: listener, local_addr=(host, port))
+            await bind_udp_socket(listener, host, port, read_batch=self.options.listener_read_batch)
         except OSError as exc:
             raise TransportError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         return listener
@@ -97,11 +97,10 @@ class QuicTransport(Transport):
 
     async def _connect_to(self, family: int, sockaddr: Any, tls: TlsConfig, name: str) -> QuicConnection:
         options = self.options
-        loop = asyncio.get_running_loop()
         quic = self.backend.client_connection(options, tls, name, ALPN)
         endpoint = ClientEndpoint()
         try:
-            udp, _ = await loop.create_datagram_endpoint(lambda: endpoint, remote_addr=sockaddr[:2], family=family)
+            udp = connect_udp_socket(endpoint, family, sockaddr)
         except OSError as exc:
             raise PeerUnreachable(f"cannot reach {sockaddr[0]}:{sockaddr[1]}: {exc.strerror or exc}") from None
         connection = QuicConnection(

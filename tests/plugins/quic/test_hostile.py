@@ -136,12 +136,13 @@ async def test_paused_streams_together_hold_at_most_one_connection_window(start_
     assert server_connection._held == sum(s.buffered_bytes for s in server_streams)
 
     # Reading again lets everything through, so no credit was lost on the way.
+    handlers = [server_stream.handler for server_stream in server_streams]
     for server_stream in server_streams:
         server_stream.resume_reading()
     for stream in streams:
         stream.send(b"", end_stream=True)
-    for server_stream in server_streams:
-        received = await asyncio.wait_for(server_stream.handler.finished, DEADLINE)
+    for handler in handlers:
+        received = await asyncio.wait_for(handler.finished, DEADLINE)
         assert len(received) == 1 + 4 * stream_window
 
 

@@ -1,0 +1,188 @@
+"""The UDP socket under the QUIC endpoints: several datagrams per wake-up, no cycles.
+
+asyncio's datagram transport reads one datagram each time the selector says
+the socket is readable. Under load that hands datagrams which arrived
+together to separate event-loop turns, and each turn ends in its own
+transmit: a burst split over a full datagram and a straggler is answered
+with a full datagram and a straggler, and the split repeats round after
+round. A listener therefore reads up to ``read_batch`` waiting datagrams per
+wake-up (``QuicOptions.listener_read_batch``), so a connection answers what
+arrived together with one transmit. The bound is small on purpose: reading
+everything that waits would merge all calls into one burst per round trip,
+leaving client and server to work in turns instead of at the same time.
+A client socket reads one datagram per wake-up, which keeps its calls
+flowing in several waves.
+
+Sending writes straight to the socket; when the kernel buffer is full the
+datagram waits in a bounded queue, and beyond that it is dropped like any
+datagram a network loses (QUIC retransmits what mattered).
+
+The protocol object gets the same callbacks as an asyncio
+``DatagramProtocol``: ``connection_made``, ``datagram_received``,
+``error_received`` and ``connection_lost``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import socket
+from typing import Any
+
+__all__ = ["UdpSocket", "bind_udp_socket", "connect_udp_socket"]
+
+#: Largest datagram read (a QUIC datagram is at most 65527 bytes).
+MAX_DATAGRAM = 65536
+#: Datagrams held while the kernel's send buffer is full; more are dropped.
+SEND_QUEUE_LIMIT = 1024
+
+
+class UdpSocket:
+    """A non-blocking UDP socket registered with the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: Any, read_batch: int) -> None:
+        self._loop = loop
+        self._read_batch = read_batch
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._protocol = protocol
+        self._connected = False
+        try:
+            sock.getpeername()
+            self._connected = True
+        except OSError:
+            pass
+        self._queue: collections.deque[tuple[bytes, Any]] = collections.deque()
+        self._closing = False
+        self.dropped = 0  # datagrams dropped because the send queue was full
+        protocol.connection_made(self)
+        loop.add_reader(self._fd, self._read_ready)
+
+    # -- the subset of asyncio.DatagramTransport the endpoints use -------------
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "sockname":
+            return self._sock.getsockname()
+        if name == "peername":
+            try:
+                return self._sock.getpeername()
+            except OSError:
+                return default
+        if name == "socket":
+            return self._sock
+        return default
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def sendto(self, data: bytes, addr: Any = None) -> None:
+        if self._closing:
+            return
+        if self._queue:
+            self._enqueue(data, addr)
+            return
+        try:
+            if self._connected:
+                self._sock.send(data)
+            else:
+                self._sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self._enqueue(data, addr)
+            self._loop.add_writer(self._fd, self._write_ready)
+        except OSError as exc:
+            self._protocol.error_received(exc)
+
+    def close(self) -> None:
+        """Stop reading and sending now (queued datagrams are dropped); the
+        socket closes and ``connection_lost(None)`` runs on the next tick."""
+        if self._closing:
+            return
+        self._closing = True
+        self._loop.remove_reader(self._fd)
+        if self._queue:
+            self._loop.remove_writer(self._fd)
+            self._queue.clear()
+        self._loop.call_soon(self._finish_close)
+
+    abort = close
+
+    # -- internals -----------------------------------------------------------
+
+    def _finish_close(self) -> None:
+        self._sock.close()
+        self._protocol.connection_lost(None)
+
+    def _enqueue(self, data: bytes, addr: Any) -> None:
+        if len(self._queue) >= SEND_QUEUE_LIMIT:
+            self.dropped += 1
+            return
+        self._queue.append((data, addr))
+
+    def _read_ready(self) -> None:
+        recvfrom = self._sock.recvfrom
+        received = self._protocol.datagram_received
+        for _ in range(self._read_batch):
+            if self._closing:
+                return
+            try:
+                data, addr = recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # ICMP errors (port unreachable) surface here on a connected socket.
+                self._protocol.error_received(exc)
+                return
+            received(data, addr)
+
+    def _write_ready(self) -> None:
+        queue = self._queue
+        sock = self._sock
+        while queue:
+            data, addr = queue[0]
+            try:
+                if self._connected:
+                    sock.send(data)
+                else:
+                    sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                queue.popleft()
+                self._protocol.error_received(exc)
+                continue
+            queue.popleft()
+        self._loop.remove_writer(self._fd)
+
+
+async def bind_udp_socket(protocol: Any, host: str, port: int, *, read_batch: int = 1) -> UdpSocket:
+    """Bind a UDP socket to ``host:port`` (a name is resolved) and start reading.
+
+    Each wake-up reads at most ``read_batch`` datagrams, so one busy socket
+    cannot starve the event loop. Raises ``OSError`` when no address binds.
+    """
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+    error: OSError | None = None
+    for family, kind, proto, _, sockaddr in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            sock.bind(sockaddr)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        return UdpSocket(loop, sock, protocol, read_batch)
+    raise error or OSError(f"cannot resolve {host!r}")
+
+
+def connect_udp_socket(protocol: Any, family: int, sockaddr: Any, *, read_batch: int = 1) -> UdpSocket:
+    """A UDP socket connected to a resolved ``sockaddr``, reading (see :func:`bind_udp_socket`)."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.connect(sockaddr)
+    except OSError:
+        sock.close()
+        raise
+    return UdpSocket(asyncio.get_running_loop(), sock, protocol, read_batch)

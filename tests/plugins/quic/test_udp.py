@@ -1,0 +1,182 @@
+"""The endpoints' UDP socket: batched reads, the send queue, closing."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+from rpcnet_quic.udp import SEND_QUEUE_LIMIT, UdpSocket, bind_udp_socket, connect_udp_socket
+
+from .helpers import DEADLINE, until
+
+
+class Recording:
+    """A datagram protocol that notes, for each datagram, the loop turn it arrived in."""
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.received: list[tuple[bytes, int]] = []
+        self.errors: list[OSError] = []
+        self.lost = asyncio.get_running_loop().create_future()
+        self.turn = 0
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.received.append((data, self.turn))
+
+    def error_received(self, exc: OSError) -> None:
+        self.errors.append(exc)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost.set_result(exc)
+
+
+def _count_turns(protocol: Recording, stop: asyncio.Event) -> None:
+    """Advance ``protocol.turn`` once per event-loop iteration until ``stop``."""
+    loop = asyncio.get_running_loop()
+
+    def tick() -> None:
+        protocol.turn += 1
+        if not stop.is_set():
+            loop.call_soon(tick)
+
+    loop.call_soon(tick)
+
+
+@pytest.mark.parametrize(("read_batch", "expected_turns"), [(8, 1), (1, 5)])
+async def test_datagrams_that_arrived_together_are_read_in_one_turn(read_batch: int, expected_turns: int) -> None:
+    protocol = Recording()
+    udp = await bind_udp_socket(protocol, "127.0.0.1", 0, read_batch=read_batch)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stop = asyncio.Event()
+    try:
+        # Loopback delivers synchronously: all five wait in the socket before
+        # the loop runs again.
+        for index in range(5):
+            sender.sendto(b"d%d" % index, udp.get_extra_info("sockname"))
+        _count_turns(protocol, stop)
+        await until(lambda: len(protocol.received) == 5)
+        assert [data for data, _ in protocol.received] == [b"d0", b"d1", b"d2", b"d3", b"d4"]
+        assert len({turn for _, turn in protocol.received}) == expected_turns
+    finally:
+        stop.set()
+        sender.close()
+        udp.close()
+
+
+async def test_a_wake_up_reads_at_most_read_batch_datagrams() -> None:
+    protocol = Recording()
+    udp = await bind_udp_socket(protocol, "127.0.0.1", 0, read_batch=4)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stop = asyncio.Event()
+    try:
+        for index in range(10):
+            sender.sendto(b"%d" % index, udp.get_extra_info("sockname"))
+        _count_turns(protocol, stop)
+        await until(lambda: len(protocol.received) == 10)
+        per_turn: dict[int, int] = {}
+        for _, turn in protocol.received:
+            per_turn[turn] = per_turn.get(turn, 0) + 1
+        assert max(per_turn.values()) == 4
+        assert len(per_turn) == 3  # 4 + 4 + 2
+    finally:
+        stop.set()
+        sender.close()
+        udp.close()
+
+
+async def test_sends_wait_in_order_while_the_socket_is_full_then_drain() -> None:
+    # A Unix datagram socket with a tiny send buffer blocks (EAGAIN) until
+    # its peer reads, which loopback UDP never does: it exercises the send
+    # queue for real.
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+    ours.setblocking(False)
+    theirs.setblocking(False)
+    protocol = Recording()
+    udp = UdpSocket(asyncio.get_running_loop(), ours, protocol, 1)
+    try:
+        count = 200
+        for index in range(count):
+            udp.sendto(b"message %d" % index)
+        assert udp._queue, "the send buffer filled up, so some datagrams must be waiting"
+        received: list[bytes] = []
+
+        def read_all() -> bool:
+            while True:
+                try:
+                    received.append(theirs.recv(100))
+                except BlockingIOError:
+                    return len(received) == count
+
+        await until(read_all, timeout=DEADLINE)
+        assert received == [b"message %d" % index for index in range(count)]
+        assert udp.dropped == 0 and not udp._queue
+    finally:
+        udp.close()
+        theirs.close()
+
+
+async def test_a_full_send_queue_drops_and_counts() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+    ours.setblocking(False)
+    protocol = Recording()
+    udp = UdpSocket(asyncio.get_running_loop(), ours, protocol, 1)
+    try:
+        total = SEND_QUEUE_LIMIT + 500
+        for index in range(total):
+            udp.sendto(b"%d" % index)
+        assert len(udp._queue) == SEND_QUEUE_LIMIT
+        assert udp.dropped > 0
+        # What went straight out, plus what waits, plus what was dropped: nothing unaccounted.
+        sent_at_once = total - SEND_QUEUE_LIMIT - udp.dropped
+        assert sent_at_once >= 1
+    finally:
+        udp.close()
+        theirs.close()
+
+
+async def test_close_stops_reading_and_reports_connection_lost() -> None:
+    protocol = Recording()
+    udp = await bind_udp_socket(protocol, "127.0.0.1", 0)
+    address = udp.get_extra_info("sockname")
+    udp.close()
+    assert udp.is_closing()
+    udp.sendto(b"ignored after close", address)  # no error, nothing sent
+    assert await asyncio.wait_for(protocol.lost, DEADLINE) is None
+    # The port is free again once connection_lost has run.
+    again = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        again.bind(address)
+    finally:
+        again.close()
+
+
+async def test_port_unreachable_on_a_connected_socket_reaches_error_received() -> None:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    closed_port = probe.getsockname()
+    probe.close()
+    protocol = Recording()
+    udp = connect_udp_socket(protocol, socket.AF_INET, closed_port)
+    try:
+        udp.sendto(b"anyone?")
+        await until(lambda: protocol.errors)
+        assert isinstance(protocol.errors[0], ConnectionRefusedError)
+    finally:
+        udp.close()
+
+
+async def test_binding_a_taken_port_raises_oserror() -> None:
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 0))
+    try:
+        with pytest.raises(OSError):
+            await bind_udp_socket(Recording(), "127.0.0.1", taken.getsockname()[1])
+    finally:
+        taken.close()
