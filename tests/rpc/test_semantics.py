@@ -353,3 +353,78 @@ async def test_finished_calls_leave_no_reference_cycles(serve: Any) -> None:
         gc.enable()
     # Before streams dropped their handlers this was about 17 objects per call.
     assert unreachable < calls // 10, f"{unreachable} objects in reference cycles after {calls} calls"
+
+
+async def test_handlers_run_as_real_tasks_with_their_own_context(serve: Any) -> None:
+    """Handlers start eagerly, yet each is a real task: current_task(),
+    asyncio.timeout(), task groups and contextvars work as in any task."""
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    tasks_seen: list[asyncio.Task[Any]] = []
+
+    def register(server: RpcServer) -> None:
+        @server.unary("probe")
+        async def probe(request: Any, ctx: ServerContext) -> Any:
+            task = asyncio.current_task()
+            assert task is not None
+            tasks_seen.append(task)
+            before = var.get()
+            var.set(request)  # must not leak into the next call
+            async with asyncio.timeout(5):
+                async with asyncio.TaskGroup() as group:
+                    child = group.create_task(asyncio.sleep(0, result=var.get()))
+            return [before, child.result()]
+
+    _, client = await serve(register)
+    first, second = await asyncio.gather(client.call("probe", "a"), client.call("probe", "b"))
+    assert first == ["unset", "a"] and second == ["unset", "b"]
+    assert len(tasks_seen) == 2 and tasks_seen[0] is not tasks_seen[1]
+
+
+async def test_a_handler_that_answers_at_once_replies_inside_the_delivery_callback(setup: Any) -> None:
+    """Eager start: the reply is written while the request is being delivered,
+    so it leaves in the same event-loop turn (and packet) as the others."""
+    from rpcnet.rpc.protocol import MESSAGE, PREFIX, encode_header
+    from rpcnet.serializers import MsgpackSerializer
+    from rpcnet.transport import PeerInfo
+
+    server = setup.server()
+
+    @server.unary("echo")
+    async def echo(request: Any, ctx: ServerContext) -> Any:
+        return request
+
+    class Connection:
+        peer = PeerInfo(address=("192.0.2.1", 1))
+
+    class Stream:
+        connection = Connection()
+        stream_id = 0
+
+        def __init__(self) -> None:
+            self.sent: list[tuple[bytes, bool]] = []
+
+        def send(self, data: bytes, end_stream: bool = False) -> None:
+            self.sent.append((data, end_stream))
+
+    message = MsgpackSerializer().dumps(b"now")
+    request = encode_header("echo") + PREFIX.pack(MESSAGE, len(message)) + message
+    stream = Stream()
+    await server.start(setup.listen)
+    loop = asyncio.get_running_loop()
+    written_during_delivery = loop.create_future()
+
+    def deliver() -> None:
+        # Transports deliver from loop callbacks, as here, not from a task.
+        server._on_stream(stream).data_received(request, True)
+        written_during_delivery.set_result(list(stream.sent))
+
+    try:
+        loop.call_soon(deliver)
+        sent = await asyncio.wait_for(written_during_delivery, 5)
+        assert len(sent) == 1, "the reply was not written during delivery"
+        data, end_stream = sent[0]
+        assert end_stream and message in data
+    finally:
+        await server.stop(grace=0)
