@@ -568,7 +568,8 @@ class QuicConnection(Connection):
         if stream_id & 0b11 != (0b01 if self._is_client else 0b00):
             return False
         if stream_id > self._peer_highest:
-            self._peer_skipped.update(range(self._peer_highest + 4, stream_id, 4))
+            if stream_id != self._peer_highest + 4:
+                self._peer_skipped.update(range(self._peer_highest + 4, stream_id, 4))
             self._peer_highest = stream_id
             return True
         if stream_id in self._peer_skipped:

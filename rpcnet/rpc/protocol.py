@@ -112,9 +112,11 @@ class FrameDecoder:
         offset = 0
         end = len(data)
         unpack = PREFIX.unpack_from
+        max_message_size = self.max_message_size
         while end - offset >= PREFIX_SIZE:
             frame_type, length = unpack(data, offset)
-            self._check(frame_type, length)
+            if frame_type != MESSAGE or length > max_message_size:
+                self._check(frame_type, length)
             start = offset + PREFIX_SIZE
             if end - start < length:
                 self._need = PREFIX_SIZE + length

@@ -165,8 +165,7 @@ class RpcServer:
         if self._listener is not None:
             raise RuntimeError("the server is already started")
         self._loop = asyncio.get_running_loop()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._idle = None
         self._closed = asyncio.Event()
         self._stopping = False
         self._listener = await self.transport.listen(parse_address(address), self._on_stream, tls=self.config.tls)
@@ -184,8 +183,10 @@ class RpcServer:
         self._stopping = True
         grace = self.config.shutdown_grace if grace is None else grace
         listener.stop_accepting()
-        assert self._idle is not None
         if self._active:
+            # Set by _release when the last running call ends; only made
+            # here, so the call path pays nothing for it.
+            self._idle = asyncio.Event()
             try:
                 await asyncio.wait_for(self._idle.wait(), grace)
             except TimeoutError:
@@ -249,8 +250,6 @@ class RpcServer:
             )
         self._per_connection[connection] = count + 1
         self._active.add(call)
-        if self._idle is not None:
-            self._idle.clear()
         return None
 
     def _release(self, call: _ServerCall) -> None:
@@ -457,7 +456,7 @@ class _ServerCall:
         try:
             response = await self.spec.handler(self._decode_request(), ctx)
             frame = self._encode(response)
-            head = self._initial_metadata_frame()
+            head = self._initial_metadata_frame() if ctx._initial_metadata else b""
             if ctx._trailers:
                 self._send_final(head + frame + encode_trailer(StatusCode.OK, metadata=ctx._trailers), StatusCode.OK)
             else:

@@ -236,3 +236,28 @@ def test_loads_accepts_bytearray_and_memoryview(ser):
 
 def test_serialization_error_is_a_value_error():
     assert issubclass(SerializationError, ValueError)
+
+
+def test_msgpack_encoder_recovers_after_a_failed_value():
+    codec = serializer("msgpack")
+    with pytest.raises(SerializationError, match="cannot encode dict"):
+        codec.dumps({"fine": 1, "bad": object()})
+    # The reused encoder holds nothing of the failed value.
+    assert codec.loads(codec.dumps({"next": [1, 2]})) == {"next": [1, 2]}
+
+
+def test_msgpack_serializer_is_safe_to_share_between_threads():
+    import concurrent.futures
+
+    codec = serializer("msgpack")
+    stamp = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+
+    def work(worker: int) -> bool:
+        for index in range(2000):
+            value = {"worker": worker, "index": index, "at": stamp, "blob": bytes([worker]) * (index % 50)}
+            if codec.loads(codec.dumps(value)) != value:
+                return False
+        return True
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(work, range(4)))
