@@ -250,7 +250,7 @@ def test_msgpack_serializer_is_safe_to_share_between_threads():
     import concurrent.futures
 
     codec = serializer("msgpack")
-    stamp = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    stamp = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 
     def work(worker: int) -> bool:
         for index in range(2000):
