@@ -37,7 +37,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from devcerts import write_dev_certs  # noqa: E402
-from scenarios import SCENARIOS  # noqa: E402
+from scenarios import DEFAULT_SCENARIOS, SCENARIOS  # noqa: E402
 from targets import TARGETS  # noqa: E402
 
 WORKER = BENCH_DIR / "worker.py"
@@ -398,8 +398,9 @@ def _names(values: list[str], known: tuple[str, ...] | list[str], what: str) -> 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), metavar="NAME",
-                        help=f"scenarios to run, space- or comma-separated (default: all: {', '.join(SCENARIOS)})")
+    parser.add_argument("--scenarios", nargs="+", default=list(DEFAULT_SCENARIOS), metavar="NAME",
+                        help=f"scenarios to run, space- or comma-separated (default: {', '.join(DEFAULT_SCENARIOS)}; "
+                        f"also: {', '.join(n for n in SCENARIOS if n not in DEFAULT_SCENARIOS)})")
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), metavar="NAME",
                         help=f"targets to run (default: all: {', '.join(TARGETS)})")
     parser.add_argument("--duration", type=float, help="seconds measured per run (default 3; --quick 1)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["SCENARIOS", "Scenario"]
+__all__ = ["SCENARIOS", "DEFAULT_SCENARIOS", "Scenario"]
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -23,6 +23,8 @@ class Scenario:
     #: Messages per download call and bytes per message.
     stream_messages: int = 0
     stream_message_size: int = 0
+    #: Run when no --scenarios are named (the others are there to look wider).
+    default: bool = True
 
     @property
     def bytes_per_call(self) -> int:
@@ -68,5 +70,24 @@ SCENARIOS: dict[str, Scenario] = {
             stream_messages=64,
             stream_message_size=16 * KIB,
         ),
+        Scenario(
+            name="unary64_c16",
+            description="64-byte echo, 16 concurrent callers on one connection",
+            kind="unary",
+            concurrency=16,
+            payload_size=64,
+            default=False,
+        ),
+        Scenario(
+            name="unary64_c256",
+            description="64-byte echo, 256 concurrent callers on one connection (the default stream credit)",
+            kind="unary",
+            concurrency=256,
+            payload_size=64,
+            default=False,
+        ),
     )
 }
+
+#: What a run without --scenarios measures: the four the goals are about.
+DEFAULT_SCENARIOS = [name for name, scenario in SCENARIOS.items() if scenario.default]
