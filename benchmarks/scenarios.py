@@ -70,21 +70,16 @@ SCENARIOS: dict[str, Scenario] = {
             stream_messages=64,
             stream_message_size=16 * KIB,
         ),
-        Scenario(
-            name="unary64_c16",
-            description="64-byte echo, 16 concurrent callers on one connection",
-            kind="unary",
-            concurrency=16,
-            payload_size=64,
-            default=False,
-        ),
-        Scenario(
-            name="unary64_c256",
-            description="64-byte echo, 256 concurrent callers on one connection (the default stream credit)",
-            kind="unary",
-            concurrency=256,
-            payload_size=64,
-            default=False,
+        *(
+            Scenario(
+                name=f"unary64_c{callers}",
+                description=f"64-byte echo, {callers} concurrent callers on one connection{note}",
+                kind="unary",
+                concurrency=callers,
+                payload_size=64,
+                default=False,
+            )
+            for callers, note in ((16, ""), (256, " (the default stream credit)"))
         ),
     )
 }
