@@ -65,26 +65,40 @@ def _reject_ext(code: int, data: bytes) -> Any:
     )
 
 
+#: A Packer that produced more than this is dropped rather than kept for reuse.
+_KEEP_PACKER_BELOW = 64 * 1024
+
+
 class MsgpackSerializer(Serializer):
     name: ClassVar[str] = "msgpack"
 
     def __init__(self, options: SerializerOptions | None = None) -> None:
         super().__init__(options)
         # msgpack.packb builds a Packer per call, which costs ten times the
-        # packing of a small message. One Packer per thread is reused instead
-        # (a Packer may run Python code mid-pack, e.g. for datetimes, so
-        # threads must not share one).
+        # packing of a small message. A spare Packer per thread is reused
+        # instead: taken out while it packs (a Packer may run Python code
+        # mid-pack, e.g. a tzinfo, which could pack again), and kept only
+        # after small values, since its buffer never shrinks.
+        self._local = threading.local()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
         self._local = threading.local()
 
     def dumps(self, value: Any) -> bytes:
-        try:
-            packer = self._local.packer
-        except AttributeError:
-            packer = self._local.packer = msgpack.Packer(use_bin_type=True, datetime=True)
+        local = self._local.__dict__
+        packer = local.pop("packer", None) or msgpack.Packer(use_bin_type=True, datetime=True)
         try:
             data = packer.pack(value)
         except (TypeError, ValueError, OverflowError) as exc:
             raise SerializationError(f"msgpack: cannot encode {type(value).__name__}: {exc}") from exc
+        if len(data) <= _KEEP_PACKER_BELOW:
+            local["packer"] = packer
         if len(data) > self.max_size:
             self._check_size(len(data), "encoded")
         return data

@@ -35,6 +35,8 @@ __all__ = ["UdpSocket", "bind_udp_socket", "connect_udp_socket"]
 MAX_DATAGRAM = 65536
 #: Datagrams held while the kernel's send buffer is full; more are dropped.
 SEND_QUEUE_LIMIT = 1024
+#: Seconds ``close()`` keeps trying to send what is queued (a CONNECTION_CLOSE).
+CLOSE_FLUSH_TIMEOUT = 1.0
 
 
 class UdpSocket:
@@ -54,9 +56,13 @@ class UdpSocket:
             pass
         self._queue: collections.deque[tuple[bytes, Any]] = collections.deque()
         self._closing = False
+        self._closed = False  # the socket's closing is scheduled or done
+        self._flush_timer: asyncio.TimerHandle | None = None
         self.dropped = 0  # datagrams dropped because the send queue was full
-        protocol.connection_made(self)
+        # Registered first: a loop without add_reader (Windows' proactor)
+        # fails here, before the protocol hears of a transport.
         loop.add_reader(self._fd, self._read_ready)
+        protocol.connection_made(self)
 
     # -- the subset of asyncio.DatagramTransport the endpoints use -------------
 
@@ -93,18 +99,35 @@ class UdpSocket:
             self._protocol.error_received(exc)
 
     def close(self) -> None:
-        """Stop reading and sending now (queued datagrams are dropped); the
-        socket closes and ``connection_lost(None)`` runs on the next tick."""
+        """Stop reading and accepting datagrams to send. What is already
+        queued (a CONNECTION_CLOSE, say) still goes out, for at most
+        :data:`CLOSE_FLUSH_TIMEOUT` seconds; then the socket closes and
+        ``connection_lost(None)`` runs, never inside this call."""
         if self._closing:
             return
         self._closing = True
         self._loop.remove_reader(self._fd)
         if self._queue:
-            self._loop.remove_writer(self._fd)
-            self._queue.clear()
-        self._loop.call_soon(self._finish_close)
+            self._flush_timer = self._loop.call_later(CLOSE_FLUSH_TIMEOUT, self.abort)
+        else:
+            self._closed = True
+            self._loop.call_soon(self._finish_close)
 
-    abort = close
+    def abort(self) -> None:
+        """Close at once, dropping whatever is queued."""
+        if self._closed:
+            return
+        if not self._closing:
+            self._closing = True
+            self._loop.remove_reader(self._fd)
+        if self._queue:
+            self._queue.clear()
+            self._loop.remove_writer(self._fd)
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        self._closed = True
+        self._loop.call_soon(self._finish_close)
 
     # -- internals -----------------------------------------------------------
 
@@ -120,7 +143,6 @@ class UdpSocket:
 
     def _read_ready(self) -> None:
         recvfrom = self._sock.recvfrom
-        received = self._protocol.datagram_received
         for _ in range(self._read_batch):
             if self._closing:
                 return
@@ -132,7 +154,7 @@ class UdpSocket:
                 # ICMP errors (port unreachable) surface here on a connected socket.
                 self._protocol.error_received(exc)
                 return
-            received(data, addr)
+            self._protocol.datagram_received(data, addr)
 
     def _write_ready(self) -> None:
         queue = self._queue
@@ -148,19 +170,44 @@ class UdpSocket:
                 return
             except OSError as exc:
                 queue.popleft()
-                self._protocol.error_received(exc)
+                if not self._closing:
+                    self._protocol.error_received(exc)
                 continue
             queue.popleft()
         self._loop.remove_writer(self._fd)
+        if self._closing and not self._closed:
+            # close() was waiting for the queue to drain.
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
+                self._flush_timer = None
+            self._closed = True
+            self._loop.call_soon(self._finish_close)
 
 
-async def bind_udp_socket(protocol: Any, host: str, port: int, *, read_batch: int = 1) -> UdpSocket:
-    """Bind a UDP socket to ``host:port`` (a name is resolved) and start reading.
+def _start(loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: Any, read_batch: int) -> UdpSocket:
+    try:
+        return UdpSocket(loop, sock, protocol, read_batch)
+    except BaseException:
+        sock.close()
+        raise
 
-    Each wake-up reads at most ``read_batch`` datagrams, so one busy socket
-    cannot starve the event loop. Raises ``OSError`` when no address binds.
+
+async def bind_udp_socket(protocol: Any, host: str, port: int, *, read_batch: int = 1) -> Any:
+    """Bind a UDP socket to ``host:port`` and start reading.
+
+    A name is resolved and its addresses tried in order; an empty host
+    means every IPv4 address (use ``"::"`` for IPv4 and IPv6). Each wake-up
+    reads at most ``read_batch`` datagrams, so one busy socket cannot starve
+    the event loop. Raises ``OSError`` when no address binds.
+
+    On a loop that cannot watch sockets (Windows' proactor loop) this falls
+    back to the loop's own datagram transport, which reads one datagram per
+    wake-up.
     """
     loop = asyncio.get_running_loop()
+    if not _can_watch_sockets(loop):
+        transport, _ = await loop.create_datagram_endpoint(lambda: protocol, local_addr=(host or "0.0.0.0", port))
+        return transport
     infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
     error: OSError | None = None
     for family, kind, proto, _, sockaddr in infos:
@@ -172,12 +219,16 @@ async def bind_udp_socket(protocol: Any, host: str, port: int, *, read_batch: in
             sock.close()
             error = exc
             continue
-        return UdpSocket(loop, sock, protocol, read_batch)
+        return _start(loop, sock, protocol, read_batch)
     raise error or OSError(f"cannot resolve {host!r}")
 
 
-def connect_udp_socket(protocol: Any, family: int, sockaddr: Any, *, read_batch: int = 1) -> UdpSocket:
+async def connect_udp_socket(protocol: Any, family: int, sockaddr: Any, *, read_batch: int = 1) -> Any:
     """A UDP socket connected to a resolved ``sockaddr``, reading (see :func:`bind_udp_socket`)."""
+    loop = asyncio.get_running_loop()
+    if not _can_watch_sockets(loop):
+        transport, _ = await loop.create_datagram_endpoint(lambda: protocol, remote_addr=sockaddr, family=family)
+        return transport
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
@@ -185,4 +236,10 @@ def connect_udp_socket(protocol: Any, family: int, sockaddr: Any, *, read_batch:
     except OSError:
         sock.close()
         raise
-    return UdpSocket(asyncio.get_running_loop(), sock, protocol, read_batch)
+    return _start(loop, sock, protocol, read_batch)
+
+
+def _can_watch_sockets(loop: asyncio.AbstractEventLoop) -> bool:
+    """False for loops whose add_reader is not implemented (the proactor loop)."""
+    proactor = getattr(asyncio, "ProactorEventLoop", None)
+    return proactor is None or not isinstance(loop, proactor)

@@ -456,7 +456,11 @@ class _ServerCall:
         try:
             response = await self.spec.handler(self._decode_request(), ctx)
             frame = self._encode(response)
-            head = self._initial_metadata_frame() if ctx._initial_metadata else b""
+            if ctx._initial_metadata:
+                head = self._initial_metadata_frame()
+            else:
+                head = b""
+                ctx._initial_sent = True
             if ctx._trailers:
                 self._send_final(head + frame + encode_trailer(StatusCode.OK, metadata=ctx._trailers), StatusCode.OK)
             else:

@@ -261,3 +261,39 @@ def test_msgpack_serializer_is_safe_to_share_between_threads():
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         assert all(pool.map(work, range(4)))
+
+
+def test_msgpack_encoding_may_reenter_from_python_code_it_runs():
+    codec = serializer("msgpack")
+
+    class Nested(datetime.tzinfo):
+        # Python code run in the middle of packing a datetime, that packs too.
+        def utcoffset(self, dt):
+            codec.dumps({"inner": list(range(20))})
+            return datetime.timedelta(hours=1)
+
+        def dst(self, dt):
+            return None
+
+    stamp = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=Nested())
+    decoded = codec.loads(codec.dumps({"at": stamp, "after": "x" * 100}))
+    assert decoded["after"] == "x" * 100
+    assert decoded["at"] == stamp
+
+
+def test_msgpack_does_not_keep_a_buffer_grown_by_a_large_value():
+    codec = serializer("msgpack")
+    codec.dumps(b"small")
+    small_packer = codec._local.packer
+    codec.dumps(b"x" * (2 * 1024 * 1024))
+    # The packer that grew to 2 MiB was dropped, not kept for the next call.
+    assert getattr(codec._local, "packer", None) is None
+    codec.dumps(b"small again")
+    assert codec._local.packer is not small_packer
+
+
+def test_serializers_survive_pickling(ser):
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(ser))
+    assert copy.loads(copy.dumps({"k": [1, b"b"]})) == {"k": [1, b"b"]}

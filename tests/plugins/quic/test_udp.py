@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from typing import Any
 
@@ -150,6 +151,54 @@ async def test_a_full_send_queue_drops_and_counts() -> None:
         theirs.close()
 
 
+async def test_close_sends_what_is_queued_first_and_abort_does_not() -> None:
+    udp, theirs = _tiny_buffer_pair()
+    protocol = udp._protocol
+    try:
+        for index in range(100):
+            udp.sendto(b"last words %d" % index)
+        assert udp._queue
+        udp.close()
+        udp.sendto(b"refused after close")
+        received = await _read_until(theirs, 100)
+        assert received == [b"last words %d" % index for index in range(100)]
+        assert await asyncio.wait_for(protocol.lost, DEADLINE) is None
+    finally:
+        theirs.close()
+
+    udp, theirs = _tiny_buffer_pair()
+    protocol = udp._protocol
+    try:
+        for index in range(100):
+            udp.sendto(b"%d" % index)
+        queued = len(udp._queue)
+        assert queued
+        udp.abort()
+        assert await asyncio.wait_for(protocol.lost, DEADLINE) is None
+        received = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                received.append(theirs.recv(100))
+        assert len(received) == 100 - queued  # the queue was dropped
+    finally:
+        theirs.close()
+
+
+async def test_a_protocol_that_closes_in_connection_made_leaves_nothing_registered() -> None:
+    class ClosesAtOnce(Recording):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            transport.close()
+
+    protocol = ClosesAtOnce()
+    udp = await bind_udp_socket(protocol, "127.0.0.1", 0)
+    assert await asyncio.wait_for(protocol.lost, DEADLINE) is None
+    # No reader stays registered for the closed descriptor (whose number the
+    # next socket may reuse).
+    selector = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+    assert udp._fd not in selector.get_map()
+
+
 async def test_close_stops_reading_and_reports_connection_lost() -> None:
     protocol = Recording()
     udp = await bind_udp_socket(protocol, "127.0.0.1", 0)
@@ -172,7 +221,7 @@ async def test_port_unreachable_on_a_connected_socket_reaches_error_received() -
     closed_port = probe.getsockname()
     probe.close()
     protocol = Recording()
-    udp = connect_udp_socket(protocol, socket.AF_INET, closed_port)
+    udp = await connect_udp_socket(protocol, socket.AF_INET, closed_port)
     try:
         udp.sendto(b"anyone?")
         await until(lambda: protocol.errors)
