@@ -29,6 +29,7 @@ from .protocol import (
     decode_response_header,
     decode_trailer,
     encode_header,
+    whole_ok_reply,
 )
 from .server import _serializer_options
 from .streams import MessageQueue
@@ -73,6 +74,7 @@ class _ClientCall:
     __slots__ = (
         "decode",
         "decoder",
+        "max_size",
         "future",
         "responses",
         "response",
@@ -86,7 +88,8 @@ class _ClientCall:
 
     def __init__(self, client: RpcClient, decode: Any, streaming: bool) -> None:
         self.decode = decode
-        self.decoder = FrameDecoder(client.config.max_message_size)
+        self.decoder: FrameDecoder | None = None  # made when a reply comes in pieces
+        self.max_size = client.config.max_message_size
         self.future: asyncio.Future[Any] = (client._loop or asyncio.get_running_loop()).create_future()
         self.responses: MessageQueue | None = None
         self.response: Any = None
@@ -100,8 +103,18 @@ class _ClientCall:
     def data_received(self, data: bytes, end_stream: bool) -> None:
         if self.finished:
             return
+        decoder = self.decoder
+        if decoder is None:
+            if end_stream and self.responses is None and self.response is None:
+                # The usual reply: one message and the OK trailer in one piece.
+                payload = whole_ok_reply(data, self.max_size)
+                if payload is not None:
+                    self.response = payload
+                    self._succeed()
+                    return
+            decoder = self.decoder = FrameDecoder(self.max_size)
         try:
-            frames = self.decoder.feed(data)
+            frames = decoder.feed(data)
             for frame_type, payload in frames:
                 if frame_type == MESSAGE:
                     if self.responses is not None:

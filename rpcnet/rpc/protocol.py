@@ -27,6 +27,8 @@ __all__ = [
     "RESPONSE_HEADER",
     "FrameDecoder",
     "ProtocolError",
+    "whole_request",
+    "whole_ok_reply",
     "encode_frame",
     "encode_header",
     "decode_header",
@@ -228,3 +230,44 @@ def decode_trailer(payload: bytes) -> tuple[int, str, Any, dict[str, Any]]:
 
 #: The OK trailer with no metadata, sent by most calls.
 OK_TRAILER = encode_trailer(StatusCode.OK)
+
+
+# -- whole unary exchanges in one piece -------------------------------------
+#
+# Most unary requests and replies arrive in one piece with the stream's FIN.
+# These recognise the usual shapes directly; anything else (split data,
+# metadata frames, an error trailer, a limit exceeded) returns None and goes
+# through FrameDecoder, which also produces the errors.
+
+
+def whole_request(data: bytes, max_message_size: int) -> tuple[bytes, bytes] | None:
+    """``(header payload, message payload)`` when ``data`` is exactly one
+    HEADER frame and one MESSAGE frame within the limits, else None."""
+    end = len(data)
+    if end < 2 * PREFIX_SIZE:
+        return None
+    frame_type, header_length = PREFIX.unpack_from(data, 0)
+    if frame_type != HEADER or header_length > DEFAULT_MAX_METADATA_SIZE:
+        return None
+    offset = PREFIX_SIZE + header_length
+    if end - offset < PREFIX_SIZE:
+        return None
+    frame_type, length = PREFIX.unpack_from(data, offset)
+    if frame_type != MESSAGE or length > max_message_size or offset + PREFIX_SIZE + length != end:
+        return None
+    return data[PREFIX_SIZE:offset], data[offset + PREFIX_SIZE :]
+
+
+_OK_TRAILER_SIZE = len(OK_TRAILER)
+
+
+def whole_ok_reply(data: bytes, max_message_size: int) -> bytes | None:
+    """The message payload when ``data`` is exactly one MESSAGE frame within
+    the limit followed by the plain OK trailer, else None."""
+    end = len(data) - _OK_TRAILER_SIZE
+    if end < PREFIX_SIZE or data[0] != MESSAGE or not data.endswith(OK_TRAILER):
+        return None
+    length = PREFIX.unpack_from(data, 0)[1]
+    if PREFIX_SIZE + length != end or length > max_message_size:
+        return None
+    return data[PREFIX_SIZE:end]

@@ -26,6 +26,7 @@ from .protocol import (
     decode_header,
     encode_response_header,
     encode_trailer,
+    whole_request,
 )
 from .streams import MessageQueue
 from .wrappers import end_wrappers, start_wrappers
@@ -289,7 +290,7 @@ class _ServerCall:
     def __init__(self, server: RpcServer, stream: Stream) -> None:
         self.server = server
         self.stream = stream
-        self.decoder = FrameDecoder(server.config.max_message_size)
+        self.decoder: FrameDecoder | None = None  # made when a request comes in pieces
         self.spec: MethodSpec | None = None
         self.request: Any = _NO_REQUEST
         self.requests: MessageQueue | None = None
@@ -307,8 +308,16 @@ class _ServerCall:
     def data_received(self, data: bytes, end_stream: bool) -> None:
         if self.done:
             return
+        decoder = self.decoder
+        if decoder is None:
+            if end_stream and self.spec is None:
+                whole = whole_request(data, self.server.config.max_message_size)
+                if whole is not None:
+                    self._on_whole_request(*whole)
+                    return
+            decoder = self.decoder = FrameDecoder(self.server.config.max_message_size)
         try:
-            frames = self.decoder.feed(data)
+            frames = decoder.feed(data)
         except ProtocolError as exc:
             self._fail_protocol(exc)
             return
@@ -340,6 +349,18 @@ class _ServerCall:
                 self._fail(StatusCode.INVALID_ARGUMENT, f"{self.spec.kind.value} method {self.spec.name!r} takes exactly one request message, got none")
             elif self.task is None:
                 self._start()
+
+    def _on_whole_request(self, header: bytes, message: bytes) -> None:
+        """The usual request: header, one message and FIN in one piece."""
+        self._on_header(header)
+        if self.done:
+            return
+        if self.requests is not None:
+            self.requests.put(message)
+            self.requests.close()
+        else:
+            self.request = message
+            self._start()
 
     def stream_reset(self, error_code: int) -> None:
         if self.ctx is not None:
