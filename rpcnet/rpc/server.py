@@ -343,6 +343,10 @@ class _ServerCall:
         if end_stream:
             if self.spec is None:
                 self._fail_protocol(ProtocolError("the stream ended before a complete header"))
+            elif decoder.pending:
+                self._fail_protocol(ProtocolError(
+                    f"the stream ended inside a frame ({decoder.pending} bytes of an unfinished frame)"
+                ))
             elif self.requests is not None:
                 self.requests.close()
             elif self.request is _NO_REQUEST:

@@ -132,6 +132,15 @@ async def test_stream_ending_inside_a_frame(hostile: Any) -> None:
     assert code == StatusCode.INTERNAL and "ended before a complete header" in message
 
 
+async def test_stream_ending_inside_a_frame_after_a_complete_request(hostile: Any) -> None:
+    server, client, connection = hostile
+    request = encode_header("echo") + encode_frame(MESSAGE, b"\x01")  # msgpack 1
+    collector = await send_raw(connection, request + b"\x02\x00")  # the start of a second frame, then FIN
+    code, message = collector.status()
+    assert code == StatusCode.INTERNAL and "ended inside a frame (2 bytes" in message
+    assert await client.call("echo", 1) == 1
+
+
 async def test_unary_with_two_requests(hostile: Any) -> None:
     server, client, connection = hostile
     message = encode_frame(MESSAGE, b"\x01")
