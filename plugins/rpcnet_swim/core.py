@@ -105,6 +105,7 @@ _LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
 # Timer keys that are not per-member or per-sequence-number.
 _PROBE, _GOSSIP, _HEARTBEAT, _PUSH_PULL, _RECONNECT = "probe", "gossip", "heartbeat", "push-pull", "reconnect"
 _PARTITION = "partition"
+_REJOINED = "rejoined"
 
 
 class _Node:
@@ -421,6 +422,8 @@ class SwimMembership(Membership):
             self._reconnect(now)
         elif key == _PARTITION:
             self._partition_hold_over(now)
+        elif key == _REJOINED:
+            self._tell_everyone_alive()
 
     # ------------------------------------------------------------------
     # sending
@@ -439,6 +442,20 @@ class SwimMembership(Membership):
 
     def _broadcast(self, update: Update) -> None:
         self._broadcasts.put(update.node, codec.encode_update(update))
+
+    def _tell_everyone_alive(self) -> None:
+        """Send our alive message straight to every member, once.
+
+        Members that declared us failed or left no longer probe us, and with
+        a few members the piggybacked copies (``retransmit_limit``) can miss
+        one of them until the next push-pull, 30 s later on a LAN. A rejoin
+        is rare and this costs one datagram per member.
+        """
+        me = self._self
+        alive = codec.encode_update(Alive(node=me.id, incarnation=me.incarnation, address=me.address, tags=dict(me.tags)))
+        for node in self._nodes.values():
+            if node is not me and node.state is not MemberState.LEFT:
+                self._send(node.address, None, alive)
 
     def _announce_self(self) -> None:
         me = self._self
@@ -630,6 +647,10 @@ class SwimMembership(Membership):
                     # we were away (restarted): no sign of our health now.
                     self._awareness.apply_delta(1)
                 self._announce_self()
+                if claimed is MemberState.FAILED or claimed is MemberState.LEFT:
+                    # After the input that told us is merged, so every member
+                    # it lists is known by then.
+                    self._schedule(_REJOINED, now)
             return
         verdict = judge(
             node.state if node is not None else None,
