@@ -443,6 +443,24 @@ class SwimMembership(Membership):
     def _broadcast(self, update: Update) -> None:
         self._broadcasts.put(update.node, codec.encode_update(update))
 
+    def _repeat_suspicions(self) -> None:
+        """Tell each member still suspected, directly, once its suspicion has
+        used up its gossip retransmits. The suspect refutes only once it hears
+        of it; copies sent while this node's own packets were being lost (an
+        isolated node suspects everyone) would otherwise leave the timers to
+        expire into false failures. Only the suspect is told, so no other
+        member starts suspecting it on this account; the original source is
+        kept."""
+        for node_id, suspicion in self._suspicions.items():
+            if node_id in self._broadcasts:
+                continue
+            node = self._nodes.get(node_id)
+            if node is None or node.state is not MemberState.SUSPECT:
+                continue
+            source = next(iter(suspicion.sources))
+            update = codec.encode_update(Suspect(node=node_id, incarnation=node.incarnation, source=source))
+            self._send(node.address, None, update)
+
     def _tell_everyone_alive(self) -> None:
         """Send our alive message straight to every member, once.
 
@@ -471,6 +489,7 @@ class SwimMembership(Membership):
     def _probe(self, now: float) -> None:
         opts = self._opts
         self._schedule(_PROBE, now + self._awareness.scale(opts.probe_interval))
+        self._repeat_suspicions()
         target = self._next_probe_target(now)
         if target is not None and target.id not in self._probing:
             self._start_probe(target, now)
