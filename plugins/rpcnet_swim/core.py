@@ -126,10 +126,13 @@ class _Node:
 class _Probe:
     """A probe this node started: direct ping, then indirect, then verdict."""
 
-    __slots__ = ("target", "sent", "indirect", "nacks", "expected_nacks", "end")
+    __slots__ = ("target", "incarnation", "sent", "indirect", "nacks", "expected_nacks", "end")
 
-    def __init__(self, target: str, sent: float, end: float) -> None:
+    def __init__(self, target: str, incarnation: int, sent: float, end: float) -> None:
         self.target = target
+        #: The target's incarnation when the probe began: a verdict is only
+        #: about that life of it.
+        self.incarnation = incarnation
         self.sent = sent
         self.indirect = False
         self.nacks = 0
@@ -541,7 +544,7 @@ class SwimMembership(Membership):
     def _start_probe(self, target: _Node, now: float) -> None:
         seq = self._next_seq()
         self.stats["probes"] += 1
-        self._waiters[seq] = _Probe(target.id, now, now + self._awareness.scale(self._opts.probe_interval))
+        self._waiters[seq] = _Probe(target.id, target.incarnation, now, now + self._awareness.scale(self._opts.probe_interval))
         self._probing[target.id] = seq
         extra = b""
         if target.state is MemberState.SUSPECT:
@@ -565,7 +568,9 @@ class SwimMembership(Membership):
             del self._waiters[seq]
             return
         target = self._nodes.get(waiter.target)
-        if target is None or target.state not in _LIVE:
+        if target is None or target.state not in _LIVE or target.incarnation != waiter.incarnation:
+            # Gone, or no longer the life this probe was about (it refuted,
+            # or failed and came back): no verdict from this probe.
             self._finish_probe(seq, waiter)
             return
         if not waiter.indirect:

@@ -253,7 +253,8 @@ def test_a_restarted_node_is_seen_alive_by_everyone_at_once() -> None:
     """Members that declared a node failed no longer probe it, and in a small
     cluster the piggybacked copies of its refutation can miss one of them
     until the next push-pull (30 s). The restarted node tells each member
-    directly, so over 300 seeded runs every member hears it is back within 1 s."""
+    directly, so over 300 seeded runs every member hears it is back within
+    1 s, and nobody suspects it again on the strength of an old probe."""
     slowest = 0.0
     for seed in range(300):
         cluster = Cluster(n=5, seed=seed)
@@ -268,6 +269,9 @@ def test_a_restarted_node_is_seen_alive_by_everyone_at_once() -> None:
         cluster.sim.restart("n02", seeds=["n00"])
         assert cluster.sim.run_until_true(everyone_heard, timeout=30.0, step=0.05), f"seed {seed}: not back within 30 s"
         slowest = max(slowest, cluster.sim.now - restarted_at)
+        # A probe of its previous life that times out now says nothing of this one.
+        cluster.sim.run_for(3.0)
+        assert cluster.since_mark("suspect", "n02") == [], f"seed {seed}: the rejoined node was suspected"
     assert slowest <= 1.0, f"slowest rejoin took {slowest:.2f} s"
 
 
