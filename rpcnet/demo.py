@@ -135,7 +135,8 @@ class DemoSummary:
     victim: str | None
     #: Seconds from SIGKILL to the client node's ``failed`` event.
     detection: float | None
-    #: Seconds from the restarted process being ready to the client's joined/recovered event.
+    #: Seconds from the restarted process being ready to the client's joined/recovered
+    #: event; negative when the node announced itself before it reported ready.
     rejoin_event: float | None
     #: Seconds from the restarted process being ready to its first answer.
     back_in_rotation: float | None
@@ -160,9 +161,16 @@ class DemoSummary:
             if self.back_in_rotation is None:
                 lines.append(f"  {self.victim} restarted but served no call before the end")
             else:
-                event = "-" if self.rejoin_event is None else f"{self.rejoin_event:.2f} s"
+                if self.rejoin_event is None:
+                    event = "never saw it join"
+                elif self.rejoin_event < 0:
+                    # The restarted node announces itself while it starts,
+                    # before the demo hears that it is ready.
+                    event = f"saw it join {-self.rejoin_event:.2f} s before it was ready"
+                else:
+                    event = f"saw it join {self.rejoin_event:.2f} s after it was ready"
                 lines.append(
-                    f"  {self.victim} restarted on the same addresses: client saw it join {event} after it was ready, "
+                    f"  {self.victim} restarted on the same addresses: client {event}, "
                     f"first answer {self.back_in_rotation:.2f} s after ready"
                 )
         lines.append(f"  retries {self.retries}, local ejections {self.ejections}")
@@ -210,6 +218,7 @@ class _Demo:
         self.victim: str | None = None
         self.killed_at: float | None = None
         self.failed_at: float | None = None
+        self.restarting = False
         self.restarted_ready: float | None = None
         self.rejoined_at: float | None = None
         self.restarted_pid: int | None = None
@@ -347,10 +356,11 @@ class _Demo:
                               "out of rotation, calls fail over")
                 elif event.kind == "suspect" and self.failed_at is None and self.killed_at is not None:
                     self.note(f"client node: {member.id} suspect ({now - self.killed_at:.2f} s after SIGKILL)")
-                elif event.kind in ("joined", "recovered") and self.restarted_ready is not None and self.rejoined_at is None:
+                elif event.kind in ("joined", "recovered") and self.restarting and self.rejoined_at is None:
                     self.rejoined_at = now
-                    self.note(f"client node: {member.id} {event.kind} (incarnation {member.incarnation}), "
-                              f"{now - self.restarted_ready:.2f} s after its restart was ready")
+                    when = "while it was starting" if self.restarted_ready is None else (
+                        f"{now - self.restarted_ready:.2f} s after its restart was ready")
+                    self.note(f"client node: {member.id} {event.kind} (incarnation {member.incarnation}), {when}")
             self.changed.set()
 
     async def _load(self, index: int) -> None:
@@ -390,6 +400,7 @@ class _Demo:
         restart_at = max(load_started + 0.55 * self.duration, (self.failed_at or time.monotonic()) + 2.0)
         await self._sleep_until(min(restart_at, self.load_end - 5))
         self.note(f"restarting {self.victim} on the same addresses ({process.rpc}, gossip {process.gossip})")
+        self.restarting = True
         restarted = await self._start_worker(self.victim, env, listen=process.rpc, gossip=process.gossip)
         self.restarted_ready = time.monotonic()
         self.restarted_pid = restarted.pid

@@ -33,3 +33,21 @@ def test_memory_demo_runs_calls_and_counts_them_in_a_plugin():
     assert "lookup     -> NotFoundError: no record 'alice' details={'key': 'alice'}" in out
     assert "client lookup     NOT_FOUND" in out and "server lookup     NOT_FOUND" in out
     assert "300 calls balanced by 'p2c'" in out
+
+
+def test_demo_summary_says_when_the_client_saw_the_restarted_worker():
+    from rpcnet.demo import DemoSummary
+
+    def line(rejoin_event):
+        summary = DemoSummary(
+            duration=40.0, strategies=("round-robin",), ok=10, failed=0, errors=[], victim="worker-2",
+            detection=3.5, rejoin_event=rejoin_event, back_in_rotation=0.2,
+            per_strategy={"round-robin": {"worker-1": 10}}, percentiles={"round-robin": (0.005, 0.006)},
+            retries=0, ejections=0,
+        )
+        return next(text for text in summary.render().splitlines() if "restarted on the same addresses" in text)
+
+    assert "saw it join 0.12 s after it was ready" in line(0.12)
+    # A restarted node announces itself while starting, so the event can come first.
+    assert "saw it join 0.30 s before it was ready" in line(-0.3)
+    assert "never saw it join" in line(None)
