@@ -248,12 +248,25 @@ def test_msgpack_encoder_recovers_after_a_failed_value():
 
 def test_msgpack_serializer_is_safe_to_share_between_threads():
     import concurrent.futures
+    import time
 
     codec = serializer("msgpack")
-    stamp = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+
+    class Yielding(datetime.tzinfo):
+        # Python code run mid-pack that gives the GIL away, so another thread
+        # packs while this one is half done: a Packer shared between threads
+        # would mix their bytes.
+        def utcoffset(self, dt):
+            time.sleep(0)
+            return datetime.timedelta(0)
+
+        def dst(self, dt):
+            return None
+
+    stamp = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=Yielding())
 
     def work(worker: int) -> bool:
-        for index in range(2000):
+        for index in range(500):
             value = {"worker": worker, "index": index, "at": stamp, "blob": bytes([worker]) * (index % 50)}
             if codec.loads(codec.dumps(value)) != value:
                 return False
