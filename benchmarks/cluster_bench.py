@@ -35,10 +35,10 @@ import attrs
 
 from rpcnet.certs import write_dev_certs
 from rpcnet.cluster import Cluster, ClusterClient, ClusterConfig, Keyring
+from rpcnet.cluster.workers import WorkerRegistry
 from rpcnet.config import RpcConfig, TlsConfig
 from rpcnet.demo import ExampleProcess
 from rpcnet.rpc import RpcServer
-from rpcnet.workers import WorkerRegistry
 
 STRATEGIES = ("round-robin", "random", "least-connections")
 

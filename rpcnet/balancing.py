@@ -2,7 +2,7 @@
 
 A balancer is pure: given the eligible workers (never empty, never containing
 failed, suspect or unhealthy members: the registry filters those out first,
-see :class:`rpcnet.workers.WorkerRegistry`) and their live statistics, it
+see :class:`rpcnet.cluster.workers.WorkerRegistry`) and their live statistics, it
 picks one. Randomness comes from the injected ``random.Random``, so a seeded
 balancer is reproducible in tests. The registry passes workers sorted by
 ``node_id`` and keeps one balancer instance per tag filter, so a balancer may

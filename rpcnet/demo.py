@@ -260,9 +260,9 @@ class _Demo:
     async def run(self, workdir: Path) -> DemoSummary:
         from .certs import write_dev_certs
         from .cluster import Cluster, ClusterClient, ClusterConfig, Keyring
+        from .cluster.workers import WorkerRegistry
         from .config import RpcConfig, TlsConfig
         from .rpc import RpcServer
-        from .workers import WorkerRegistry
 
         certs = workdir / "certs"
         write_dev_certs(certs, server_names=["127.0.0.1", "localhost"], client_names=["client"], days=2)

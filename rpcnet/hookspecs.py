@@ -6,7 +6,11 @@ collect-all: every plugin is called once, when a plugin manager is built
 cls)`` for every strategy it provides. Names are kebab-case and unique per
 kind across all plugins; a duplicate is an error that names both providers.
 
-Nothing but :class:`rpcnet.plugins.PluginHost` calls ``pm.hook``.
+The kernel calls implementations through :class:`rpcnet.plugins.PluginHost`,
+never through ``pm.hook``: registration hooks in the order plugins were
+registered (builtins, explicit plugins, entry points), so ``tryfirst`` and
+``trylast`` mean nothing there and are refused; ``rpcnet_cluster_event`` and
+``rpcnet_call`` in pluggy's order, where those markers work as documented.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from .calls import CallInfo
     from .events import ClusterEvent
-    from .rpc.context import CallInfo
 
 PROJECT_NAME = "rpcnet"
 

@@ -2,12 +2,13 @@
 
 There is no module-global manager. :func:`make_plugin_manager` builds a
 :class:`PluginHost` per server, client or node (or share one explicitly), and
-tests pass their plugins in by hand. ``PluginHost`` is the only code that
-calls ``pm.hook``.
+tests pass their plugins in by hand. Hooks are called through
+:class:`PluginHost`'s methods, never through ``pm.hook`` elsewhere.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import inspect
 import logging
@@ -30,11 +31,19 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "rpcnet"
 CALL_HOOK = "rpcnet_call"
+REGISTRATION_HOOKS = frozenset(KINDS.values())
 DISABLED_ENV = "RPCNET_DISABLED_PLUGINS"
 NO_AUTOLOAD_ENV = "RPCNET_DISABLE_PLUGIN_AUTOLOAD"
 #: The distribution whose entry points are the bundled plugins; these load even
 #: when autoloading of third-party plugins is disabled.
 BUNDLED_DISTRIBUTION = "rpcnet"
+#: (plugin name, module) of the strategies inside the ``rpcnet`` package. They
+#: are loaded by module name, as entry points are, and registered first.
+BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("builtin-serializers", "rpcnet.builtins.serializers"),
+    ("builtin-memory", "rpcnet.builtins.memory"),
+    ("builtin-health", "rpcnet.builtins.event_loop_lag"),
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -150,6 +159,12 @@ class PluginHost:
                     raise PluginError(
                         f"plugin {impl.plugin_name!r} implements {caller.name} as a wrapper; "
                         f"only {CALL_HOOK} takes wrappers, so drop wrapper=True/hookwrapper=True"
+                    )
+                elif caller.name in REGISTRATION_HOOKS and (impl.tryfirst or impl.trylast):
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r} marks {caller.name} tryfirst/trylast; registration "
+                        "hooks run in registration order and a duplicate strategy name is an error, "
+                        "so the marker would mean nothing: drop it"
                     )
 
     def _callers(self) -> list[pluggy.HookCaller]:
@@ -268,15 +283,13 @@ def make_plugin_manager(
     A plugin that fails to import is recorded in ``host.broken`` and becomes an
     error only when one of its strategies is asked for.
     """
-    from . import builtins
-
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     host = PluginHost(pm)
     for name in [*disabled, *_split_names(os.environ.get(DISABLED_ENV))]:
         host.block(name)
-    for name, plugin in builtins.PLUGINS:
-        host._register(plugin, name, BUNDLED_DISTRIBUTION, _own_version())
+    for name, module in BUILTIN_PLUGINS:
+        host._register(importlib.import_module(module), name, BUNDLED_DISTRIBUTION, _own_version())
     explicit = set()
     for item in plugins:
         name, plugin = item if isinstance(item, tuple) else (_plugin_name(item), item)

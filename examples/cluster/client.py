@@ -34,8 +34,8 @@ from node_config import (  # noqa: E402
 )
 
 from rpcnet.cluster import ClusterClient  # noqa: E402
+from rpcnet.cluster.workers import NoWorkerError, WorkerAdded, WorkerRegistry  # noqa: E402
 from rpcnet.errors import RpcError  # noqa: E402
-from rpcnet.workers import NoWorkerError, WorkerAdded, WorkerRegistry  # noqa: E402
 
 DEFAULT_PROMPTS = ("explain gossip", "why quic", "what is a phi detector", "route by tags")
 

@@ -6,10 +6,11 @@ from .client import ClusterClient, ConnectionPool, RetryBudget, RetryPolicy, Wor
 from .config import ClusterConfig
 from .gossip import GossipEndpoint, GossipStats
 from .keyring import Keyring
-from .node import Cluster, Subscription
+from .node import Cluster, Subscription, enable_cluster
 
 __all__ = [
     "Cluster",
+    "enable_cluster",
     "ClusterConfig",
     "ClusterClient",
     "ConnectionPool",

@@ -1,6 +1,6 @@
 """Calling workers: selection, pooled connections, safe retries and failover.
 
-:class:`ClusterClient` picks a worker through a :class:`~rpcnet.workers.WorkerRegistry`
+:class:`ClusterClient` picks a worker through a :class:`~rpcnet.cluster.workers.WorkerRegistry`
 (tag filter + load balancer), calls it over a pooled connection, feeds the
 worker's live statistics, and on failure retries on another worker when that
 is safe: the call never reached a handler, or the method is idempotent.
@@ -26,8 +26,8 @@ from ..errors import ConfigError, RpcError, StatusCode
 from ..events import ClusterEvent, MemberEvent, MemberFailed, MemberLeft
 from ..plugins import PluginHost, make_plugin_manager
 from ..transport import Address, parse_address
-from ..workers import WorkerRegistry
 from .config import RPC_ADDRESS_TAG
+from .workers import WorkerRegistry
 
 __all__ = ["ClusterClient", "ConnectionPool", "RetryPolicy", "RetryBudget", "WorkerResult"]
 

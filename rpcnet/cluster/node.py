@@ -7,7 +7,7 @@ node: datagrams travel through a :class:`~rpcnet.cluster.gossip.GossipEndpoint`
 Everything the core decides comes out as :mod:`rpcnet.events` values, handed
 to subscribers and to the ``rpcnet_cluster_event`` hook.
 
-    cluster = await server.enable_cluster(ClusterConfig(tags={"role": "worker"}, seeds=["10.0.0.1:7000"]))
+    cluster = await enable_cluster(server, ClusterConfig(tags={"role": "worker"}, seeds=["10.0.0.1:7000"]))
     async for event in cluster.subscribe():
         ...
 """
@@ -19,7 +19,7 @@ import logging
 import os
 import random
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
@@ -28,16 +28,14 @@ from ..errors import ConfigError, RpcError, RpcnetError, StatusCode
 from ..events import ClusterEvent
 from ..membership import Member, Membership, MemberState
 from ..registry import build_options
+from ..rpc import RpcClient, RpcServer
 from ..transport import Address, parse_address
 from .config import HEALTH_TAG, RPC_ADDRESS_TAG, ClusterConfig
 from .gossip import NONCE_SIZE, GossipEndpoint, GossipPacketError, seal, seal_insecure, unseal
+from .health import HealthMonitor, register_health_service
 from .keyring import Keyring
 
-if TYPE_CHECKING:
-    from ..rpc.client import RpcClient
-    from ..rpc.server import RpcServer
-
-__all__ = ["Cluster", "Subscription", "SYNC_METHOD", "MEMBERS_METHOD"]
+__all__ = ["Cluster", "Subscription", "enable_cluster", "SYNC_METHOD", "MEMBERS_METHOD"]
 
 log = logging.getLogger("rpcnet.cluster")
 
@@ -354,7 +352,7 @@ class Cluster:
 
     def _require_core(self) -> Membership:
         if self._core is None:
-            raise RuntimeError("the cluster is not started; await cluster.start() (or server.enable_cluster())")
+            raise RuntimeError("the cluster is not started; await cluster.start() (or rpcnet.cluster.enable_cluster(server))")
         return self._core
 
     def _now(self) -> float:
@@ -435,8 +433,6 @@ class Cluster:
         return TlsConfig(ca_file=server_tls.ca_file, cert_file=server_tls.cert_file, key_file=server_tls.key_file)
 
     def _client_for(self, address: Address) -> RpcClient:
-        from ..rpc.client import RpcClient
-
         client = self._sync_clients.get(address)
         if client is None:
             base: RpcConfig = self.server.config
@@ -522,8 +518,6 @@ class Cluster:
     # -- health -----------------------------------------------------------
 
     async def _start_health(self) -> None:
-        from ..health import HealthMonitor, register_health_service
-
         checks = [self.plugins.create("health-check", name, self.config.options.get(name)) for name in self.config.health_checks]
 
         def publish(result: Any) -> None:
@@ -547,3 +541,14 @@ class Cluster:
         await self.close()
 
 
+async def enable_cluster(server: RpcServer, config: ClusterConfig | None = None, **kwargs: Any) -> Cluster:
+    """Join (or found) a cluster with ``server`` as the node's RPC endpoint.
+
+    Starts the server on its default address first if needed, then returns
+    the started :class:`Cluster`.
+    """
+    if not server.is_serving:
+        await server.start()
+    cluster = Cluster(server, config, **kwargs)
+    await cluster.start()
+    return cluster

@@ -5,8 +5,7 @@ from __future__ import annotations
 import contextvars
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import attrs
-
+from ..calls import CallInfo
 from ..errors import StatusCode, error_for_status
 from ..transport import PeerInfo
 
@@ -29,21 +28,6 @@ def current_deadline() -> float | None:
 def current_context() -> ServerContext | None:
     """The :class:`ServerContext` of the call being handled, if any."""
     return _context.get()
-
-
-@attrs.define(slots=True, eq=False)
-class CallInfo:
-    """What ``rpcnet_call`` wrappers see about one call."""
-
-    side: str  # "client" or "server"
-    method: str
-    kind: str  # "unary", "server_streaming", "client_streaming", "bidi_streaming"
-    peer: PeerInfo | None
-    metadata: dict[str, Any]
-    start: float
-    status: StatusCode | None = None
-    duration: float | None = None
-    error: BaseException | None = None
 
 
 class ServerContext:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import logging
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -159,6 +161,11 @@ class RpcServer:
         return self._listener.address
 
     @property
+    def is_serving(self) -> bool:
+        """True between :meth:`start` and the end of :meth:`stop`."""
+        return self._listener is not None
+
+    @property
     def active_calls(self) -> int:
         return len(self._active)
 
@@ -211,19 +218,18 @@ class RpcServer:
         await self._closed.wait()
 
     async def enable_cluster(self, config: Any = None, **kwargs: Any) -> Any:
-        """Join (or found) a cluster with this server as the node's RPC endpoint.
+        """Deprecated: use :func:`rpcnet.cluster.enable_cluster` (removed in 0.3).
 
-        Starts the server on its default address first if needed. Returns the
-        started :class:`rpcnet.cluster.Cluster`; ``config`` is a
-        :class:`rpcnet.cluster.ClusterConfig`.
+        The RPC engine does not depend on the cluster package; this alias
+        loads it by name only when called, and warns.
         """
-        from ..cluster.node import Cluster
-
-        if self._listener is None:
-            await self.start()
-        cluster = Cluster(self, config, **kwargs)
-        await cluster.start()
-        return cluster
+        warnings.warn(
+            "RpcServer.enable_cluster() is deprecated; use rpcnet.cluster.enable_cluster(server, config)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        cluster = importlib.import_module("rpcnet.cluster")
+        return await cluster.enable_cluster(self, config, **kwargs)
 
     async def __aenter__(self) -> RpcServer:
         if self._listener is None:

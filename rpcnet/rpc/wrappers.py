@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator, Sequence
 
-from .context import CallInfo
+from ..calls import CallInfo
 
 log = logging.getLogger("rpcnet.plugins")
 

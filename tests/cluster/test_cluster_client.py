@@ -17,11 +17,11 @@ import attrs
 import pytest
 
 from rpcnet.cluster import Cluster, ClusterClient, ClusterConfig, RetryPolicy
+from rpcnet.cluster.workers import NoWorkerError, WorkerRegistry
 from rpcnet.config import RpcConfig
 from rpcnet.errors import RpcError, StatusCode, UnavailableError
 from rpcnet.events import MemberFailed, MemberRecovered, MemberTagsUpdated
 from rpcnet.rpc import RpcServer
-from rpcnet.workers import NoWorkerError, WorkerRegistry
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -25,10 +25,10 @@ import pytest
 
 from rpcnet.certs import write_dev_certs
 from rpcnet.cluster import Cluster, ClusterClient, ClusterConfig, Keyring
+from rpcnet.cluster.workers import WorkerRegistry, WorkerStats
 from rpcnet.config import RpcConfig, TlsConfig
 from rpcnet.demo import ExampleProcess
 from rpcnet.rpc import RpcServer
-from rpcnet.workers import WorkerRegistry, WorkerStats
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 

@@ -11,19 +11,10 @@ import time
 import pytest
 
 from rpcnet import RpcClient, RpcConfig, RpcServer, make_plugin_manager
+from rpcnet.builtins.event_loop_lag import EventLoopLag, EventLoopLagOptions
+from rpcnet.cluster.health import HealthMonitor, register_health_service, run_checks
 from rpcnet.errors import ConfigError
-from rpcnet.health import (
-    HEALTH_METHOD,
-    EventLoopLag,
-    EventLoopLagOptions,
-    HealthCheck,
-    HealthMonitor,
-    HealthResult,
-    HealthStatus,
-    register_health_service,
-    run_checks,
-    status_from_tags,
-)
+from rpcnet.health import HEALTH_METHOD, HealthCheck, HealthResult, HealthStatus, status_from_tags
 
 HEALTHY, DEGRADED, UNHEALTHY = HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY
 

@@ -9,6 +9,15 @@ from collections.abc import AsyncIterator
 import pytest
 
 from rpcnet import UnknownStrategyError, make_plugin_manager
+from rpcnet.cluster.workers import (
+    NoWorkerError,
+    TagFilter,
+    TagFilterError,
+    WorkerAdded,
+    WorkerRegistry,
+    WorkerRemoved,
+    WorkerStats,
+)
 from rpcnet.errors import ConfigError, InternalError, NotFoundError, UnavailableError
 from rpcnet.events import (
     MemberFailed,
@@ -20,15 +29,6 @@ from rpcnet.events import (
     PartitionDetected,
 )
 from rpcnet.membership import Member, MemberState
-from rpcnet.workers import (
-    NoWorkerError,
-    TagFilter,
-    TagFilterError,
-    WorkerAdded,
-    WorkerRegistry,
-    WorkerRemoved,
-    WorkerStats,
-)
 
 HOST = make_plugin_manager(autoload=False)
 

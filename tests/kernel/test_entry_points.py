@@ -74,11 +74,11 @@ def test_disabling_autoload_skips_third_party_plugins_but_keeps_bundled_ones(p2c
 
 
 def test_entry_points_false_loads_only_builtins_and_explicit_plugins():
-    from rpcnet.builtins import PLUGINS
+    from rpcnet.plugins import BUILTIN_PLUGINS
 
     host = make_plugin_manager(entry_points=False)
     loaded = {p.name for p in host.plugins()} | {b.name for b in host.broken}
-    assert loaded == {name for name, _ in PLUGINS}
+    assert loaded == {name for name, _ in BUILTIN_PLUGINS}
     assert {"builtin-serializers", "builtin-memory"} <= loaded
 
 

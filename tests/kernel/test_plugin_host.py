@@ -10,9 +10,9 @@ import pluggy
 import pytest
 
 from rpcnet import UnknownStrategyError, hookimpl, make_plugin_manager
+from rpcnet.builtins.serializers import JsonSerializer, MsgpackSerializer
 from rpcnet.errors import ConfigError, PluginError
 from rpcnet.registry import DuplicateStrategyError
-from rpcnet.serializers import JsonSerializer, MsgpackSerializer
 
 
 def host(**kwargs):
@@ -158,7 +158,7 @@ def test_duplicate_strategy_names_name_both_providers():
     message = str(info.value)
     assert "serializer strategy 'msgpack' is registered twice" in message
     assert "plugin 'builtin-serializers' in rpcnet" in message
-    assert "rpcnet.serializers.MsgpackSerializer" in message
+    assert "rpcnet.builtins.serializers.MsgpackSerializer" in message
     assert "plugin 'rival-msgpack'" in message
     assert "RPCNET_DISABLED_PLUGINS" in message
     assert isinstance(info.value, PluginError)
@@ -255,26 +255,28 @@ def test_asking_for_a_broken_plugins_strategy_names_the_plugin_and_its_error():
 # -- order ---------------------------------------------------------------------
 
 
+def recorder(calls, label, **marker):
+    class Plugin:
+        @hookimpl(**marker)
+        def rpcnet_register_load_balancers(self, register):
+            calls.append(label)
+            register(label, Balancer)
+
+    return Plugin()
+
+
 def test_registration_hooks_run_in_plugin_registration_order():
     calls = []
-
-    def recorder(label, **marker):
-        class Plugin:
-            @hookimpl(**marker)
-            def rpcnet_register_load_balancers(self, register):
-                calls.append(label)
-                register(label, Balancer)
-
-        return Plugin()
-
-    # tryfirst/trylast change pluggy's call order, not the registration order.
-    h = host(plugins=[
-        ("first", recorder("first", trylast=True)),
-        ("second", recorder("second")),
-        ("third", recorder("third", tryfirst=True)),
-    ])
+    h = host(plugins=[(label, recorder(calls, label)) for label in ("first", "second", "third")])
     assert calls == ["first", "second", "third"]
     assert [e.plugin for e in h.registry.entries("load-balancer")] == ["first", "second", "third"]
+
+
+@pytest.mark.parametrize("marker", ["tryfirst", "trylast"])
+def test_an_ordering_marker_on_a_registration_hook_is_refused(marker):
+    # Registration order decides, so tryfirst/trylast would silently mean nothing.
+    with pytest.raises(PluginError, match=f"plugin 'ordered' marks rpcnet_register_load_balancers tryfirst/trylast"):
+        host(plugins=[("ordered", recorder([], "ordered", **{marker: True}))])
 
 
 def test_the_earlier_registered_provider_is_named_first_in_a_duplicate_error():

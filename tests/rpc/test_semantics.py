@@ -385,8 +385,8 @@ async def test_handlers_run_as_real_tasks_with_their_own_context(serve: Any) -> 
 async def test_a_handler_that_answers_at_once_replies_inside_the_delivery_callback(setup: Any) -> None:
     """Eager start: the reply is written while the request is being delivered,
     so it leaves in the same event-loop turn (and packet) as the others."""
+    from rpcnet.builtins.serializers import MsgpackSerializer
     from rpcnet.rpc.protocol import MESSAGE, PREFIX, encode_header
-    from rpcnet.serializers import MsgpackSerializer
     from rpcnet.transport import PeerInfo
 
     server = setup.server()

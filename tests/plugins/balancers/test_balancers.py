@@ -13,7 +13,7 @@ from rpcnet_balancers import LeastConnections, RandomChoice, RoundRobin
 
 from rpcnet import make_plugin_manager
 from rpcnet.balancing import WorkerView, effective_load
-from rpcnet.workers import WorkerStats
+from rpcnet.cluster.workers import WorkerStats
 
 
 def worker(node_id: str, *, in_flight: int = 0, latency: float = 0.0, errors: int = 0, calls: int = 0) -> WorkerView:

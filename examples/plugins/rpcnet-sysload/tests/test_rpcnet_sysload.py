@@ -8,8 +8,9 @@ import pytest
 from rpcnet_sysload import CpuCheck, CpuOptions, MemoryCheck, MemoryOptions
 
 from rpcnet import make_plugin_manager
+from rpcnet.cluster.health import HealthMonitor, run_checks
 from rpcnet.errors import ConfigError
-from rpcnet.health import HealthMonitor, HealthStatus, run_checks
+from rpcnet.health import HealthStatus
 
 
 def test_the_installed_distribution_declares_the_entry_point():

@@ -17,9 +17,10 @@ from typing import Any, ClassVar
 
 import attrs
 
-from .config import positive
-from .errors import TransportError
-from .transport import (
+from ..config import positive
+from ..errors import TransportError
+from ..hookspecs import Register, hookimpl
+from ..transport import (
     CONNECTION_LOST,
     Address,
     Connection,
@@ -371,3 +372,8 @@ class MemoryTransport(Transport):
         server.add_close_callback(lambda _exc: listener._connections.discard(server))
         await asyncio.sleep(0)  # a connect is never synchronous on a real network
         return client
+
+
+@hookimpl
+def rpcnet_register_transports(register: Register) -> None:
+    register(MemoryTransport.name, MemoryTransport)
