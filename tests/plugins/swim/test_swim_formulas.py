@@ -11,7 +11,6 @@ from rpcnet_swim.formulas import (
     suspicion_confirmations_wanted,
     suspicion_timeout,
 )
-from rpcnet_swim.lifeguard import Awareness, Suspicion
 
 
 @pytest.mark.parametrize(
@@ -70,27 +69,3 @@ def test_push_pull_interval_grows_past_32_members(n: int, expected: float) -> No
 def test_scale_by_health(score: int, expected: float) -> None:
     assert scale_by_health(1.0, score) == expected
 
-
-def test_awareness_is_clamped_to_its_range() -> None:
-    awareness = Awareness(8)
-    awareness.apply_delta(-3)
-    assert awareness.score == 0
-    awareness.apply_delta(3)
-    assert (awareness.score, awareness.scale(0.5)) == (3, 2.0)
-    awareness.apply_delta(100)
-    assert awareness.score == 7
-
-
-def test_suspicion_falls_with_independent_confirmations_only() -> None:
-    suspicion = Suspicion(source="a", incarnation=1, k=3, minimum=2.0, maximum=30.0, start=100.0)
-    assert suspicion.deadline == pytest.approx(130.0)
-    assert not suspicion.confirm("a"), "the first accuser does not confirm itself"
-    assert suspicion.confirm("b")
-    assert suspicion.deadline == pytest.approx(116.0)
-    assert not suspicion.confirm("b"), "one vote per member"
-    assert suspicion.confirm("c")
-    assert suspicion.deadline == pytest.approx(107.810)
-    assert suspicion.confirm("d")
-    assert suspicion.deadline == pytest.approx(102.0)
-    assert not suspicion.confirm("e"), "k reached: nothing left to shorten, nothing to re-gossip"
-    assert suspicion.deadline == pytest.approx(102.0)
