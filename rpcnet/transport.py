@@ -31,6 +31,8 @@ from typing import Any, ClassVar, Protocol
 
 import attrs
 
+from .config import TlsConfig
+
 __all__ = [
     "Address",
     "PeerInfo",
@@ -41,6 +43,7 @@ __all__ = [
     "Transport",
     "CONNECTION_LOST",
     "parse_address",
+    "format_address",
 ]
 
 Address = tuple[str, int]
@@ -69,6 +72,12 @@ def parse_address(value: str | Address) -> Address:
     if not 0 <= port_number <= 65535:
         raise ValueError(f"address {value!r}: port must be 0-65535")
     return host, port_number
+
+
+def format_address(address: Address) -> str:
+    """``(host, port)`` -> ``"host:port"``, or ``"[v6]:port"`` for IPv6; :func:`parse_address` reads it back."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @attrs.frozen(kw_only=True)
@@ -188,9 +197,15 @@ class Listener(abc.ABC):
 class Transport(abc.ABC):
     """A transport strategy (``quic``, ``memory``, ...).
 
-    ``options`` is the strategy's own validated ``Options`` instance. ``tls``
-    is an :class:`rpcnet.config.TlsConfig` (or None, which transports that
-    need TLS reject with a clear error).
+    ``options`` is the strategy's own validated ``Options`` instance.
+
+    ``tls`` is the endpoint's :class:`~rpcnet.config.TlsConfig` (None: no TLS
+    material, which transports that need TLS reject with a clear error).
+    ``alpn`` is the application protocol id of whoever uses the transport (the
+    RPC engine passes its wire protocol and version, ``rpcnet/1``): a
+    transport carries it in its handshake where it can (TLS ALPN) and refuses
+    a peer that speaks another, with an error naming both. A transport that
+    needs one (QUIC) raises :class:`~rpcnet.errors.ConfigError` without it.
     """
 
     name: ClassVar[str] = ""
@@ -200,12 +215,21 @@ class Transport(abc.ABC):
         self.options = options
 
     @abc.abstractmethod
-    async def listen(self, address: Address, on_stream: NewStreamCallback, *, tls: Any = None) -> Listener:
+    async def listen(
+        self, address: Address, on_stream: NewStreamCallback, *, tls: TlsConfig | None = None, alpn: str | None = None
+    ) -> Listener:
         """Start listening. ``on_stream(stream)`` is called for every stream
         the peer opens, before its first bytes are delivered; it returns the
         stream's handler."""
 
     @abc.abstractmethod
-    async def connect(self, address: Address, *, tls: Any = None, server_name: str | None = None) -> Connection:
+    async def connect(
+        self,
+        address: Address,
+        *,
+        tls: TlsConfig | None = None,
+        server_name: str | None = None,
+        alpn: str | None = None,
+    ) -> Connection:
         """Connect to a listener. Raises :class:`~rpcnet.errors.TransportError`
         (or :class:`~rpcnet.errors.TlsError`) with a message that says why."""

@@ -7,12 +7,16 @@ library as a backend.
 from __future__ import annotations
 
 from rpcnet import hookimpl
+from rpcnet.deprecation import moved_names
 from rpcnet.hookspecs import Register
 
-from .options import ALPN, QuicOptions
+from .options import QuicOptions
 from .transport import QuicTransport
 
-__all__ = ["QuicTransport", "QuicOptions", "ALPN", "rpcnet_register_transports"]
+__all__ = ["QuicTransport", "QuicOptions", "rpcnet_register_transports"]
+
+#: The protocol id is the RPC engine's (``rpcnet.rpc.protocol.ALPN``), handed to the transport.
+__getattr__ = moved_names(__name__, {"ALPN": "rpcnet.rpc.protocol"}, removed_in="0.3")
 
 
 @hookimpl

@@ -26,7 +26,7 @@ from rpcnet.errors import TlsError, TransportError
 from rpcnet.transport import CONNECTION_LOST, Address, Connection, NewStreamCallback, PeerInfo, Stream, StreamHandler
 
 from .backend import QuicBackend
-from .options import ALPN, QuicOptions
+from .options import QuicOptions
 from .tls import (
     ALERT_NO_APPLICATION_PROTOCOL,
     ClientCertificateRejected,
@@ -256,6 +256,7 @@ class QuicConnection(Connection):
         server_name: str | None = None,
         ca_file: str | None = None,
         sent_certificate: bool = False,
+        alpn: str,
     ) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -274,6 +275,7 @@ class QuicConnection(Connection):
         self._peer_address = peer_address
         self._state = _HANDSHAKE
         self._handshake_completed = False
+        self._expected_alpn = alpn
         self._alpn: str | None = None
         self._ready: asyncio.Future[None] = loop.create_future()
         self._closed: asyncio.Future[None] = loop.create_future()
@@ -503,9 +505,10 @@ class QuicConnection(Connection):
     def _on_handshake_completed(self, event: Any) -> None:
         self._handshake_completed = True
         self._alpn = event.alpn_protocol or self._alpn
-        if self._alpn != ALPN:
+        if self._alpn != self._expected_alpn:
             self._fail_handshake(
-                CRYPTO_ERROR + ALERT_NO_APPLICATION_PROTOCOL, f"peer negotiated ALPN {self._alpn!r}, rpcnet needs {ALPN!r}"
+                CRYPTO_ERROR + ALERT_NO_APPLICATION_PROTOCOL,
+                f"peer negotiated ALPN {self._alpn!r}, this side speaks {self._expected_alpn!r}",
             )
             return
         if self._is_client:
@@ -732,7 +735,7 @@ class QuicConnection(Connection):
                 alert = code - CRYPTO_ERROR
                 if info.by_peer:
                     return TlsError(explain_peer_rejection(
-                        alert, reason, address=peer, sent_certificate=self._sent_certificate
+                        alert, reason, address=peer, sent_certificate=self._sent_certificate, alpn=self._expected_alpn
                     ))
                 if self._is_client:
                     leaf, _ = self._backend.peer_certificates(self._quic)

@@ -40,8 +40,10 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
         on_stream: NewStreamCallback,
         trusted_cas: list[Any] | None,
         reset_key: bytes,
+        alpn: str,
     ) -> None:
         self._backend = backend
+        self._alpn = alpn
         self._reset_key = reset_key
         self._configuration = configuration
         self._supported_versions = backend.supported_versions(configuration)
@@ -187,6 +189,7 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
             peer_address=addr,
             on_stream=self._on_stream,
             trusted_cas=self._trusted_cas,
+            alpn=self._alpn,
         )
         self._all.add(connection)
         self._by_cid[header.destination_cid] = connection

@@ -8,12 +8,8 @@ import attrs
 
 from rpcnet.config import positive, to_bool
 from rpcnet.errors import ConfigError
-from rpcnet.rpc.protocol import ALPN as PROTOCOL_ALPN
 
-__all__ = ["QuicOptions", "ALPN"]
-
-#: The ALPN protocol id: the rpcnet wire protocol and its version.
-ALPN = PROTOCOL_ALPN
+__all__ = ["QuicOptions"]
 
 KIB = 1024
 MIB = 1024 * KIB

@@ -203,7 +203,9 @@ def explain_server_rejection(
     )
 
 
-def explain_peer_rejection(alert: int | None, reason: str, *, address: str, sent_certificate: bool) -> str:
+def explain_peer_rejection(
+    alert: int | None, reason: str, *, address: str, sent_certificate: bool, alpn: str | None = None
+) -> str:
     """The message for a handshake the *server* aborted (alert from the peer)."""
     where = f"the server at {address} refused the TLS handshake"
     said = f" (server said: {reason})" if reason else ""
@@ -221,5 +223,5 @@ def explain_peer_rejection(alert: int | None, reason: str, *, address: str, sent
     if alert == ALERT_BAD_CERTIFICATE:
         return f"{where}: our client certificate was rejected{said}"
     if alert == ALERT_NO_APPLICATION_PROTOCOL:
-        return f"{where}: it does not speak the rpcnet protocol version we offered{said}"
+        return f"{where}: it does not speak the protocol version we offered ({alpn!r}){said}"
     return f"{where}{said or ''}" + (f" (TLS alert {alert})" if alert is not None else "")

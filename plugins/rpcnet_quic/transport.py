@@ -15,7 +15,7 @@ from rpcnet.transport import Address, NewStreamCallback, Transport, parse_addres
 from .backend import AioquicBackend, QuicBackend
 from .driver import PeerUnreachable, QuicConnection
 from .endpoint import ClientEndpoint, QuicListener
-from .options import ALPN, QuicOptions
+from .options import QuicOptions
 from .tls import load_ca_certificates
 from .udp import bind_udp_socket, connect_udp_socket
 
@@ -41,8 +41,11 @@ class QuicTransport(Transport):
             self._backend = self.backend_class()
         return self._backend
 
-    async def listen(self, address: Address, on_stream: NewStreamCallback, *, tls: Any = None) -> QuicListener:
+    async def listen(
+        self, address: Address, on_stream: NewStreamCallback, *, tls: TlsConfig | None = None, alpn: str | None = None
+    ) -> QuicListener:
         tls = _require_tls(tls)
+        alpn = _require_alpn(alpn)
         if not tls.cert_file or not tls.key_file:
             raise ConfigError(
                 "the quic transport needs a certificate to listen: set tls.cert_file and tls.key_file "
@@ -54,7 +57,7 @@ class QuicTransport(Transport):
                 raise ConfigError("tls.require_client_cert needs tls.ca_file: the CA that issues client certificates")
             trusted = load_ca_certificates(tls.ca_file)
         host, port = parse_address(address)
-        configuration = self.backend.server_configuration(self.options, tls, ALPN)
+        configuration = self.backend.server_configuration(self.options, tls, alpn)
         listener = QuicListener(
             backend=self.backend,
             configuration=configuration,
@@ -62,6 +65,7 @@ class QuicTransport(Transport):
             on_stream=on_stream,
             trusted_cas=trusted,
             reset_key=_stateless_reset_key(tls.key_file),
+            alpn=alpn,
         )
         try:
             await bind_udp_socket(listener, host, port, read_batch=self.options.listener_read_batch)
@@ -69,7 +73,15 @@ class QuicTransport(Transport):
             raise TransportError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         return listener
 
-    async def connect(self, address: Address, *, tls: Any = None, server_name: str | None = None) -> QuicConnection:
+    async def connect(
+        self,
+        address: Address,
+        *,
+        tls: TlsConfig | None = None,
+        server_name: str | None = None,
+        alpn: str | None = None,
+    ) -> QuicConnection:
+        alpn = _require_alpn(alpn)
         if tls is None:
             tls = TlsConfig()  # verify against the system trust store
         tls = _require_tls(tls)
@@ -89,15 +101,15 @@ class QuicTransport(Transport):
         failure: PeerUnreachable | None = None
         for family, sockaddr in candidates:
             try:
-                return await self._connect_to(family, sockaddr, tls, name)
+                return await self._connect_to(family, sockaddr, tls, name, alpn)
             except PeerUnreachable as exc:
                 failure = exc
         assert failure is not None
         raise failure
 
-    async def _connect_to(self, family: int, sockaddr: Any, tls: TlsConfig, name: str) -> QuicConnection:
+    async def _connect_to(self, family: int, sockaddr: Any, tls: TlsConfig, name: str, alpn: str) -> QuicConnection:
         options = self.options
-        quic = self.backend.client_connection(options, tls, name, ALPN)
+        quic = self.backend.client_connection(options, tls, name, alpn)
         endpoint = ClientEndpoint()
         try:
             udp = await connect_udp_socket(endpoint, family, sockaddr)
@@ -113,6 +125,7 @@ class QuicTransport(Transport):
             server_name=name,
             ca_file=tls.ca_file,
             sent_certificate=tls.cert_file is not None,
+            alpn=alpn,
         )
         endpoint.attach(connection)
         connection.start_client()
@@ -133,6 +146,15 @@ def _stateless_reset_key(key_file: str) -> bytes:
     except OSError as exc:
         raise ConfigError(f"tls.key_file {key_file!r} cannot be read: {exc.strerror}") from None
     return hashlib.sha256(b"rpcnet stateless reset key\0" + secret).digest()
+
+
+def _require_alpn(alpn: str | None) -> str:
+    if not alpn:
+        raise ConfigError(
+            "the quic transport needs the application protocol id it carries: pass alpn=... "
+            "(the RPC engine passes its own; rpcnet.rpc.protocol.ALPN)"
+        )
+    return alpn
 
 
 def _require_tls(tls: Any) -> TlsConfig:

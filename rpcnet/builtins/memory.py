@@ -13,11 +13,11 @@ import asyncio
 import collections
 import itertools
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import attrs
 
-from ..config import positive
+from ..config import TlsConfig, positive
 from ..errors import TransportError
 from ..hookspecs import Register, hookimpl
 from ..transport import (
@@ -312,8 +312,16 @@ class _MemoryConnection(Connection):
 
 
 class _MemoryListener(Listener):
-    def __init__(self, network: MemoryNetwork, address: Address, on_stream: NewStreamCallback, options: MemoryOptions) -> None:
+    def __init__(
+        self,
+        network: MemoryNetwork,
+        address: Address,
+        on_stream: NewStreamCallback,
+        options: MemoryOptions,
+        alpn: str | None,
+    ) -> None:
         self.network = network
+        self.alpn = alpn
         self.address = address
         self.on_stream = on_stream
         self.options = options
@@ -345,19 +353,34 @@ class MemoryTransport(Transport):
         super().__init__(options or MemoryOptions())
         self.network = get_network(self.options.network)
 
-    async def listen(self, address: Address, on_stream: NewStreamCallback, *, tls: Any = None) -> Listener:
+    async def listen(
+        self, address: Address, on_stream: NewStreamCallback, *, tls: TlsConfig | None = None, alpn: str | None = None
+    ) -> Listener:
         bound = self.network.allocate(address[0], address[1])
-        listener = _MemoryListener(self.network, bound, on_stream, self.options)
+        listener = _MemoryListener(self.network, bound, on_stream, self.options, alpn)
         self.network.listeners[bound] = listener
         return listener
 
-    async def connect(self, address: Address, *, tls: Any = None, server_name: str | None = None) -> Connection:
+    async def connect(
+        self,
+        address: Address,
+        *,
+        tls: TlsConfig | None = None,
+        server_name: str | None = None,
+        alpn: str | None = None,
+    ) -> Connection:
         loop = asyncio.get_running_loop()
         listener = self.network.listeners.get((address[0], address[1]))
         if listener is None or not listener.accepting:
             raise TransportError(
                 f"connection refused: nothing is accepting at {address[0]}:{address[1]} "
                 f"on memory network {self.network.name!r}"
+            )
+        if listener.alpn != alpn:
+            # What TLS ALPN negotiation does on a real network.
+            raise TransportError(
+                f"{address[0]}:{address[1]} speaks {listener.alpn!r}, this client speaks {alpn!r}: "
+                "upgrade the older side"
             )
         client_address = ("memory-client", next(self.network._client_ports))
         client = _MemoryConnection(

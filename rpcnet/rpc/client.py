@@ -12,11 +12,13 @@ import attrs
 
 from ..config import RpcConfig
 from ..errors import MessageTooLargeError, RpcError, SerializationError, StatusCode, TransportError, error_for_status
-from ..plugins import PluginHost, make_plugin_manager
-from ..transport import CONNECTION_LOST, Address, Connection, Stream, Transport, parse_address
-from .context import CallInfo, _deadline
+from ..plugins import PluginHost
+from ..transport import CONNECTION_LOST, Address, Connection, Stream, parse_address
+from .context import CallInfo, deadline_var
+from .endpoint import RpcEndpoint
 from .methods import MethodKind
 from .protocol import (
+    ALPN,
     MESSAGE,
     OK_TRAILER,
     PREFIX,
@@ -31,7 +33,6 @@ from .protocol import (
     encode_header,
     whole_ok_reply,
 )
-from .server import _serializer_options
 from .streams import MessageQueue
 from .wrappers import end_wrappers, start_wrappers
 
@@ -195,7 +196,7 @@ class _ClientCall:
         self._abort(RpcError("the call was cancelled by the client", code=StatusCode.CANCELLED), ResetCode.CANCELLED)
 
 
-class RpcClient:
+class RpcClient(RpcEndpoint):
     """Calls methods on one server, reusing one connection for all calls.
 
     ``async with RpcClient(address, config) as client: await client.call(...)``.
@@ -210,31 +211,16 @@ class RpcClient:
         plugins: PluginHost | None = None,
         server_name: str | None = None,
     ) -> None:
+        super().__init__(config, plugins)
         self.address = parse_address(address)
-        self.config = config or RpcConfig()
-        self.plugins = plugins or make_plugin_manager(disabled=self.config.disabled_plugins)
-        self.plugins.check_options(self.config.options)
-        self.transport: Transport = self.plugins.create(
-            "transport", self.config.transport, self.config.options.get(self.config.transport)
-        )
         self.server_name = server_name or (self.config.tls.server_name if self.config.tls else None)
-        self._serializers: dict[str, Any] = {}
-        self.serializer = self._serializer(self.config.serializer)
         self._connection: Connection | None = None
         self._connecting: asyncio.Future[Connection] | None = None
         self._closed = False
         self._header_cache: dict[str, bytes] = {}
-        self._wrappers = self.plugins.call_wrappers
         self._default_timeout = self.config.default_timeout
         #: The loop of the current connection (connections belong to one loop).
         self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _serializer(self, name: str) -> Any:
-        serializer = self._serializers.get(name)
-        if serializer is None:
-            serializer = self.plugins.create("serializer", name, _serializer_options(self.config, name))
-            self._serializers[name] = serializer
-        return serializer
 
     # -- connection --------------------------------------------------------
 
@@ -250,7 +236,9 @@ class RpcClient:
         loop = self._loop = asyncio.get_running_loop()
         self._connecting = loop.create_future()
         try:
-            connection = await self.transport.connect(self.address, tls=self.config.tls, server_name=self.server_name)
+            connection = await self.transport.connect(
+                self.address, tls=self.config.tls, server_name=self.server_name, alpn=ALPN
+            )
         except BaseException as exc:
             self._connecting.set_exception(exc)
             self._connecting.exception()
@@ -286,7 +274,7 @@ class RpcClient:
         if timeout is None:
             timeout = self.config.default_timeout
         deadline = None if timeout is None else loop.time() + timeout
-        inherited = _deadline.get()
+        inherited = deadline_var.get()
         if inherited is not None and (deadline is None or inherited < deadline):
             deadline = inherited
         if deadline is None:
@@ -394,7 +382,7 @@ class RpcClient:
         wrapped = self._wrap_start(method, MethodKind.UNARY, metadata) if self._wrappers else None
         try:
             for attempt in (1, 2):
-                if timeout is None and self._default_timeout is None and _deadline.get() is None:
+                if timeout is None and self._default_timeout is None and deadline_var.get() is None:
                     deadline = remaining = None
                 else:
                     deadline, remaining = self._timeout(timeout)

@@ -12,22 +12,22 @@ from ..transport import PeerInfo
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["ServerContext", "CallInfo", "current_deadline", "current_context"]
+__all__ = ["ServerContext", "CallInfo", "current_deadline", "current_context", "deadline_var", "context_var"]
 
 #: Absolute event-loop time by which the current call must finish, or None.
 #: Set inside every handler; client calls made there inherit it.
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("rpcnet_deadline", default=None)
-_context: contextvars.ContextVar[ServerContext | None] = contextvars.ContextVar("rpcnet_context", default=None)
+deadline_var: contextvars.ContextVar[float | None] = contextvars.ContextVar("rpcnet_deadline", default=None)
+context_var: contextvars.ContextVar[ServerContext | None] = contextvars.ContextVar("rpcnet_context", default=None)
 
 
 def current_deadline() -> float | None:
     """The deadline (``loop.time()`` units) of the call being handled, if any."""
-    return _deadline.get()
+    return deadline_var.get()
 
 
 def current_context() -> ServerContext | None:
     """The :class:`ServerContext` of the call being handled, if any."""
-    return _context.get()
+    return context_var.get()
 
 
 class ServerContext:

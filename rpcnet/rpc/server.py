@@ -12,12 +12,14 @@ from typing import Any
 
 from ..config import RpcConfig
 from ..errors import MessageTooLargeError, RpcError, SerializationError, StatusCode, TransportError
-from ..plugins import PluginHost, make_plugin_manager
-from ..transport import Address, Listener, PeerInfo, Stream, Transport, parse_address
-from .context import CallInfo, ServerContext, _context, _deadline
+from ..plugins import PluginHost
+from ..transport import Address, Listener, PeerInfo, Stream, parse_address
+from .context import CallInfo, ServerContext, context_var, deadline_var
 from .eager import start_task
+from .endpoint import RpcEndpoint
 from .methods import MethodKind, MethodSpec
 from .protocol import (
+    ALPN,
     HEADER,
     MESSAGE,
     OK_TRAILER,
@@ -43,13 +45,7 @@ _NO_REQUEST = object()
 _HEADER_CACHE: dict[bytes, tuple[str, None]] = {}
 
 
-def _serializer_options(config: RpcConfig, name: str) -> dict[str, Any]:
-    options = {"max_size": config.max_message_size}
-    options.update(config.options.get(name, {}))
-    return options
-
-
-class RpcServer:
+class RpcServer(RpcEndpoint):
     """Serves registered methods on a transport chosen by ``config.transport``.
 
     Register handlers with :meth:`register` (unary), :meth:`register_streaming`
@@ -61,14 +57,7 @@ class RpcServer:
     """
 
     def __init__(self, config: RpcConfig | None = None, *, plugins: PluginHost | None = None) -> None:
-        self.config = config or RpcConfig()
-        self.plugins = plugins or make_plugin_manager(disabled=self.config.disabled_plugins)
-        self.plugins.check_options(self.config.options)
-        self.transport: Transport = self.plugins.create(
-            "transport", self.config.transport, self.config.options.get(self.config.transport)
-        )
-        self._serializers: dict[str, Any] = {}
-        self.serializer = self._serializer(self.config.serializer)
+        super().__init__(config, plugins)
         self._methods: dict[str, MethodSpec] = {}
         self._listener: Listener | None = None
         self._active: set[_ServerCall] = set()
@@ -76,17 +65,9 @@ class RpcServer:
         self._idle: asyncio.Event | None = None
         self._closed: asyncio.Event | None = None
         self._stopping = False
-        self._wrappers = self.plugins.call_wrappers
         self._loop: Any = None
 
     # -- registration -----------------------------------------------------
-
-    def _serializer(self, name: str) -> Any:
-        serializer = self._serializers.get(name)
-        if serializer is None:
-            serializer = self.plugins.create("serializer", name, _serializer_options(self.config, name))
-            self._serializers[name] = serializer
-        return serializer
 
     def add_method(
         self,
@@ -176,7 +157,9 @@ class RpcServer:
         self._idle = None
         self._closed = asyncio.Event()
         self._stopping = False
-        self._listener = await self.transport.listen(parse_address(address), self._on_stream, tls=self.config.tls)
+        self._listener = await self.transport.listen(
+            parse_address(address), self._on_stream, tls=self.config.tls, alpn=ALPN
+        )
         return self._listener.address
 
     async def stop(self, grace: float | None = None) -> None:
@@ -482,8 +465,8 @@ class _ServerCall:
     async def _run_unary(self) -> None:
         ctx = self.ctx
         assert ctx is not None and self.spec is not None
-        _deadline.set(ctx.deadline)
-        _context.set(ctx)
+        deadline_var.set(ctx.deadline)
+        context_var.set(ctx)
         try:
             response = await self.spec.handler(self._decode_request(), ctx)
             frame = self._encode(response)
@@ -507,8 +490,8 @@ class _ServerCall:
         ctx = self.ctx
         spec = self.spec
         assert ctx is not None and spec is not None
-        _deadline.set(ctx.deadline)
-        _context.set(ctx)
+        deadline_var.set(ctx.deadline)
+        context_var.set(ctx)
         try:
             argument = self.requests if self.requests is not None else self._decode_request()
             result = spec.handler(argument, ctx)

@@ -275,7 +275,7 @@ def test_registration_hooks_run_in_plugin_registration_order():
 @pytest.mark.parametrize("marker", ["tryfirst", "trylast"])
 def test_an_ordering_marker_on_a_registration_hook_is_refused(marker):
     # Registration order decides, so tryfirst/trylast would silently mean nothing.
-    with pytest.raises(PluginError, match=f"plugin 'ordered' marks rpcnet_register_load_balancers tryfirst/trylast"):
+    with pytest.raises(PluginError, match="plugin 'ordered' marks rpcnet_register_load_balancers tryfirst/trylast"):
         host(plugins=[("ordered", recorder([], "ordered", **{marker: True}))])
 
 

@@ -10,7 +10,16 @@ import pytest
 
 from rpcnet import RpcServer, ServerContext
 from rpcnet.errors import StatusCode
-from rpcnet.rpc.protocol import HEADER, MESSAGE, TRAILER, FrameDecoder, decode_trailer, encode_frame, encode_header
+from rpcnet.rpc.protocol import (
+    ALPN,
+    HEADER,
+    MESSAGE,
+    TRAILER,
+    FrameDecoder,
+    decode_trailer,
+    encode_frame,
+    encode_header,
+)
 
 from .helpers import until
 
@@ -51,7 +60,7 @@ def register(server: RpcServer) -> None:
 
 
 async def raw_connection(client: Any) -> Any:
-    return await client.transport.connect(client.address, tls=client.config.tls, server_name=client.server_name)
+    return await client.transport.connect(client.address, alpn=ALPN, tls=client.config.tls, server_name=client.server_name)
 
 
 async def send_raw(connection: Any, data: bytes, end_stream: bool = True) -> Collector:

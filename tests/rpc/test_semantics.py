@@ -70,14 +70,14 @@ async def test_expired_inherited_deadline_fails_before_sending(serve: Any) -> No
             return len(calls)
 
     _, client = await serve(register)
-    from rpcnet.rpc.context import _deadline
+    from rpcnet.rpc.context import deadline_var
 
-    token = _deadline.set(asyncio.get_running_loop().time() - 1)
+    token = deadline_var.set(asyncio.get_running_loop().time() - 1)
     try:
         with pytest.raises(DeadlineExceededError):
             await client.call("count", 1)
     finally:
-        _deadline.reset(token)
+        deadline_var.reset(token)
     assert calls == []
 
 

@@ -17,6 +17,7 @@ from rpcnet_quic import QuicOptions, QuicTransport
 
 from rpcnet.certs import CertificateAuthority, expired_validity, write_dev_certs
 from rpcnet.config import TlsConfig
+from rpcnet.rpc.protocol import ALPN
 from rpcnet.transport import Stream
 
 from .helpers import DEADLINE, Echo, Recorder
@@ -88,7 +89,7 @@ async def start_server(certs: Certs) -> AsyncIterator[Callable[..., Any]]:
             return recorder
 
         tls = tls or certs.server_tls()
-        listener = await transport.listen(("127.0.0.1", 0), on_stream, tls=tls)
+        listener = await transport.listen(("127.0.0.1", 0), on_stream, alpn=ALPN, tls=tls)
         server = Server(transport, listener, accepted, tls)
         servers.append(server)
         return server
@@ -106,7 +107,7 @@ async def connect(certs: Certs) -> AsyncIterator[Callable[..., Any]]:
     async def open_connection(server: Server, tls: TlsConfig | None = None, **options: Any) -> Any:
         transport = QuicTransport(QuicOptions(**options))
         connection = await asyncio.wait_for(
-            transport.connect(server.address, tls=tls or certs.client_tls()), DEADLINE
+            transport.connect(server.address, alpn=ALPN, tls=tls or certs.client_tls()), DEADLINE
         )
         connections.append(connection)
         return connection

@@ -10,6 +10,7 @@ import pytest
 from rpcnet_quic import QuicOptions, QuicTransport
 
 from rpcnet.errors import TransportError
+from rpcnet.rpc.protocol import ALPN
 from rpcnet.transport import CONNECTION_LOST
 
 from .helpers import DEADLINE, Recorder, until
@@ -96,7 +97,7 @@ async def test_stop_accepting_keeps_existing_connections_then_close_releases_the
     # A new client is refused at once, well before its 30 s handshake timeout ...
     transport = QuicTransport(QuicOptions(handshake_timeout=30))
     with pytest.raises(TransportError, match="refused"):
-        await asyncio.wait_for(transport.connect(server.address, tls=certs.client_tls()), DEADLINE)
+        await asyncio.wait_for(transport.connect(server.address, alpn=ALPN, tls=certs.client_tls()), DEADLINE)
     # ... while the existing connection keeps working.
     assert await _echo(existing, b"in flight") == b"in flight"
 
@@ -106,7 +107,7 @@ async def test_stop_accepting_keeps_existing_connections_then_close_releases_the
     assert "shutting down" in str(existing._closed_error())
 
     # The address is free again as soon as close() returns.
-    restarted = await QuicTransport(QuicOptions()).listen(server.address, lambda s: Recorder(), tls=server.tls)
+    restarted = await QuicTransport(QuicOptions()).listen(server.address, lambda s: Recorder(), alpn=ALPN, tls=server.tls)
     try:
         assert restarted.address == server.address
     finally:
@@ -127,9 +128,9 @@ async def test_client_reconnects_after_server_restart(start_server, connect, cer
         echo.stream = stream
         return echo
 
-    restarted = await QuicTransport(QuicOptions()).listen(address, on_stream, tls=server.tls)
+    restarted = await QuicTransport(QuicOptions()).listen(address, on_stream, alpn=ALPN, tls=server.tls)
     try:
-        second = await QuicTransport(QuicOptions()).connect(address, tls=certs.client_tls())
+        second = await QuicTransport(QuicOptions()).connect(address, alpn=ALPN, tls=certs.client_tls())
         try:
             assert await _echo(second, b"again") == b"again"
         finally:
@@ -186,7 +187,7 @@ async def test_handshake_timeout_when_nobody_answers(certs) -> None:
     try:
         transport = QuicTransport(QuicOptions(handshake_timeout=0.3))
         with pytest.raises(TransportError, match=r"no QUIC handshake .* within 0.3 s"):
-            await asyncio.wait_for(transport.connect(silent.getsockname(), tls=certs.client_tls()), DEADLINE)
+            await asyncio.wait_for(transport.connect(silent.getsockname(), alpn=ALPN, tls=certs.client_tls()), DEADLINE)
     finally:
         silent.close()
 
@@ -198,7 +199,7 @@ async def test_connect_to_a_closed_port_fails_fast(certs) -> None:
     probe.close()
     transport = QuicTransport(QuicOptions(handshake_timeout=30))
     with pytest.raises(TransportError, match="cannot reach"):
-        await asyncio.wait_for(transport.connect(address, tls=certs.client_tls()), DEADLINE)
+        await asyncio.wait_for(transport.connect(address, alpn=ALPN, tls=certs.client_tls()), DEADLINE)
 
 
 async def test_connect_tries_every_address_of_a_name(start_server, certs, monkeypatch) -> None:
@@ -217,7 +218,7 @@ async def test_connect_tries_every_address_of_a_name(start_server, certs, monkey
     monkeypatch.setattr(loop, "getaddrinfo", resolve)
     transport = QuicTransport(QuicOptions(handshake_timeout=30))
     connection = await asyncio.wait_for(
-        transport.connect(("db.internal", port), tls=certs.client_tls(server_name="localhost")), DEADLINE
+        transport.connect(("db.internal", port), alpn=ALPN, tls=certs.client_tls(server_name="localhost")), DEADLINE
     )
     try:
         assert connection.peer.address == ("127.0.0.1", port)
@@ -229,7 +230,7 @@ async def test_connect_tries_every_address_of_a_name(start_server, certs, monkey
 async def test_unresolvable_name_is_a_clear_error(certs) -> None:
     transport = QuicTransport(QuicOptions(handshake_timeout=5))
     with pytest.raises(TransportError, match="cannot resolve 'no-such-host.invalid'"):
-        await asyncio.wait_for(transport.connect(("no-such-host.invalid", 4433), tls=certs.client_tls()), DEADLINE)
+        await asyncio.wait_for(transport.connect(("no-such-host.invalid", 4433), alpn=ALPN, tls=certs.client_tls()), DEADLINE)
 
 
 async def test_restarted_server_resets_connections_it_forgot(start_server, connect, certs) -> None:
@@ -241,7 +242,7 @@ async def test_restarted_server_resets_connections_it_forgot(start_server, conne
     server.listener._udp.abort()
     await asyncio.wait_for(asyncio.shield(server.listener._socket_closed), DEADLINE)
 
-    restarted = await QuicTransport(QuicOptions()).listen(address, lambda s: Recorder(), tls=server.tls)
+    restarted = await QuicTransport(QuicOptions()).listen(address, lambda s: Recorder(), alpn=ALPN, tls=server.tls)
     try:
         orphan = Recorder()
         stream = await connection.open_stream(orphan)
@@ -310,7 +311,7 @@ async def test_clients_beyond_max_connections_are_refused(start_server, connect,
     await connect(server)
     transport = QuicTransport(QuicOptions(handshake_timeout=30))
     with pytest.raises(TransportError, match="refused the connection"):
-        await asyncio.wait_for(transport.connect(server.address, tls=certs.client_tls()), DEADLINE)
+        await asyncio.wait_for(transport.connect(server.address, alpn=ALPN, tls=certs.client_tls()), DEADLINE)
     # Room again once one leaves.
     first.close()
     await until(lambda: len(server.listener._all) == 1)

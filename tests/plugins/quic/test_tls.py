@@ -12,13 +12,14 @@ from rpcnet_quic import QuicOptions, QuicTransport
 
 from rpcnet.config import TlsConfig
 from rpcnet.errors import ConfigError, TlsError
+from rpcnet.rpc.protocol import ALPN
 
 from .helpers import DEADLINE, Recorder, until
 
 
 async def _connect(server, tls: TlsConfig, server_name: str | None = None):
     transport = QuicTransport(QuicOptions(handshake_timeout=DEADLINE))
-    return await asyncio.wait_for(transport.connect(server.address, tls=tls, server_name=server_name), DEADLINE)
+    return await asyncio.wait_for(transport.connect(server.address, alpn=ALPN, tls=tls, server_name=server_name), DEADLINE)
 
 
 def _der(path: str) -> bytes:
@@ -121,18 +122,18 @@ async def test_without_mutual_tls_the_server_sees_no_identity(start_server, conn
 async def test_configuration_errors_are_clear(certs) -> None:
     transport = QuicTransport()
     with pytest.raises(ConfigError, match="needs a certificate to listen"):
-        await transport.listen(("127.0.0.1", 0), lambda s: Recorder(), tls=TlsConfig(ca_file=certs.path("ca.pem")))
+        await transport.listen(("127.0.0.1", 0), lambda s: Recorder(), alpn=ALPN, tls=TlsConfig(ca_file=certs.path("ca.pem")))
     with pytest.raises(ConfigError, match="require_client_cert needs tls.ca_file"):
         await transport.listen(
-            ("127.0.0.1", 0), lambda s: Recorder(), tls=certs.server_tls(ca_file=None, require_client_cert=True)
+            ("127.0.0.1", 0), lambda s: Recorder(), alpn=ALPN, tls=certs.server_tls(ca_file=None, require_client_cert=True)
         )
     with pytest.raises(ConfigError, match="needs TLS settings"):
-        await transport.listen(("127.0.0.1", 0), lambda s: Recorder(), tls=None)
+        await transport.listen(("127.0.0.1", 0), lambda s: Recorder(), alpn=ALPN, tls=None)
     with pytest.raises(ConfigError, match="missing.pem"):
-        await transport.connect(("127.0.0.1", 9), tls=TlsConfig(ca_file="/nonexistent/missing.pem"))
+        await transport.connect(("127.0.0.1", 9), alpn=ALPN, tls=TlsConfig(ca_file="/nonexistent/missing.pem"))
     with pytest.raises(ConfigError, match="not found"):
         await transport.listen(
-            ("127.0.0.1", 0), lambda s: Recorder(), tls=certs.server_tls(cert_file="/nonexistent/server.pem")
+            ("127.0.0.1", 0), lambda s: Recorder(), alpn=ALPN, tls=certs.server_tls(cert_file="/nonexistent/server.pem")
         )
 
 
@@ -154,3 +155,23 @@ async def test_a_server_only_certificate_is_refused_as_a_client_certificate(star
     tls = certs.client_tls(cert_file=str(tmp_path / "s.pem"), key_file=str(tmp_path / "s.key"))
     with pytest.raises(TlsError, match="client certificate was rejected.*EKU"):
         await _connect(server, tls)
+
+
+async def test_a_peer_speaking_another_protocol_version_is_refused(start_server, certs) -> None:
+    # The engine hands the transport its protocol id; a server of another
+    # version refuses the handshake, and the client's error names what it offered.
+    server = await start_server()
+    transport = QuicTransport(QuicOptions(handshake_timeout=DEADLINE))
+    with pytest.raises(TlsError) as caught:
+        await asyncio.wait_for(
+            transport.connect(server.address, alpn="rpcnet/999", tls=certs.client_tls()), DEADLINE
+        )
+    assert "does not speak the protocol version we offered ('rpcnet/999')" in str(caught.value)
+
+
+async def test_the_transport_refuses_to_run_without_a_protocol_id(certs) -> None:
+    transport = QuicTransport(QuicOptions())
+    with pytest.raises(ConfigError, match="needs the application protocol id"):
+        await transport.listen(("127.0.0.1", 0), lambda s: Recorder(), tls=certs.server_tls())
+    with pytest.raises(ConfigError, match="needs the application protocol id"):
+        await transport.connect(("127.0.0.1", 9), tls=certs.client_tls())
