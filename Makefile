@@ -36,8 +36,10 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/rpc_bench.py $(BENCH_ARGS)
 
+## Style (ruff) and the layer contracts in pyproject.toml (import-linter).
 lint: $(STAMP)
 	$(BIN)/ruff check rpcnet plugins tests examples benchmarks
+	$(BIN)/lint-imports
 
 clean-venv:
 	rm -rf $(VENV)

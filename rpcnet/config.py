@@ -20,6 +20,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 import attrs
@@ -27,7 +28,20 @@ import orjson
 
 from .errors import ConfigError
 
-__all__ = ["at_least", "to_bool", "ConfigBase", "TlsConfig", "RpcConfig", "load_config", "positive", "non_negative"]
+__all__ = [
+    "at_least",
+    "to_bool",
+    "optional",
+    "to_names",
+    "to_options",
+    "to_tls",
+    "ConfigBase",
+    "TlsConfig",
+    "RpcConfig",
+    "load_config",
+    "positive",
+    "non_negative",
+]
 
 C = TypeVar("C", bound="ConfigBase")
 
@@ -66,7 +80,7 @@ def to_bool(value: Any) -> bool:
     return bool(value)
 
 
-def _optional(converter: Any) -> Any:
+def optional(converter: Any) -> Any:
     def convert(value: Any) -> Any:
         if value is None or (isinstance(value, str) and value.strip().lower() in {"", "none", "null"}):
             return None
@@ -75,21 +89,22 @@ def _optional(converter: Any) -> Any:
     return convert
 
 
-def _to_names(value: Any) -> tuple[str, ...]:
+def to_names(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(n.strip() for n in value.split(",") if n.strip())
     return tuple(str(v) for v in value)
 
 
-def _to_options(value: Any) -> dict[str, dict[str, Any]]:
+def to_options(value: Any) -> Mapping[str, Mapping[str, Any]]:
+    """Per-strategy option tables, read-only all the way down (a frozen config stays frozen)."""
     if not isinstance(value, Mapping):
         raise ConfigError(f"options must be a table of strategy name -> table, got {type(value).__name__}")
-    result: dict[str, dict[str, Any]] = {}
+    result: dict[str, Mapping[str, Any]] = {}
     for name, opts in value.items():
         if not isinstance(opts, Mapping):
             raise ConfigError(f"options[{name!r}] must be a table, got {type(opts).__name__}")
-        result[str(name)] = dict(opts)
-    return result
+        result[str(name)] = MappingProxyType(dict(opts))
+    return MappingProxyType(result)
 
 
 class ConfigBase:
@@ -243,14 +258,14 @@ class TlsConfig(ConfigBase):
     ``cert_file``/``key_file`` when given.
     """
 
-    ca_file: str | None = attrs.field(default=None, converter=_optional(_path))
-    cert_file: str | None = attrs.field(default=None, converter=_optional(_path))
-    key_file: str | None = attrs.field(default=None, converter=_optional(_path))
-    server_name: str | None = attrs.field(default=None, converter=_optional(_to_str))
+    ca_file: str | None = attrs.field(default=None, converter=optional(_path))
+    cert_file: str | None = attrs.field(default=None, converter=optional(_path))
+    key_file: str | None = attrs.field(default=None, converter=optional(_path))
+    server_name: str | None = attrs.field(default=None, converter=optional(_to_str))
     require_client_cert: bool = attrs.field(default=False, converter=to_bool)
 
 
-def _to_tls(value: Any) -> TlsConfig | None:
+def to_tls(value: Any) -> TlsConfig | None:
     if value is None or isinstance(value, TlsConfig):
         return value
     if isinstance(value, Mapping):
@@ -266,8 +281,8 @@ class RpcConfig(ConfigBase):
 
     transport: str = attrs.field(default="quic", converter=_to_str)
     serializer: str = attrs.field(default="msgpack", converter=_to_str)
-    options: dict[str, dict[str, Any]] = attrs.field(factory=dict, converter=_to_options)
-    tls: TlsConfig | None = attrs.field(default=None, converter=_to_tls)
+    options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, converter=to_options)
+    tls: TlsConfig | None = attrs.field(default=None, converter=to_tls)
     #: Largest frame payload accepted or sent, checked before allocating.
     max_message_size: int = attrs.field(default=4 * 1024 * 1024, converter=int, validator=positive)
     #: Handlers running at once per connection; more calls are refused RESOURCE_EXHAUSTED.
@@ -279,6 +294,10 @@ class RpcConfig(ConfigBase):
     #: Seconds in-flight calls get to finish on graceful shutdown.
     shutdown_grace: float = attrs.field(default=10.0, converter=float, validator=non_negative)
     #: Deadline applied to calls made without one (None: no deadline).
-    default_timeout: float | None = attrs.field(default=None, converter=_optional(float), validator=positive)
+    default_timeout: float | None = attrs.field(default=None, converter=optional(float), validator=positive)
     #: Plugin names (entry-point or distribution) never loaded.
-    disabled_plugins: tuple[str, ...] = attrs.field(default=(), converter=_to_names)
+    disabled_plugins: tuple[str, ...] = attrs.field(default=(), converter=to_names)
+
+
+# Earlier private spellings, still imported by modules being migrated.
+_optional, _to_names, _to_options, _to_tls = optional, to_names, to_options, to_tls

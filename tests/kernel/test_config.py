@@ -248,3 +248,16 @@ def test_options_for_a_strategy_nobody_provides_are_a_clear_error():
     message = str(info.value)
     assert message.startswith("options are set for 'msgpak' (did you mean 'msgpack'?), which no installed strategy is called.")
     assert "Installed strategies: " in message and "json" in message
+
+
+def test_a_frozen_config_is_immutable_all_the_way_down():
+    config = RpcConfig(options={"quic": {"idle_timeout": 5}})
+    with pytest.raises(TypeError):
+        config.options["quic"] = {}  # type: ignore[index]
+    with pytest.raises(TypeError):
+        config.options["quic"]["idle_timeout"] = 1  # type: ignore[index]
+    # Variants are made by evolving, and the original is untouched.
+    changed = config.evolve(options={"quic": {"idle_timeout": 1}})
+    assert changed.options["quic"]["idle_timeout"] == 1
+    assert config.options["quic"]["idle_timeout"] == 5
+    assert config == RpcConfig(options={"quic": {"idle_timeout": 5}})
