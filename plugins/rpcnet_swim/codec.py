@@ -18,6 +18,7 @@ datagram's own size.
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 import msgpack
@@ -109,33 +110,49 @@ def encode_packet(packet: Packet) -> bytes:
     return encode_header(packet.sender, packet.message) + b"".join(encode_update(u) for u in packet.updates)
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxstring = 60
+_REPR.maxother = 60
+
+
+def _show(value: Any) -> str:
+    """A bounded repr for error messages: hostile input may nest a thousand levels deep."""
+    return _REPR.repr(value)
+
+
+def _code(value: Any) -> int | None:
+    """A type or version code: an int (never a bool or float that compares equal), else None."""
+    return value if type(value) is int else None
+
+
 def _str(value: Any, what: str) -> str:
     if type(value) is not str or not value:
-        raise SwimDecodeError(f"{what} must be a non-empty string, got {value!r}")
+        raise SwimDecodeError(f"{what} must be a non-empty string, got {_show(value)}")
     return value
 
 
 def _int(value: Any, what: str) -> int:
     if type(value) is not int or value < 0:
-        raise SwimDecodeError(f"{what} must be a non-negative integer, got {value!r}")
+        raise SwimDecodeError(f"{what} must be a non-negative integer, got {_show(value)}")
     return value
 
 
 def _port(value: Any) -> int:
     if type(value) is not int or not 0 <= value <= 65535:
-        raise SwimDecodeError(f"port must be 0..65535, got {value!r}")
+        raise SwimDecodeError(f"port must be 0..65535, got {_show(value)}")
     return value
 
 
 def _tags(value: Any) -> dict[str, str]:
     if type(value) is not dict or not all(type(k) is str and type(v) is str for k, v in value.items()):
-        raise SwimDecodeError(f"tags must be a map of strings, got {value!r}")
+        raise SwimDecodeError(f"tags must be a map of strings, got {_show(value)}")
     return value
 
 
 def _fields(value: Any, length: int, what: str) -> list[Any]:
     if type(value) is not list or len(value) != length:
-        raise SwimDecodeError(f"{what} must be an array of {length} fields, got {value!r}")
+        raise SwimDecodeError(f"{what} must be an array of {length} fields, got {_show(value)}")
     return value
 
 
@@ -143,8 +160,8 @@ def _decode_message(value: Any) -> DirectMessage | None:
     if value is None:
         return None
     if type(value) is not list or not value:
-        raise SwimDecodeError(f"message must be a non-empty array, got {value!r}")
-    code = value[0]
+        raise SwimDecodeError(f"message must be a non-empty array, got {_show(value)}")
+    code = _code(value[0])
     if code == _PING:
         f = _fields(value, 3, "ping")
         return Ping(seq=_int(f[1], "seq"), target=_str(f[2], "target"))
@@ -157,7 +174,7 @@ def _decode_message(value: Any) -> DirectMessage | None:
     if code == _PING_REQ:
         f = _fields(value, 6, "ping-req")
         if type(f[5]) is not bool:
-            raise SwimDecodeError(f"ping-req nack flag must be a boolean, got {f[5]!r}")
+            raise SwimDecodeError(f"ping-req nack flag must be a boolean, got {_show(f[5])}")
         return PingReq(
             seq=_int(f[1], "seq"),
             target=_str(f[2], "target"),
@@ -167,13 +184,13 @@ def _decode_message(value: Any) -> DirectMessage | None:
     if code == _NACK:
         f = _fields(value, 2, "nack")
         return Nack(seq=_int(f[1], "seq"))
-    raise SwimDecodeError(f"unknown message type {code!r}")
+    raise SwimDecodeError(f"unknown message type {_show(code)}")
 
 
 def _decode_update(value: Any) -> Update:
     if type(value) is not list or not value:
-        raise SwimDecodeError(f"update must be a non-empty array, got {value!r}")
-    code = value[0]
+        raise SwimDecodeError(f"update must be a non-empty array, got {_show(value)}")
+    code = _code(value[0])
     if code == _ALIVE:
         f = _fields(value, 6, "alive")
         return Alive(
@@ -188,7 +205,7 @@ def _decode_update(value: Any) -> Update:
     if code == _DEAD:
         f = _fields(value, 4, "dead")
         return Dead(node=_str(f[1], "node"), incarnation=_int(f[2], "incarnation"), source=_str(f[3], "source"))
-    raise SwimDecodeError(f"unknown update type {code!r}")
+    raise SwimDecodeError(f"unknown update type {_show(code)}")
 
 
 def _unpacker(size: int) -> msgpack.Unpacker:
@@ -210,7 +227,14 @@ def decode_packet(data: bytes) -> Packet:
     unpacker = _unpacker(len(data))
     try:
         unpacker.feed(data)
-        items = list(unpacker)
+        items = []
+        complete = 0  # bytes up to the end of the last whole value
+        for item in unpacker:
+            items.append(item)
+            complete = unpacker.tell()
+        # Iteration stops quietly at an incomplete value; a cut datagram is malformed.
+        if complete != len(data):
+            raise SwimDecodeError(f"datagram ends inside a value ({len(data) - complete} bytes left over)")
     except SwimDecodeError:
         raise
     except Exception as exc:  # msgpack raises several unrelated types on bad input
@@ -218,8 +242,8 @@ def decode_packet(data: bytes) -> Packet:
     if not items:
         raise SwimDecodeError("empty datagram")
     header = _fields(items[0], 3, "header")
-    if header[0] != PROTOCOL_VERSION:
-        raise SwimDecodeError(f"protocol version {header[0]!r} is not supported (expected {PROTOCOL_VERSION})")
+    if _code(header[0]) != PROTOCOL_VERSION:
+        raise SwimDecodeError(f"protocol version {_show(header[0])} is not supported (expected {PROTOCOL_VERSION})")
     return Packet(
         sender=_str(header[1], "sender"),
         message=_decode_message(header[2]),
@@ -253,11 +277,11 @@ def decode_sync(data: bytes) -> SyncMessage | StreamPing | StreamAck:
     except Exception as exc:
         raise SwimDecodeError(f"sync message is not valid msgpack: {exc}") from None
     if type(value) is not list or len(value) < 3:
-        raise SwimDecodeError(f"sync message must be an array of at least 3 fields, got {value!r}")
-    if value[0] != PROTOCOL_VERSION:
-        raise SwimDecodeError(f"protocol version {value[0]!r} is not supported (expected {PROTOCOL_VERSION})")
+        raise SwimDecodeError(f"sync message must be an array of at least 3 fields, got {_show(value)}")
+    if _code(value[0]) != PROTOCOL_VERSION:
+        raise SwimDecodeError(f"protocol version {_show(value[0])} is not supported (expected {PROTOCOL_VERSION})")
     sender = _str(value[1], "sender")
-    kind = value[2]
+    kind = _code(value[2])
     if kind == _STREAM_PING:
         f = _fields(value, 5, "stream ping")
         return StreamPing(sender=sender, seq=_int(f[3], "seq"), target=_str(f[4], "target"))
@@ -265,16 +289,16 @@ def decode_sync(data: bytes) -> SyncMessage | StreamPing | StreamAck:
         f = _fields(value, 4, "stream ack")
         return StreamAck(sender=sender, seq=_int(f[3], "seq"))
     if kind != _SYNC:
-        raise SwimDecodeError(f"unknown sync message kind {kind!r}")
+        raise SwimDecodeError(f"unknown sync message kind {_show(kind)}")
     f = _fields(value, 6, "sync message")
     if type(f[3]) is not bool or type(f[4]) is not bool or type(f[5]) is not list:
         raise SwimDecodeError("sync message flags or member list have the wrong type")
     members = []
     for item in f[5]:
         r = _fields(item, 6, "member record")
-        state = _STATES.get(r[5])
+        state = _STATES.get(_code(r[5]))
         if state is None:
-            raise SwimDecodeError(f"unknown member state code {r[5]!r}")
+            raise SwimDecodeError(f"unknown member state code {_show(r[5])}")
         members.append(
             MemberRecord(
                 node=_str(r[0], "node"),
