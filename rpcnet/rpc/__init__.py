@@ -1,6 +1,6 @@
 """The RPC engine: transport-agnostic server and client."""
 
-from .client import BidiCall, CallMetadata, ResponseStream, RpcClient
+from .client import BidiCall, CallMetadata, ClientStreamingCall, ResponseStream, RpcClient
 from .context import CallInfo, ServerContext, current_context, current_deadline
 from .methods import MethodKind
 from .server import RpcServer
@@ -12,6 +12,7 @@ __all__ = [
     "CallInfo",
     "CallMetadata",
     "ResponseStream",
+    "ClientStreamingCall",
     "BidiCall",
     "MethodKind",
     "current_deadline",

@@ -6,7 +6,7 @@ import asyncio
 import collections.abc
 import logging
 from collections.abc import AsyncIterable, Iterable
-from typing import Any
+from typing import Any, Self
 
 import attrs
 
@@ -36,7 +36,7 @@ from .protocol import (
 from .streams import MessageQueue
 from .wrappers import end_wrappers, start_wrappers
 
-__all__ = ["RpcClient", "CallMetadata", "ResponseStream", "BidiCall"]
+__all__ = ["RpcClient", "CallMetadata", "ResponseStream", "ClientStreamingCall", "BidiCall"]
 
 log = logging.getLogger("rpcnet.client")
 
@@ -456,18 +456,22 @@ class RpcClient(RpcEndpoint):
         """Server streaming: ``async for response in client.call_server_streaming(m, req)``."""
         return ResponseStream(self, method, MethodKind.SERVER_STREAMING, [request], timeout, metadata, serializer)
 
-    async def call_client_streaming(
+    def call_client_streaming(
         self,
         method: str,
-        requests: Iterable[Any] | AsyncIterable[Any],
+        requests: Iterable[Any] | AsyncIterable[Any] | None = None,
         *,
         timeout: float | None = None,
         metadata: dict[str, Any] | None = None,
         serializer: str | None = None,
-    ) -> Any:
-        """Client streaming: send every item of ``requests``, return the response."""
-        call = BidiCall(self, method, MethodKind.CLIENT_STREAMING, requests, timeout, metadata, serializer)
-        return await call.result()
+    ) -> ClientStreamingCall:
+        """Client streaming: ``await client.call_client_streaming(m, requests)`` sends
+        every item of ``requests`` and returns the response.
+
+        Without ``requests``, send with ``await call.send(msg)``, end with
+        ``await call.done_writing()`` and get the response with ``await call``.
+        """
+        return ClientStreamingCall(self, method, MethodKind.CLIENT_STREAMING, requests, timeout, metadata, serializer)
 
     def call_streaming(
         self,
@@ -487,12 +491,8 @@ class RpcClient(RpcEndpoint):
         return BidiCall(self, method, MethodKind.BIDI_STREAMING, requests, timeout, metadata, serializer)
 
 
-class ResponseStream:
-    """Responses of a streaming call, as an async iterator.
-
-    After iteration ends, ``initial_metadata`` and ``trailers`` are set.
-    ``cancel()`` aborts the call (the server's handler is cancelled).
-    """
+class _StreamCall:
+    """What every streaming call has: start on first use, metadata, cancel."""
 
     def __init__(
         self,
@@ -565,6 +565,34 @@ class ResponseStream:
         self._ended = True
         self._client._wrap_end(self._wrapped, exc)
 
+    def cancel(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+
+    @property
+    def initial_metadata(self) -> dict[str, Any]:
+        return self._call.initial if self._call else {}
+
+    @property
+    def trailers(self) -> dict[str, Any]:
+        return self._call.trailers if self._call else {}
+
+    async def __aenter__(self) -> Self:
+        await self._start()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._call is not None and not self._call.finished:
+            self._call.cancel()
+
+
+class ResponseStream(_StreamCall):
+    """Responses of a server-streaming call, as an async iterator.
+
+    After iteration ends, ``initial_metadata`` and ``trailers`` are set.
+    ``cancel()`` aborts the call (the server's handler is cancelled).
+    """
+
     def __aiter__(self) -> ResponseStream:
         return self
 
@@ -594,29 +622,9 @@ class ResponseStream:
         except StopAsyncIteration:
             raise EOFError("the server has finished sending") from None
 
-    def cancel(self) -> None:
-        if self._call is not None:
-            self._call.cancel()
 
-    @property
-    def initial_metadata(self) -> dict[str, Any]:
-        return self._call.initial if self._call else {}
-
-    @property
-    def trailers(self) -> dict[str, Any]:
-        return self._call.trailers if self._call else {}
-
-    async def __aenter__(self) -> ResponseStream:
-        await self._start()
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        if self._call is not None and not self._call.finished:
-            self._call.cancel()
-
-
-class BidiCall(ResponseStream):
-    """A call whose requests stream too (client streaming and bidirectional)."""
+class _RequestWriter(_StreamCall):
+    """Sending requests: those given when calling, in the background, or by hand."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -674,6 +682,14 @@ class BidiCall(ResponseStream):
         assert call.stream is not None
         call.stream.send(b"", end_stream=True)
 
+class ClientStreamingCall(_RequestWriter):
+    """A client-streaming call: requests stream, one response comes back.
+
+    ``await call`` (or :meth:`result`) sends the requests given and returns
+    the response; without requests, :meth:`send` and :meth:`done_writing`
+    stream them by hand.
+    """
+
     async def result(self) -> Any:
         """For client streaming: wait for the single response."""
         call = self._call or await self._start()
@@ -703,6 +719,14 @@ class BidiCall(ResponseStream):
 
     def __await__(self) -> Any:
         return self.result().__await__()
+
+
+class BidiCall(_RequestWriter, ResponseStream):
+    """A bidirectional-streaming call: requests and responses both stream.
+
+    Read with ``async for`` or :meth:`read`; write with :meth:`send` and end
+    with :meth:`done_writing` (or pass the requests when calling).
+    """
 
 
 class _LazyStream:

@@ -48,8 +48,7 @@ _HEADER_CACHE: dict[bytes, tuple[str, None]] = {}
 class RpcServer(RpcEndpoint):
     """Serves registered methods on a transport chosen by ``config.transport``.
 
-    Register handlers with :meth:`register` (unary), :meth:`register_streaming`
-    (bidirectional), :meth:`register_server_streaming`,
+    Register handlers with :meth:`register` (unary), :meth:`register_bidi_streaming`, :meth:`register_server_streaming`,
     :meth:`register_client_streaming`, or the decorators :meth:`unary`,
     :meth:`server_streaming`, :meth:`client_streaming`, :meth:`bidi_streaming`.
     Handlers take ``(request_or_request_iterator, ctx)``; streaming responses
@@ -96,9 +95,18 @@ class RpcServer(RpcEndpoint):
         """Register a unary handler ``async def h(request, ctx) -> response``."""
         self.add_method(name, MethodKind.UNARY, handler, **kwargs)
 
-    def register_streaming(self, name: str, handler: Callable[..., Any], **kwargs: Any) -> None:
+    def register_bidi_streaming(self, name: str, handler: Callable[..., Any], **kwargs: Any) -> None:
         """Register a bidirectional handler ``async def h(requests, ctx)`` that yields responses."""
         self.add_method(name, MethodKind.BIDI_STREAMING, handler, **kwargs)
+
+    def register_streaming(self, name: str, handler: Callable[..., Any], **kwargs: Any) -> None:
+        """Deprecated name of :meth:`register_bidi_streaming` (removed in 0.3)."""
+        warnings.warn(
+            "RpcServer.register_streaming() is deprecated; use register_bidi_streaming()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self.register_bidi_streaming(name, handler, **kwargs)
 
     def register_server_streaming(self, name: str, handler: Callable[..., Any], **kwargs: Any) -> None:
         """Register ``async def h(request, ctx)`` that yields responses."""
@@ -127,7 +135,10 @@ class RpcServer(RpcEndpoint):
     def bidi_streaming(self, name: str | None = None, **kwargs: Any) -> Callable[[Any], Any]:
         return self._decorator(MethodKind.BIDI_STREAMING, name, kwargs)
 
-    streaming = bidi_streaming
+    def streaming(self, name: str | None = None, **kwargs: Any) -> Callable[[Any], Any]:
+        """Deprecated name of :meth:`bidi_streaming` (removed in 0.3)."""
+        warnings.warn("RpcServer.streaming is deprecated; use bidi_streaming", DeprecationWarning, stacklevel=2)
+        return self.bidi_streaming(name, **kwargs)
 
     @property
     def methods(self) -> dict[str, MethodSpec]:

@@ -192,7 +192,7 @@ async def test_unimplemented_method(serve: Any) -> None:
 async def test_cancel_after_begin(serve: Any) -> None:
     events: dict[str, Any] = {}
     server, client = await serve(lambda s: register_test_service(s, events))
-    call = client.call_streaming("StreamingInputCall")
+    call = client.call_client_streaming("StreamingInputCall")
     await call._start()
     await until(lambda: events.get("input_started"))
     call.cancel()

@@ -16,6 +16,7 @@ from rpcnet.errors import (
     StatusCode,
     UnknownError,
 )
+from rpcnet.rpc import MethodKind
 
 from .helpers import until
 
@@ -428,3 +429,39 @@ async def test_a_handler_that_answers_at_once_replies_inside_the_delivery_callba
         assert end_stream and message in data
     finally:
         await server.stop(grace=0)
+
+
+async def test_call_objects_offer_what_their_kind_has(serve: Any) -> None:
+    from rpcnet.rpc import BidiCall, ClientStreamingCall
+
+    def register(server: RpcServer) -> None:
+        @server.client_streaming("total")
+        async def total(requests: Any, ctx: ServerContext) -> int:
+            return sum([r async for r in requests])
+
+        @server.bidi_streaming("echo")
+        async def echo(requests: Any, ctx: ServerContext) -> Any:
+            async for r in requests:
+                yield r
+
+    _, client = await serve(register)
+    assert await client.call_client_streaming("total", [1, 2, 3]) == 6
+    by_hand = client.call_client_streaming("total")
+    for n in (4, 5):
+        await by_hand.send(n)
+    await by_hand.done_writing()
+    assert await by_hand == 9
+    assert not hasattr(ClientStreamingCall, "__aiter__")  # one response: nothing to iterate
+    bidi = client.call_streaming("echo", [1, 2])
+    assert isinstance(bidi, BidiCall)
+    assert [r async for r in bidi] == [1, 2]
+    assert not hasattr(bidi, "result")  # many responses: no single result
+
+
+def test_the_old_bidi_registration_names_warn_and_still_work() -> None:
+    server = RpcServer()
+    with pytest.warns(DeprecationWarning, match="use register_bidi_streaming"):
+        server.register_streaming("a", lambda requests, ctx: requests)
+    with pytest.warns(DeprecationWarning, match="use bidi_streaming"):
+        server.streaming("b")(lambda requests, ctx: requests)
+    assert {server.methods[n].kind for n in ("a", "b")} == {MethodKind.BIDI_STREAMING}
