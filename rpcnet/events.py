@@ -22,11 +22,12 @@ Partition transitions (decided by the partition policy of the local node):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 import attrs
 
-from .membership import Member
+from .members import Member, freeze_tags
 
 __all__ = [
     "ClusterEvent",
@@ -95,7 +96,7 @@ class MemberLeft(MemberEvent):
 @attrs.frozen(kw_only=True)
 class MemberTagsUpdated(MemberEvent):
     kind: ClassVar[str] = "tags-updated"
-    previous_tags: dict[str, str] = attrs.field(factory=dict, hash=False)
+    previous_tags: Mapping[str, str] = attrs.field(factory=dict, converter=freeze_tags, hash=False)
 
     def describe(self) -> str:
         tags = ",".join(f"{k}={v}" for k, v in sorted(self.member.tags.items()))

@@ -177,6 +177,7 @@ class SwimMembership(Membership):
         options: SwimOptions | None = None,
         failure_detector: FailureDetector | None = None,
         rng: random.Random | None = None,
+        datagram_budget: int | None = None,
     ) -> None:
         super().__init__(
             node_id=node_id,
@@ -185,9 +186,12 @@ class SwimMembership(Membership):
             options=options if options is not None else SwimOptions(),
             failure_detector=failure_detector,
             rng=rng,
+            datagram_budget=datagram_budget,
         )
         opts: SwimOptions = self.options
         self._opts = opts
+        #: Bytes of one datagram: the packet_budget option, capped by what the driver carries.
+        self._budget = opts.packet_budget if datagram_budget is None else min(opts.packet_budget, datagram_budget)
         self._self = _Node(node_id, self.address, dict(tags or {}), 0, MemberState.ALIVE, 0.0)
         self._nodes: dict[str, _Node] = {node_id: self._self}
         self._policy = make_partition_policy(opts.partition_policy, opts.quorum_size)
@@ -307,7 +311,7 @@ class SwimMembership(Membership):
             self._fire(key, now)
         self._after_input(now)
 
-    def handle_sync_request(self, source: Address, data: bytes, now: float) -> bytes:
+    def handle_request(self, source: Address | None, data: bytes, now: float) -> bytes:
         try:
             message = codec.decode_sync(data)
         except codec.SwimDecodeError:
@@ -324,7 +328,7 @@ class SwimMembership(Membership):
         self._after_input(now)
         return reply
 
-    def handle_sync_response(self, source: Address, data: bytes, now: float) -> None:
+    def handle_response(self, destination: Address, data: bytes, now: float) -> None:
         try:
             message = codec.decode_sync(data)
         except codec.SwimDecodeError:
@@ -340,7 +344,7 @@ class SwimMembership(Membership):
             self._merge(message, now)
         self._after_input(now)
 
-    def sync_failed(self, destination: Address, now: float) -> None:
+    def request_failed(self, destination: Address, now: float) -> None:
         # Nothing to undo: the next push-pull or reconnect round tries again.
         return
 
@@ -361,7 +365,7 @@ class SwimMembership(Membership):
         out, self._out = self._out, []
         return out
 
-    def syncs_to_send(self) -> list[tuple[Address, bytes]]:
+    def requests_to_send(self) -> list[tuple[Address, bytes]]:
         out, self._syncs = self._syncs, []
         return out
 
@@ -433,7 +437,7 @@ class SwimMembership(Membership):
 
     def _send(self, address: Address, message: DirectMessage | None, extra: bytes = b"") -> bool:
         header = codec.encode_header(self._self.id, message)
-        budget = self._opts.packet_budget - len(header) - len(extra)
+        budget = self._budget - len(header) - len(extra)
         updates = self._broadcasts.take(budget, self._retransmit_limit())
         if message is None and not updates and not extra:
             return False

@@ -9,13 +9,43 @@ import attrs
 from rpcnet.config import at_least, non_negative, positive, to_bool
 from rpcnet.errors import ConfigError
 
-__all__ = ["SwimOptions", "PARTITION_POLICIES"]
+__all__ = ["SwimOptions", "PARTITION_POLICIES", "PRESETS"]
 
 #: Names accepted by ``SwimOptions.partition_policy``.
 PARTITION_POLICIES = ("keep-majority", "static-quorum", "none")
 
+#: Timing presets (memberlist's Default{LAN,WAN,Local}Config): the values each
+#: changes from the defaults, which are the LAN ones.
+PRESETS: dict[str, dict[str, Any]] = {
+    "lan": {},
+    "wan": dict(
+        suspicion_mult=6,
+        push_pull_interval=60.0,
+        probe_timeout=3.0,
+        probe_interval=5.0,
+        gossip_nodes=4,
+        gossip_interval=0.5,
+        gossip_to_the_dead_time=60.0,
+        heartbeat_interval=5.0,
+        reconnect_interval=30.0,
+    ),
+    "local": dict(
+        indirect_checks=1,
+        retransmit_mult=2,
+        suspicion_mult=3,
+        push_pull_interval=15.0,
+        probe_timeout=0.2,
+        probe_interval=1.0,
+        gossip_interval=0.1,
+        gossip_to_the_dead_time=15.0,
+        reconnect_interval=5.0,
+    ),
+}
 
 
+def _preset(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if value not in PRESETS:
+        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {value!r}")
 
 
 def _policy(instance: Any, attribute: attrs.Attribute, value: str) -> None:
@@ -25,13 +55,19 @@ def _policy(instance: Any, attribute: attrs.Attribute, value: str) -> None:
         )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, init=False)
 class SwimOptions:
     """Every knob of the SWIM + Lifeguard core. Defaults are :meth:`lan`.
 
-    Times are seconds. Build variants with :func:`attrs.evolve` or the
-    presets :meth:`lan`, :meth:`wan`, :meth:`local`.
+    Times are seconds. ``preset`` ("lan", "wan" or "local") chooses the
+    defaults of every other option; options given explicitly win over it, so
+    ``[cluster.options.swim] preset = "wan"`` with ``probe_interval = 2`` is
+    the WAN preset with a 2 s probe interval. Build variants with
+    :func:`attrs.evolve` or the presets :meth:`lan`, :meth:`wan`, :meth:`local`.
     """
+
+    #: Timing preset whose values are the defaults of the options below.
+    preset: str = attrs.field(default="lan", validator=_preset)
 
     #: Time between probes of the next member in the shuffled round-robin.
     probe_interval: float = attrs.field(default=1.0, converter=float, validator=positive)
@@ -61,7 +97,8 @@ class SwimOptions:
     stream_fallback: bool = attrs.field(default=True, converter=to_bool)
     #: Lifeguard: the local health score stays below this (probe interval scales up to x this).
     awareness_max_multiplier: int = attrs.field(default=8, converter=int, validator=at_least(1))
-    #: Bytes of one gossip datagram (main message plus piggybacked updates).
+    #: Bytes of one gossip datagram (main message plus piggybacked updates); the
+    #: driver's ``datagram_budget`` caps it (what fits one sealed UDP packet).
     packet_budget: int = attrs.field(default=1400, converter=int, validator=at_least(256))
     #: Members each node heartbeats for the failure detector; 0 disables monitoring.
     monitors: int = attrs.field(default=3, converter=int, validator=at_least(0))
@@ -78,6 +115,11 @@ class SwimOptions:
     #: Members needed to stay in the majority under ``static-quorum``.
     quorum_size: int | None = attrs.field(default=None, validator=attrs.validators.optional(at_least(1)))
 
+    def __init__(self, *, preset: str = "lan", **changes: Any) -> None:
+        values = dict(PRESETS.get(preset, {}))
+        values.update(changes)
+        self.__attrs_init__(preset=preset, **values)  # type: ignore[attr-defined]
+
     def __attrs_post_init__(self) -> None:
         if self.probe_timeout > self.probe_interval:
             raise ConfigError(
@@ -90,38 +132,14 @@ class SwimOptions:
     @classmethod
     def lan(cls, **changes: Any) -> SwimOptions:
         """memberlist's DefaultLANConfig: a data-centre network."""
-        return cls(**changes)
+        return cls(preset="lan", **changes)
 
     @classmethod
     def wan(cls, **changes: Any) -> SwimOptions:
         """memberlist's DefaultWANConfig: higher latency, more loss."""
-        values: dict[str, Any] = dict(
-            suspicion_mult=6,
-            push_pull_interval=60.0,
-            probe_timeout=3.0,
-            probe_interval=5.0,
-            gossip_nodes=4,
-            gossip_interval=0.5,
-            gossip_to_the_dead_time=60.0,
-            heartbeat_interval=5.0,
-            reconnect_interval=30.0,
-        )
-        values.update(changes)
-        return cls(**values)
+        return cls(preset="wan", **changes)
 
     @classmethod
     def local(cls, **changes: Any) -> SwimOptions:
         """memberlist's DefaultLocalConfig: loopback or one host."""
-        values: dict[str, Any] = dict(
-            indirect_checks=1,
-            retransmit_mult=2,
-            suspicion_mult=3,
-            push_pull_interval=15.0,
-            probe_timeout=0.2,
-            probe_interval=1.0,
-            gossip_interval=0.1,
-            gossip_to_the_dead_time=15.0,
-            reconnect_interval=5.0,
-        )
-        values.update(changes)
-        return cls(**values)
+        return cls(preset="local", **changes)

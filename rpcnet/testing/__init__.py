@@ -15,11 +15,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..membership import build_core
 from ..plugins import PluginHost, make_plugin_manager
-from .simulator import CoreFactory, NodeSpec, NodeStats, SimNode, Simulator
+from .simulator import DEFAULT_DATAGRAM_BUDGET, CoreFactory, NodeSpec, NodeStats, SimNode, Simulator
 from .waiting import wait_until
 
-__all__ = ["Simulator", "SimNode", "NodeSpec", "NodeStats", "CoreFactory", "membership_factory", "wait_until"]
+__all__ = [
+    "Simulator",
+    "SimNode",
+    "NodeSpec",
+    "NodeStats",
+    "CoreFactory",
+    "DEFAULT_DATAGRAM_BUDGET",
+    "membership_factory",
+    "wait_until",
+]
 
 
 def membership_factory(
@@ -33,35 +43,31 @@ def membership_factory(
 ) -> CoreFactory:
     """A :class:`Simulator` core factory for the named strategies.
 
+    Cores are built by :func:`rpcnet.membership.build_core`, the factory the
+    production driver uses, with the simulator's datagram budget.
     ``options`` and ``detector_options`` are the strategies' ``Options``
-    instances or mappings of them; ``failure_detector=None`` runs the
+    instances or mappings of them, or (for ``options``) a function of the
+    :class:`NodeSpec` returning either; ``failure_detector=None`` runs the
     membership protocol without one. Each node gets its own detector.
     """
     host = host if host is not None else make_plugin_manager()
-    membership_cls = host.strategy("membership", membership)
+    host.strategy("membership", membership)  # fail now on an unknown name
     if failure_detector is not None:
-        host.strategy("failure-detector", failure_detector)  # fail now on an unknown name
+        host.strategy("failure-detector", failure_detector)
 
     def build(spec: NodeSpec) -> Any:
-        detector = None
-        if failure_detector is not None:
-            detector = host.create("failure-detector", failure_detector, _as_mapping(detector_options))
-        opts = options
-        if opts is not None and isinstance(opts, Mapping):
-            from ..registry import build_options
-
-            opts = build_options("membership", membership, membership_cls, opts)
-        return membership_cls(
+        opts = options(spec) if callable(options) else options
+        return build_core(
+            host,
+            membership,
+            opts,
             node_id=spec.node_id,
             address=spec.address,
             tags=tags,
-            options=opts,
-            failure_detector=detector,
+            failure_detector=failure_detector,
+            detector_options=detector_options,
+            datagram_budget=spec.datagram_budget,
             rng=spec.rng,
         )
 
     return build
-
-
-def _as_mapping(options: Any) -> Any:
-    return options if options is not None else {}

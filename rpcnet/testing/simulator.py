@@ -1,14 +1,20 @@
 """A seeded, virtual-time network for membership cores.
 
 :class:`Simulator` runs any :class:`rpcnet.membership.Membership` core the
-way a real driver would (datagrams, reliable sync streams, one timer per
-core, events), on a virtual clock and a simulated network with per-node and
+way the real driver (:class:`rpcnet.cluster.driver.MembershipDriver`) does
+(datagrams, reliable requests, one timer per core, events), on a virtual clock and a simulated network with per-node and
 per-link loss, delay, one-way drops, partitions, crashes and restarts. All
 randomness derives from the seed, so a scenario replays to a byte-identical
 :meth:`Simulator.event_log`.
 
+It passes the cores what the real driver passes: a datagram's ``source`` is
+the sender's address, a request's ``source`` is None, and each core is built
+by :func:`rpcnet.membership.build_core` (through :func:`membership_factory`)
+with the ``datagram_budget`` a default deployment gives it (``datagram_budget``
+below: one 1400-byte gossip packet minus AES-GCM sealing).
+
 Datagrams are the cores' real bytes, so the byte counters in
-:attr:`SimNode.stats` are what a deployment would send. Sync messages travel
+:attr:`SimNode.stats` are what a deployment would send. Requests travel
 on modelled reliable streams: each direction takes the link delay plus, for
 every lost transmission (drawn with the same loss as datagrams), a
 retransmission timeout that starts at ``stream_retransmit`` and doubles, as
@@ -21,17 +27,23 @@ from __future__ import annotations
 
 import heapq
 import random
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
 
+from ..cluster.gossip import DEFAULT_MAX_PACKET_SIZE, sealing_overhead
 from ..events import ClusterEvent
-from ..membership import Address, Member, Membership
+from ..membership import Member, Membership
+from ..transport import Address
 
-__all__ = ["NodeSpec", "SimNode", "Simulator", "NodeStats"]
+__all__ = ["NodeSpec", "SimNode", "Simulator", "NodeStats", "DEFAULT_DATAGRAM_BUDGET"]
 
-_TIMER, _DATAGRAM, _SYNC_REQUEST, _SYNC_RESPONSE, _SYNC_FAILED, _CALL = range(6)
+_TIMER, _DATAGRAM, _REQUEST, _RESPONSE, _REQUEST_FAILED, _CALL = range(6)
+
+#: What the production driver gives a core by default: one gossip packet, sealed.
+DEFAULT_DATAGRAM_BUDGET = DEFAULT_MAX_PACKET_SIZE - sealing_overhead("", insecure=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -43,15 +55,36 @@ class NodeSpec:
     rng: random.Random = attrs.field(eq=False)
     #: 0 for the first start, +1 per restart.
     generation: int = 0
+    #: The datagram budget to build the core with (the simulator's ``datagram_budget``).
+    datagram_budget: int | None = DEFAULT_DATAGRAM_BUDGET
 
 
-@attrs.define(kw_only=True)
+@attrs.frozen(kw_only=True)
 class NodeStats:
+    """What one node sent and received so far (a snapshot; read ``SimNode.stats``)."""
+
     datagrams_sent: int = 0
     bytes_sent: int = 0
     datagrams_received: int = 0
-    syncs_sent: int = 0
-    sync_bytes_sent: int = 0
+    #: Requests and replies to peers' requests handed to the reliable channel.
+    requests_sent: int = 0
+    request_bytes_sent: int = 0
+
+    @property
+    def syncs_sent(self) -> int:
+        """Deprecated (until 0.3) name of :attr:`requests_sent`."""
+        _renamed("syncs_sent", "requests_sent")
+        return self.requests_sent
+
+    @property
+    def sync_bytes_sent(self) -> int:
+        """Deprecated (until 0.3) name of :attr:`request_bytes_sent`."""
+        _renamed("sync_bytes_sent", "request_bytes_sent")
+        return self.request_bytes_sent
+
+
+def _renamed(old: str, new: str) -> None:
+    warnings.warn(f"NodeStats.{old} is deprecated: read NodeStats.{new} (removed in 0.3)", DeprecationWarning, stacklevel=3)
 
 
 CoreFactory = Callable[[NodeSpec], Membership]
@@ -66,9 +99,17 @@ class SimNode:
     up: bool = False
     generation: int = -1
     timer_at: float | None = None
-    stats: NodeStats = attrs.Factory(NodeStats)
     #: Fraction of this node's datagrams lost, in and out.
     loss: float = 0.0
+    _counts: dict[str, int] = attrs.Factory(lambda: dict.fromkeys(attrs.fields_dict(NodeStats), 0))
+
+    @property
+    def stats(self) -> NodeStats:
+        """A snapshot of the node's counters."""
+        return NodeStats(**self._counts)
+
+    def _count(self, counter: str, amount: int = 1) -> None:
+        self._counts[counter] += amount
 
 
 class Simulator:
@@ -87,6 +128,7 @@ class Simulator:
         loss: float = 0.0,
         sync_timeout: float = 2.0,
         stream_retransmit: float = 0.05,
+        datagram_budget: int | None = DEFAULT_DATAGRAM_BUDGET,
     ) -> None:
         self.seed = seed
         self.now = 0.0
@@ -95,6 +137,8 @@ class Simulator:
         self.loss = loss
         self.sync_timeout = sync_timeout
         self.stream_retransmit = stream_retransmit
+        #: Passed to every core factory in :class:`NodeSpec`.
+        self.datagram_budget = datagram_budget
         self.nodes: dict[str, SimNode] = {}
         self._by_address: dict[Address, SimNode] = {}
         self._rng = random.Random(f"rpcnet-sim:{seed}")
@@ -251,6 +295,7 @@ class Simulator:
             address=node.address,
             rng=random.Random(f"rpcnet-sim:{self.seed}:{node.node_id}:{node.generation}"),
             generation=node.generation,
+            datagram_budget=self.datagram_budget,
         )
         node.core = node.factory(spec)
         node.up = True
@@ -268,13 +313,13 @@ class Simulator:
         if not node.up:
             return
         for address, data in core.datagrams_to_send():
-            node.stats.datagrams_sent += 1
-            node.stats.bytes_sent += len(data)
+            node._count("datagrams_sent")
+            node._count("bytes_sent", len(data))
             self._send_datagram(node, address, data)
-        for address, data in core.syncs_to_send():
-            node.stats.syncs_sent += 1
-            node.stats.sync_bytes_sent += len(data)
-            self._send_sync(node, address, data)
+        for address, data in core.requests_to_send():
+            node._count("requests_sent")
+            node._count("request_bytes_sent", len(data))
+            self._send_request(node, address, data)
         events = core.events_to_deliver()
         for event in events:
             self._log.append(f"{self.now:.6f} {node.node_id} {event.describe()}\n")
@@ -328,13 +373,13 @@ class Simulator:
                 return None
         return transit
 
-    def _send_sync(self, source: SimNode, address: Address, data: bytes) -> None:
+    def _send_request(self, source: SimNode, address: Address, data: bytes) -> None:
         destination = self._by_address.get(address)
         transit = self._stream_transit(source, destination) if destination is not None else None
         if transit is None:
-            self._push(self.now + self.sync_timeout, _SYNC_FAILED, (source, source.generation, address))
+            self._push(self.now + self.sync_timeout, _REQUEST_FAILED, (source, source.generation, address))
             return
-        self._push(self.now + transit, _SYNC_REQUEST, (source, source.generation, destination, data))
+        self._push(self.now + transit, _REQUEST, (source, source.generation, destination, data))
 
     def _dispatch(self, kind: int, payload: Any) -> None:
         now = self.now
@@ -349,37 +394,38 @@ class Simulator:
             node, source_address, data = payload
             if not node.up:
                 return
-            node.stats.datagrams_received += 1
+            node._count("datagrams_received")
             node.core.receive(source_address, data, now)
             self._flush(node)
-        elif kind == _SYNC_REQUEST:
+        elif kind == _REQUEST:
             source, generation, destination, data = payload
             if not destination.up or not self._path_open(source, destination):
-                self._push(now + self.sync_timeout, _SYNC_FAILED, (source, generation, destination.address))
+                self._push(now + self.sync_timeout, _REQUEST_FAILED, (source, generation, destination.address))
                 return
             try:
-                reply = destination.core.handle_sync_request(source.address, data, now)
+                # None, as the production driver passes: the channel does not know the requester's address.
+                reply = destination.core.handle_request(None, data, now)
             except Exception:
                 self._flush(destination)
-                self._push(now, _SYNC_FAILED, (source, generation, destination.address))
+                self._push(now, _REQUEST_FAILED, (source, generation, destination.address))
                 return
             self._flush(destination)
-            destination.stats.syncs_sent += 1
-            destination.stats.sync_bytes_sent += len(reply)
+            destination._count("requests_sent")
+            destination._count("request_bytes_sent", len(reply))
             transit = self._stream_transit(destination, source)
             if transit is None:
-                self._push(now + self.sync_timeout, _SYNC_FAILED, (source, generation, destination.address))
+                self._push(now + self.sync_timeout, _REQUEST_FAILED, (source, generation, destination.address))
                 return
-            self._push(now + transit, _SYNC_RESPONSE, (source, generation, destination.address, reply))
-        elif kind == _SYNC_RESPONSE:
+            self._push(now + transit, _RESPONSE, (source, generation, destination.address, reply))
+        elif kind == _RESPONSE:
             source, generation, address, reply = payload
             if not source.up or source.generation != generation:
                 return
-            source.core.handle_sync_response(address, reply, now)
+            source.core.handle_response(address, reply, now)
             self._flush(source)
-        elif kind == _SYNC_FAILED:
+        elif kind == _REQUEST_FAILED:
             source, generation, address = payload
             if not source.up or source.generation != generation:
                 return
-            source.core.sync_failed(address, now)
+            source.core.request_failed(address, now)
             self._flush(source)

@@ -29,6 +29,7 @@ class Chatter(Membership):
         self.received: list[tuple[float, Address, bytes]] = []
         self.sync_replies: list[tuple[float, Address, bytes]] = []
         self.sync_failures: list[tuple[float, Address]] = []
+        self.request_sources: list[Address | None] = []
         self.out: list[tuple[Address, bytes]] = []
         self.syncs: list[tuple[Address, bytes]] = []
         self.events: list[ClusterEvent] = []
@@ -57,13 +58,14 @@ class Chatter(Membership):
         self.out += [(peer, f"{self.node_id}@{now:.3f}".encode()) for peer in self.peers]
         self.next_send = now + self.period
 
-    def handle_sync_request(self, source: Address, data: bytes, now: float) -> bytes:
+    def handle_request(self, source: Address | None, data: bytes, now: float) -> bytes:
+        self.request_sources.append(source)
         return b"reply to " + data
 
-    def handle_sync_response(self, source: Address, data: bytes, now: float) -> None:
-        self.sync_replies.append((now, source, data))
+    def handle_response(self, destination: Address, data: bytes, now: float) -> None:
+        self.sync_replies.append((now, destination, data))
 
-    def sync_failed(self, destination: Address, now: float) -> None:
+    def request_failed(self, destination: Address, now: float) -> None:
         self.sync_failures.append((now, destination))
 
     def get_timer(self) -> float | None:
@@ -73,7 +75,7 @@ class Chatter(Membership):
         out, self.out = self.out, []
         return out
 
-    def syncs_to_send(self) -> list[tuple[Address, bytes]]:
+    def requests_to_send(self) -> list[tuple[Address, bytes]]:
         out, self.syncs = self.syncs, []
         return out
 
@@ -158,7 +160,7 @@ def test_crash_stops_a_node_and_restart_brings_a_fresh_core() -> None:
     assert len(b.received) == 3 and len(fresh.received) == 1
 
 
-def test_syncs_are_carried_both_ways_or_fail_after_the_timeout() -> None:
+def test_requests_are_carried_both_ways_or_fail_after_the_timeout() -> None:
     sim = Simulator(seed=6, delay=0.01, jitter=0.0, sync_timeout=2.0)
     a, b = pair(sim)
     sim.join("a", ["b"])
@@ -168,7 +170,38 @@ def test_syncs_are_carried_both_ways_or_fail_after_the_timeout() -> None:
     sim.join("b", ["a"])
     sim.run_until(3.0)
     assert b.sync_replies == [] and b.sync_failures == [(pytest.approx(2.5), A)]
-    assert sim.nodes["a"].stats.syncs_sent == 1 and sim.nodes["b"].stats.sync_bytes_sent == len(b"reply to hello from a" + b"hello from b")
+    assert sim.nodes["a"].stats.requests_sent == 1
+    assert sim.nodes["b"].stats.request_bytes_sent == len(b"reply to hello from a" + b"hello from b")
+    # A request's source is None, as the production driver passes it (rpcnet.membership).
+    assert b.request_sources == [None]
+
+
+def test_node_stats_are_frozen_snapshots() -> None:
+    import attrs
+
+    sim = Simulator(seed=6, jitter=0.0)
+    pair(sim)
+    before = sim.nodes["a"].stats
+    sim.run_until(3.5)
+    after = sim.nodes["a"].stats
+    assert (before.datagrams_sent, after.datagrams_sent) == (0, 3), "a snapshot does not move"
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        after.datagrams_sent = 0  # type: ignore[misc]
+    with pytest.warns(DeprecationWarning, match="requests_sent"):
+        assert after.syncs_sent == after.requests_sent
+
+
+def test_cores_get_the_deployment_datagram_budget() -> None:
+    from rpcnet.cluster.gossip import DEFAULT_MAX_PACKET_SIZE, sealing_overhead
+    from rpcnet.testing import DEFAULT_DATAGRAM_BUDGET, membership_factory
+
+    assert DEFAULT_DATAGRAM_BUDGET == DEFAULT_MAX_PACKET_SIZE - sealing_overhead("", insecure=False)
+    sim = Simulator(seed=8)
+    sim.add_node("a", membership_factory())
+    assert sim.core("a").datagram_budget == DEFAULT_DATAGRAM_BUDGET
+    small = Simulator(seed=8, datagram_budget=600)
+    small.add_node("a", membership_factory())
+    assert small.core("a").datagram_budget == 600
 
 
 def test_events_are_logged_with_time_and_observer() -> None:
