@@ -97,7 +97,10 @@ def certs(directory: Path, names: tuple[str, ...], clients: tuple[str, ...], day
 
 @main.command()
 @click.option("--listen", default="127.0.0.1:0", show_default=True, help="RPC address (QUIC) to bind.")
-@click.option("--gossip", default="127.0.0.1:0", show_default=True, help="Gossip UDP address to bind.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="TOML file whose [cluster] table configures the node; the options below override it.")
+@click.option("--membership", default=None, help="Membership strategy (default: swim, or the config file's).")
+@click.option("--gossip", default=None, help="Gossip UDP address to bind (default 127.0.0.1:0).")
 @click.option("--node-id", default=None, help="Node id (default: the RPC address).")
 @click.option("--seed", "seeds", multiple=True, help="RPC address of a member to join through (repeatable).")
 @click.option("--tag", "tags", multiple=True, help="KEY=VALUE tag (repeatable).")
@@ -105,19 +108,25 @@ def certs(directory: Path, names: tuple[str, ...], clients: tuple[str, ...], day
               help="Directory from `rpcnet certs` (ca.pem, server.pem, server.key); enables mutual TLS.")
 @click.option("--key", "keys", multiple=True, envvar="RPCNET_GOSSIP_KEY", help="Base64 gossip key (repeatable; first is primary).")
 @click.option("--insecure-gossip", is_flag=True, help="Gossip without encryption (only on a network you control).")
-@click.option("--preset", type=click.Choice(["lan", "wan", "local"]), default="lan", show_default=True)
-@click.option("--label", default="", help="Cluster label; nodes with other labels never merge.")
+@click.option("--preset", type=click.Choice(["lan", "wan", "local"]), default=None,
+              help="Timing preset of the swim strategy (options.swim.preset; default lan).")
+@click.option("--label", default=None, help="Cluster label; nodes with other labels never merge.")
 @click.option("--transport", default="quic", show_default=True)
-def node(listen: str, gossip: str, node_id: str | None, seeds: tuple[str, ...], tags: tuple[str, ...], certs: str | None,
-         keys: tuple[str, ...], insecure_gossip: bool, preset: str, label: str, transport: str) -> None:
+def node(listen: str, config_path: str | None, membership: str | None, gossip: str | None, node_id: str | None,
+         seeds: tuple[str, ...], tags: tuple[str, ...], certs: str | None, keys: tuple[str, ...], insecure_gossip: bool,
+         preset: str | None, label: str | None, transport: str) -> None:
     """Run a cluster node; prints JSON lines (ready, events) and reads commands on stdin."""
     import asyncio
 
     from .cluster.agent import node_configs, run_node
     from .transport import parse_address
 
-    rpc, cluster = node_configs(certs=certs, gossip=gossip, node_id=node_id, seeds=seeds, tags=tags,
-                                keys=keys, insecure=insecure_gossip, preset=preset, label=label, transport=transport)
+    try:
+        rpc, cluster = node_configs(certs=certs, gossip=gossip, node_id=node_id, seeds=seeds, tags=tags, keys=keys,
+                                    insecure=insecure_gossip, preset=preset, label=label, transport=transport,
+                                    config_path=config_path, membership=membership)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     sys.exit(asyncio.run(run_node(rpc, cluster, parse_address(listen))))
 
 

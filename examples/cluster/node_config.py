@@ -130,10 +130,9 @@ async def start_node(
         seeds=tuple(seeds),
         tags=tags,
         gossip_keys=(args.gossip_key,),
-        preset=args.preset,
         health_checks=tuple(health_checks),
         health_interval=health_interval,
-        options=options or {},
+        options={**(options or {}), "swim": {"preset": args.preset, **(options or {}).get("swim", {})}},
     )
     cluster = Cluster(server, config)
     try:

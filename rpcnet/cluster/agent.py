@@ -19,8 +19,9 @@ from typing import Any
 import orjson
 
 from ..config import RpcConfig, TlsConfig
+from ..transport import format_address
 from .config import ClusterConfig
-from .node import Cluster, _format_address
+from .node import Cluster
 
 
 def _emit(payload: dict[str, Any]) -> None:
@@ -50,8 +51,8 @@ async def run_node(rpc_config: RpcConfig, cluster_config: ClusterConfig, listen:
     _emit({
         "ready": True,
         "node": cluster.node_id,
-        "rpc": _format_address(server.address),
-        "gossip": _format_address(cluster.gossip_address),
+        "rpc": format_address(server.address),
+        "gossip": format_address(cluster.gossip_address) if cluster.gossip_address is not None else None,
         "incarnation": cluster.local_node.incarnation,
     })
     loop = asyncio.get_running_loop()
@@ -104,30 +105,39 @@ async def run_node(rpc_config: RpcConfig, cluster_config: ClusterConfig, listen:
 def node_configs(
     *,
     certs: str | None,
-    gossip: str,
+    gossip: str | None,
     node_id: str | None,
     seeds: tuple[str, ...],
     tags: tuple[str, ...],
     keys: tuple[str, ...],
     insecure: bool,
-    preset: str,
-    label: str,
+    preset: str | None,
+    label: str | None,
     transport: str,
+    config_path: str | None = None,
+    membership: str | None = None,
 ) -> tuple[RpcConfig, ClusterConfig]:
+    """The configs of ``rpcnet node``: the ``[cluster]`` table of ``config_path``
+    (if given), with every option given on the command line on top."""
     tls = None
     if certs:
         tls = TlsConfig(
             cert_file=f"{certs}/server.pem", key_file=f"{certs}/server.key", ca_file=f"{certs}/ca.pem", require_client_cert=True
         )
     rpc = RpcConfig(transport=transport, tls=tls)
-    cluster = ClusterConfig(
-        node_id=node_id,
-        gossip_bind=gossip,
-        seeds=seeds,
-        tags=dict(t.split("=", 1) for t in tags),
-        gossip_keys=keys,
-        insecure_gossip=insecure,
-        preset=preset,
-        label=label,
-    )
-    return rpc, cluster
+    values: dict[str, Any] = dict(ClusterConfig.toml_mapping(config_path)) if config_path else {}
+    given: dict[str, Any] = dict(node_id=node_id, gossip_bind=gossip, membership=membership, label=label)
+    values.update({k: v for k, v in given.items() if v is not None})
+    if seeds:
+        values["seeds"] = seeds
+    if tags:
+        values["tags"] = {**dict(values.get("tags", {})), **dict(t.split("=", 1) for t in tags)}
+    if keys:
+        values["gossip_keys"] = keys
+    if insecure:
+        values["insecure_gossip"] = True
+    if preset is not None:
+        options = {k: dict(v) for k, v in dict(values.get("options", {})).items()}
+        options.setdefault("swim", {})["preset"] = preset
+        values["options"] = options
+    return rpc, ClusterConfig.from_mapping(values, where=config_path or "the command line")

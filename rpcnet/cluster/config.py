@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import attrs
@@ -9,11 +12,15 @@ import attrs
 from ..config import ConfigBase, TlsConfig, _optional, _to_names, _to_options, _to_tls, positive, to_bool
 from ..errors import ConfigError
 from ..health import HEALTH_TAG
+from ..members import freeze_tags
 from ..transport import Address, parse_address
 
-__all__ = ["ClusterConfig", "PRESETS", "RPC_ADDRESS_TAG", "HEALTH_TAG"]
+__all__ = ["ClusterConfig", "PRESETS", "RPC_ADDRESS_TAG", "HEALTH_TAG", "freeze"]
 
+#: Deprecated (until 0.3): the SWIM presets, now ``SwimOptions.preset``.
 PRESETS = ("lan", "wan", "local")
+#: Deprecated ClusterConfig fields (until 0.3) -> the ``swim`` option they set.
+SWIM_ALIASES = {"preset": "preset", "partition_policy": "partition_policy"}
 #: Tag that carries a member's RPC address ("host:port").
 RPC_ADDRESS_TAG = "rpcnet.rpc"
 
@@ -25,7 +32,22 @@ def _to_address(value: Any) -> Address:
         raise ConfigError(str(exc)) from None
 
 
-def _to_tags(value: Any) -> dict[str, str]:
+def freeze(value: Any) -> Any:
+    """Read-only all the way down: mappings become ``MappingProxyType``, lists tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({str(k): freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, (set, frozenset)):
+        return frozenset(freeze(v) for v in value)
+    return value
+
+
+def _to_frozen_options(value: Any) -> Mapping[str, Mapping[str, Any]]:
+    return freeze(_to_options(value))
+
+
+def _to_tags(value: Any) -> Mapping[str, str]:
     if isinstance(value, str):
         tags = {}
         for part in value.split(","):
@@ -35,13 +57,8 @@ def _to_tags(value: Any) -> dict[str, str]:
             if not sep or not key.strip():
                 raise ConfigError(f"tags must look like 'key=value,key2=value2', got {value!r}")
             tags[key.strip()] = tag_value.strip()
-        return tags
-    return {str(k): str(v) for k, v in dict(value).items()}
-
-
-def _check_preset(instance: Any, attribute: attrs.Attribute, value: str) -> None:
-    if value not in PRESETS:
-        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {value!r}")
+        return freeze_tags(tags)
+    return freeze_tags(dict(value))
 
 
 @attrs.frozen(kw_only=True)
@@ -64,17 +81,19 @@ class ClusterConfig(ConfigBase):
     gossip_advertise: Address | None = attrs.field(default=None, converter=_optional(_to_address))
     #: RPC address peers use for syncs; defaults to the server's bound address.
     rpc_advertise: Address | None = attrs.field(default=None, converter=_optional(_to_address))
-    tags: dict[str, str] = attrs.field(factory=dict, converter=_to_tags)
+    #: Read-only (``MappingProxyType``); change with ``config.evolve(tags={...})``.
+    tags: Mapping[str, str] = attrs.field(factory=dict, converter=_to_tags, hash=False)
     #: RPC addresses ("host:port") of existing members.
     seeds: tuple[str, ...] = attrs.field(default=(), converter=_to_names)
     membership: str = "swim"
     failure_detector: str = "phi-accrual"
-    #: Timing preset of the membership protocol: lan, wan or local.
-    preset: str = attrs.field(default="lan", validator=_check_preset)
-    #: Partition policy: keep-majority, static-quorum or none.
-    partition_policy: str = "keep-majority"
-    #: Per-strategy options, e.g. {"phi-accrual": {"threshold": 10}, "swim": {"probe_interval": 0.5}}.
-    options: dict[str, dict[str, Any]] = attrs.field(factory=dict, converter=_to_options)
+    #: Deprecated until 0.3: set ``options["swim"]["preset"]`` (``[cluster.options.swim] preset``).
+    preset: str | None = None
+    #: Deprecated until 0.3: set ``options["swim"]["partition_policy"]``.
+    partition_policy: str | None = None
+    #: Per-strategy options, e.g. {"phi-accrual": {"threshold": 10}, "swim": {"preset": "wan"}};
+    #: read-only all the way down.
+    options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, converter=_to_frozen_options, hash=False)
     #: Health checks run periodically; their aggregate travels as a tag.
     health_checks: tuple[str, ...] = attrs.field(default=(), converter=_to_names)
     health_interval: float = attrs.field(default=5.0, converter=float, validator=positive)
@@ -92,3 +111,20 @@ class ClusterConfig(ConfigBase):
     #: TLS for the node's outgoing sync calls; defaults to the server's own
     #: certificate (mutual TLS) and CA.
     tls: TlsConfig | None = attrs.field(default=None, converter=_to_tls)
+
+    def __attrs_post_init__(self) -> None:
+        moved = {SWIM_ALIASES[name]: getattr(self, name) for name in SWIM_ALIASES if getattr(self, name) is not None}
+        if not moved:
+            return
+        names = sorted(n for n in SWIM_ALIASES if getattr(self, n) is not None)
+        warnings.warn(
+            " and ".join(f"ClusterConfig.{n}" for n in names)
+            + (" is" if len(names) == 1 else " are")
+            + " deprecated (removed in 0.3): an option of the swim membership strategy; set "
+            + " and ".join(f'options["swim"]["{SWIM_ALIASES[n]}"]' for n in names)
+            + " instead ([cluster.options.swim] in TOML)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        swim = {**moved, **dict(self.options.get("swim", {}))}
+        object.__setattr__(self, "options", _to_frozen_options({**self.options, "swim": swim}))

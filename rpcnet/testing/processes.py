@@ -44,12 +44,14 @@ class NodeProcess:
         tags: dict[str, str] | None = None,
         certs: str | None = None,
         key: str | None = None,
-        preset: str = "lan",
+        preset: str | None = None,
         extra: Sequence[str] = (),
         timeout: float = 20.0,
         prefix: Sequence[str] = (),
     ) -> NodeProcess:
-        args = [*prefix, sys.executable, "-m", "rpcnet", "node", "--node-id", node_id, "--listen", listen, "--gossip", gossip, "--preset", preset]
+        args = [*prefix, sys.executable, "-m", "rpcnet", "node", "--node-id", node_id, "--listen", listen, "--gossip", gossip]
+        if preset is not None:
+            args += ["--preset", preset]
         for seed in seeds:
             args += ["--seed", seed]
         for k, v in (tags or {}).items():
