@@ -493,8 +493,8 @@ class _Demo:
             back_in_rotation=since(first, self.restarted_ready),
             per_strategy={s: dict(sorted(c.items())) for s, c in self.traffic.per_strategy.items()},
             percentiles=percentiles,
-            retries=sum(c.stats["retries"] for c in clients.values()),
-            ejections=sum(c.stats["ejections"] for c in clients.values()),
+            retries=sum(c.stats.retries for c in clients.values()),
+            ejections=sum(c.stats.ejections for c in clients.values()),
         )
 
     async def stop_processes(self) -> None:

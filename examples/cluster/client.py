@@ -152,7 +152,7 @@ async def main(argv: list[str] | None = None) -> int:
             log(f"{tokens} tokens from {worker} in {time.monotonic() - started:.2f} s")
     finally:
         log(f"done: {sum(served.values())} prompt(s) answered, {failures} failed; per worker {served}; "
-            f"retries {clients.stats['retries']}, ejections {clients.stats['ejections']}")
+            f"retries {clients.stats.retries}, ejections {clients.stats.ejections}")
         await clients.close()
         await registry.close()
         await leave_and_stop(server, cluster)

@@ -17,7 +17,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -25,11 +25,20 @@ from ..config import RpcConfig, at_least, non_negative, positive
 from ..errors import ConfigError, RpcError, StatusCode
 from ..events import ClusterEvent, MemberEvent, MemberFailed, MemberLeft
 from ..plugins import PluginHost, make_plugin_manager
+from ..rpc import RpcClient
 from ..transport import Address, parse_address
 from .config import RPC_ADDRESS_TAG
 from .workers import WorkerRegistry
 
-__all__ = ["ClusterClient", "ConnectionPool", "RetryPolicy", "RetryBudget", "WorkerResult"]
+__all__ = [
+    "ClusterClient",
+    "ClusterClientStats",
+    "ConnectionPool",
+    "PoolStats",
+    "RetryPolicy",
+    "RetryBudget",
+    "WorkerResult",
+]
 
 log = logging.getLogger("rpcnet.cluster.client")
 
@@ -101,6 +110,36 @@ class _Pooled:
     last_used: float
 
 
+EvictionReason = Literal["failed", "restart", "idle", "error", "full", "closed"]
+
+
+@attrs.frozen(kw_only=True)
+class PoolStats:
+    """What a :class:`ConnectionPool` has done, as of one moment (a snapshot)."""
+
+    created: int = 0
+    reused: int = 0
+    #: Evictions by reason: the member failed or left, restarted (new address
+    #: or incarnation), sat idle, failed a call, made room, or the pool closed.
+    evicted_failed: int = 0
+    evicted_restart: int = 0
+    evicted_idle: int = 0
+    evicted_error: int = 0
+    evicted_full: int = 0
+    evicted_closed: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class ClusterClientStats:
+    """What a :class:`ClusterClient` has done, as of one moment (a snapshot)."""
+
+    calls: int = 0
+    retries: int = 0
+    failovers: int = 0
+    budget_exhausted: int = 0
+    ejections: int = 0
+
+
 class ConnectionPool:
     """One multiplexed connection per peer, bounded in total, evicted when idle,
     when the peer fails or leaves, when its incarnation changes (a restart),
@@ -124,8 +163,7 @@ class ConnectionPool:
         self._clock = clock
         self._entries: collections.OrderedDict[str, _Pooled] = collections.OrderedDict()
         self._closing: set[asyncio.Task[None]] = set()
-        #: Counters: created, reused, evicted_failed, evicted_restart, evicted_idle, evicted_error, evicted_full.
-        self.stats: collections.Counter[str] = collections.Counter()
+        self._counts: collections.Counter[str] = collections.Counter()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -136,8 +174,6 @@ class ConnectionPool:
     def get(self, node_id: str, address: Address, incarnation: int | None = None) -> Any:
         """The client for ``node_id`` at ``address``; a new one if the address
         or incarnation changed."""
-        from ..rpc.client import RpcClient
-
         now = self._clock()
         self.evict_idle(now)
         entry = self._entries.get(node_id)
@@ -147,21 +183,26 @@ class ConnectionPool:
             else:
                 entry.last_used = now
                 self._entries.move_to_end(node_id)
-                self.stats["reused"] += 1
+                self._counts["reused"] += 1
                 return entry.client
         while len(self._entries) >= self.max_connections:
             oldest = next(iter(self._entries))
             self.evict(oldest, "full")
         client = RpcClient(address, self.config, plugins=self.plugins, server_name=address[0])
         self._entries[node_id] = _Pooled(client, address, incarnation, now)
-        self.stats["created"] += 1
+        self._counts["created"] += 1
         return client
 
-    def evict(self, node_id: str, reason: str) -> bool:
+    @property
+    def stats(self) -> PoolStats:
+        """Counters as of now; a frozen snapshot."""
+        return PoolStats(**self._counts)
+
+    def evict(self, node_id: str, reason: EvictionReason) -> bool:
         entry = self._entries.pop(node_id, None)
         if entry is None:
             return False
-        self.stats[f"evicted_{reason}"] += 1
+        self._counts[f"evicted_{reason}"] += 1
         try:
             task = asyncio.get_running_loop().create_task(entry.client.close())
         except RuntimeError:  # no loop: nothing can be open
@@ -252,8 +293,12 @@ class ClusterClient:
         #: node id -> (ejected until, ejection length): workers that just
         #: proved unreachable are skipped locally until membership catches up.
         self._ejected: dict[str, tuple[float, float]] = {}
-        #: Counters: calls, retries, failovers, budget_exhausted, ejections.
-        self.stats: collections.Counter[str] = collections.Counter()
+        self._counts: collections.Counter[str] = collections.Counter()
+
+    @property
+    def stats(self) -> ClusterClientStats:
+        """Counters as of now; a frozen snapshot."""
+        return ClusterClientStats(**self._counts)
 
     async def start(self) -> None:
         """Follow the cluster's events (pool eviction). Optional without a cluster."""
@@ -300,7 +345,7 @@ class ClusterClient:
         previous = self._ejected.get(node_id)
         length = 1.0 if previous is None else min(30.0, previous[1] * 2)
         self._ejected[node_id] = (now + length, length)
-        self.stats["ejections"] += 1
+        self._counts["ejections"] += 1
 
     def _ejected_now(self) -> set[str]:
         if not self._ejected:
@@ -326,7 +371,7 @@ class ClusterClient:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         tried: set[str] = set()
-        self.stats["calls"] += 1
+        self._counts["calls"] += 1
         self.budget.record_call()
         attempt = 0
         while True:
@@ -350,10 +395,10 @@ class ClusterClient:
                 if attempt >= self.retry.max_attempts or not self._retryable(error, method, idempotent):
                     raise
                 if not self.budget.try_retry():
-                    self.stats["budget_exhausted"] += 1
+                    self._counts["budget_exhausted"] += 1
                     raise
-                self.stats["retries"] += 1
-                self.stats["failovers"] += 1
+                self._counts["retries"] += 1
+                self._counts["failovers"] += 1
                 delay = self.retry.backoff(attempt, self._rng)
                 if deadline is not None:
                     delay = min(delay, max(0.0, deadline - loop.time()))

@@ -171,7 +171,7 @@ async def test_idempotent_call_fails_over_when_its_worker_stops_mid_call(lab: La
 
     assert answer == {"worker": "a"}
     assert [r["n"] for r in healthy.received][-1] == stuck.received[-1]["n"]  # the same request, again
-    assert client.stats["failovers"] >= 1
+    assert client.stats.failovers >= 1
     # Further calls go on working while membership catches up.
     answers = [await client.call_worker("infer", {"n": 100 + i}, timeout=5, idempotent=True) for i in range(10)]
     assert all(a == {"worker": "a"} for a in answers)
@@ -192,7 +192,7 @@ async def test_non_idempotent_call_is_not_retried_once_sent(lab: Lab) -> None:
     assert caught.value.code is StatusCode.UNAVAILABLE
     assert not caught.value.not_sent
     assert len(healthy.received) == seen_by_a  # never sent a second time
-    assert client.stats["retries"] == 0
+    assert client.stats.retries == 0
 
 
 async def test_non_idempotent_call_is_retried_when_it_was_never_sent(lab: Lab) -> None:
@@ -205,7 +205,7 @@ async def test_non_idempotent_call_is_retried_when_it_was_never_sent(lab: Lab) -
 
     assert answers == [{"worker": "a"}] * 4
     assert len(healthy.received) == 4
-    assert client.stats["retries"] >= 1
+    assert client.stats.retries >= 1
 
 
 # -- no worker ------------------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ async def test_unavailable_names_the_filter_when_nothing_matches(lab: Lab) -> No
     assert error.code is StatusCode.UNAVAILABLE
     assert "gpu=true,role=worker" in str(error)
     assert error.details == {"filter": "gpu=true,role=worker"}
-    assert client.stats["retries"] == 0
+    assert client.stats.retries == 0
 
 
 # -- the connection pool -----------------------------------------------------------------------------
@@ -233,13 +233,17 @@ async def test_pool_drops_a_failed_worker_and_reconnects_to_its_restart(lab: Lab
     worker = await lab.worker("a")
     client = await lab.client(workers=1)
     assert await client.call_worker("infer", {}, timeout=5) == {"worker": "a"}
-    assert "a" in client.pool and client.pool.stats["created"] == 1
+    assert "a" in client.pool and client.pool.stats.created == 1
+    before = client.stats
+    assert await client.call_worker("infer", {}, timeout=5) == {"worker": "a"}
+    assert (before.calls, client.stats.calls) == (1, 2)  # a snapshot, not a live view
+    assert client.pool.stats.reused == 1
     old_incarnation = client.cluster.member("a").incarnation
     rpc, gossip = worker.server.address, worker.cluster.gossip_address
 
     await worker.stop()
     await eventually(lambda: "a" not in client.pool, 5, "the client's pool drops the failed worker")
-    assert client.pool.stats["evicted_failed"] == 1
+    assert client.pool.stats.evicted_failed == 1
 
     restarted = await lab.worker("a", address=rpc, gossip=gossip)
     registry = lab.registries[-1]
@@ -248,7 +252,7 @@ async def test_pool_drops_a_failed_worker_and_reconnects_to_its_restart(lab: Lab
     assert member is not None and member.incarnation > old_incarnation
     assert await client.call_worker("infer", {}, timeout=5) == {"worker": "a"}
     assert len(restarted.received) == 1
-    assert client.pool.stats["created"] == 2
+    assert client.pool.stats.created == 2
 
 
 async def test_pool_replaces_a_connection_when_the_member_restarts_at_the_same_address(lab: Lab) -> None:
@@ -269,11 +273,11 @@ async def test_pool_replaces_a_connection_when_the_member_restarts_at_the_same_a
     restarted = attrs.evolve(member, incarnation=member.incarnation + 5)
     client.pool.on_event(MemberRecovered(member=restarted, at=0.0))
     assert "a" not in client.pool
-    assert client.pool.stats["evicted_restart"] == 1
+    assert client.pool.stats.evicted_restart == 1
     assert client.pool.get("a", address, restarted.incarnation) is not pooled
 
     client.pool.on_event(MemberFailed(member=restarted, at=0.0))
-    assert "a" not in client.pool and client.pool.stats["evicted_failed"] == 1
+    assert "a" not in client.pool and client.pool.stats.evicted_failed == 1
 
 
 # -- the retry budget ------------------------------------------------------------------------------------
@@ -295,11 +299,11 @@ async def test_retry_budget_exhaustion_stops_retries(lab: Lab) -> None:
     with pytest.raises(RpcError):
         await client.call_worker("infer", {}, timeout=5, idempotent=True)
     assert attempts() == 2  # the first attempt and the one retry the budget held
-    assert client.stats["budget_exhausted"] == 1
+    assert client.stats.budget_exhausted == 1
 
     with pytest.raises(RpcError):
         await client.call_worker("infer", {}, timeout=5, idempotent=True)
     assert attempts() == 3  # no retry left: one attempt only
-    assert client.stats["retries"] == 1
-    assert client.stats["budget_exhausted"] == 2
+    assert client.stats.retries == 1
+    assert client.stats.budget_exhausted == 2
 

@@ -230,7 +230,7 @@ async def test_kill9_fails_over_with_no_failed_call_and_the_restart_rejoins(clus
     back_after = served_again - ready_at
     assert back_after <= 2.0, f"the restarted worker answered {back_after:.2f} s after it was ready"
     print(f"detection {failed_at - killed_at:.2f} s after SIGKILL; back in rotation {back_after:.2f} s after ready; "
-          f"{len(load.answers)} calls, 0 failed, {node.client.stats['retries']} retries")
+          f"{len(load.answers)} calls, 0 failed, {node.client.stats.retries} retries")
 
 
 async def test_custom_health_check_takes_a_worker_out_of_rotation_and_back(cluster: Any, tmp_path: Path) -> None:
