@@ -1,4 +1,4 @@
-"""Health checks: results, aggregation, time limits, the monitor, the bundled check and the RPC."""
+"""Running health checks: aggregation, time limits, the monitor and the health RPC."""
 
 from __future__ import annotations
 
@@ -6,15 +6,12 @@ import asyncio
 import itertools
 import logging
 import threading
-import time
 
 import pytest
 
-from rpcnet import RpcClient, RpcConfig, RpcServer, make_plugin_manager
-from rpcnet.builtins.event_loop_lag import EventLoopLag, EventLoopLagOptions
+from rpcnet import RpcClient, RpcConfig, RpcServer
 from rpcnet.cluster.health import HealthMonitor, register_health_service, run_checks
-from rpcnet.errors import ConfigError
-from rpcnet.health import HEALTH_METHOD, HealthCheck, HealthResult, HealthStatus, status_from_tags
+from rpcnet.health import HEALTH_METHOD, HealthCheck, HealthResult, HealthStatus
 
 HEALTHY, DEGRADED, UNHEALTHY = HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY
 
@@ -70,40 +67,6 @@ class BlocksThread(HealthCheck):
     def check(self):
         self.release.wait(30)
         return HealthResult.healthy()
-
-
-# -- values ---------------------------------------------------------------------------------
-
-
-def test_worst_status_wins():
-    assert HealthStatus.worst([HEALTHY, DEGRADED, HEALTHY]) is DEGRADED
-    assert HealthStatus.worst([DEGRADED, UNHEALTHY, HEALTHY]) is UNHEALTHY
-    assert HealthStatus.worst([]) is HEALTHY
-
-
-@pytest.mark.parametrize(
-    ("tags", "status"),
-    [
-        ({}, HEALTHY),
-        ({"rpcnet.health": "healthy"}, HEALTHY),
-        ({"rpcnet.health": "degraded"}, DEGRADED),
-        ({"rpcnet.health": "unhealthy"}, UNHEALTHY),
-        ({"rpcnet.health": " Unhealthy "}, UNHEALTHY),
-        ({"rpcnet.health": "draining"}, DEGRADED),  # unknown: neither trusted nor dropped
-    ],
-)
-def test_status_from_tags(tags, status):
-    assert status_from_tags(tags) is status
-
-
-def test_result_as_plain_data():
-    result = HealthResult(UNHEALTHY, "x", checks={"a": HealthResult.unhealthy("x"), "b": HealthResult.healthy()})
-    assert result.to_dict() == {
-        "status": "unhealthy",
-        "reason": "x",
-        "checks": {"a": {"status": "unhealthy", "reason": "x"}, "b": {"status": "healthy", "reason": ""}},
-    }
-    assert HealthResult("degraded", "slow").status is DEGRADED
 
 
 # -- run_checks ------------------------------------------------------------------------------
@@ -272,42 +235,6 @@ def test_monitor_settings_are_checked():
         HealthMonitor([], interval=0)
     with pytest.raises(ValueError, match="timeout must be > 0"):
         HealthMonitor([], timeout=-1)
-
-
-# -- event-loop-lag ----------------------------------------------------------------------------------
-
-
-def test_event_loop_lag_is_a_builtin_chosen_by_name_with_validated_options():
-    host = make_plugin_manager(autoload=False)
-    entry = host.registry.entry("health-check", "event-loop-lag")
-    assert (entry.cls, entry.plugin) == (EventLoopLag, "builtin-health")
-    check = host.create("health-check", "event-loop-lag", {"warn_ms": 20, "fail-ms": 200})
-    assert check.options == EventLoopLagOptions(warn_ms=20, fail_ms=200)
-    with pytest.raises(ConfigError, match=r"fail_ms \(10.0\) must be >= warn_ms \(20.0\)"):
-        host.create("health-check", "event-loop-lag", {"warn_ms": 20, "fail_ms": 10})
-    with pytest.raises(ConfigError, match="warn_ms must be >= 0"):
-        host.create("health-check", "event-loop-lag", {"warn_ms": -1})
-
-
-@pytest.mark.parametrize(
-    ("lag_ms", "status"), [(0, HEALTHY), (99.9, HEALTHY), (100, DEGRADED), (999, DEGRADED), (1000, UNHEALTHY)]
-)
-def test_event_loop_lag_thresholds(lag_ms, status):
-    result = EventLoopLag(EventLoopLagOptions(warn_ms=100, fail_ms=1000)).classify(lag_ms)
-    assert result.status is status
-    assert result.reason.startswith(f"event loop lag {lag_ms:.0f} ms")
-
-
-async def test_event_loop_lag_sees_a_loop_blocked_between_two_checks():
-    check = EventLoopLag(EventLoopLagOptions(warn_ms=250, fail_ms=60_000, sample_ms=50))
-    try:
-        assert (await check.check()).status is HEALTHY
-        time.sleep(0.4)  # the condition under test: a handler blocks the loop for 400 ms
-        blocked = await check.check()
-        assert blocked.status is DEGRADED, blocked
-        assert (await check.check()).status is HEALTHY  # a new period starts after each check
-    finally:
-        check.close()
 
 
 # -- the health RPC ---------------------------------------------------------------------------------
