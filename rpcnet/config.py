@@ -297,7 +297,3 @@ class RpcConfig(ConfigBase):
     default_timeout: float | None = attrs.field(default=None, converter=optional(float), validator=positive)
     #: Plugin names (entry-point or distribution) never loaded.
     disabled_plugins: tuple[str, ...] = attrs.field(default=(), converter=to_names)
-
-
-# Earlier private spellings, still imported by modules being migrated.
-_optional, _to_names, _to_options, _to_tls = optional, to_names, to_options, to_tls

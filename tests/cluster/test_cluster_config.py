@@ -31,6 +31,11 @@ def test_preset_and_partition_policy_are_deprecated_aliases_of_swim_options() ->
     with pytest.warns(DeprecationWarning, match=r'ClusterConfig.partition_policy and ClusterConfig.preset are deprecated .*options\["swim"\]\["partition_policy"\]'):
         config = ClusterConfig(preset="wan", partition_policy="none", options={"swim": {"probe_interval": 2.0}})
     assert dict(config.options["swim"]) == {"preset": "wan", "partition_policy": "none", "probe_interval": 2.0}
+    # Folded into the options once: evolving the config neither warns again nor loses them.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evolved = config.evolve(label="x")
+    assert (evolved.preset, evolved.options["swim"]["preset"]) == (None, "wan")
     with pytest.warns(DeprecationWarning):
         explicit = ClusterConfig(preset="wan", options={"swim": {"preset": "local"}})
     assert explicit.options["swim"]["preset"] == "local", "the swim option wins over the deprecated key"

@@ -86,7 +86,7 @@ def test_malformed_datagram_increments_decode_errors() -> None:
     core = make()
     core.receive(PEER, b"\xc1not msgpack", 0.1)
     core.receive(PEER, codec.encode_header("peer", None)[:-1], 0.1)
-    assert core.stats["decode_errors"] == 2
+    assert core.stats.decode_errors == 2
 
 
 def test_suspicion_about_me_is_refuted_with_a_higher_incarnation() -> None:
@@ -276,10 +276,10 @@ def test_heartbeats_go_to_monitors_and_silence_triggers_one_confirming_probe() -
     (watched,) = core._watched
     driver.beating = {watched}
     driver.run_until(20.0)
-    assert core.stats["confirm_probes"] == 0, "regular heartbeats raise nothing"
+    assert core.stats.confirm_probes == 0, "regular heartbeats raise nothing"
     driver.beating = set()
     driver.run_until(40.0)
-    assert core.stats["confirm_probes"] == 1, "one confirming probe per silence"
+    assert core.stats.confirm_probes == 1, "one confirming probe per silence"
     assert core.member(watched).state is MemberState.ALIVE, "the probe was answered: no suspicion"
     driver.next_beat = 41.0
     driver.beating = {watched}
@@ -287,7 +287,7 @@ def test_heartbeats_go_to_monitors_and_silence_triggers_one_confirming_probe() -
     driver.beating = set()
     driver.silent = {watched}
     driver.run_until(54.0)
-    assert core.stats["confirm_probes"] == 2
+    assert core.stats.confirm_probes == 2
     assert core.member(watched).state is MemberState.SUSPECT
 
 
@@ -404,7 +404,7 @@ def test_missed_direct_ack_also_pings_over_the_stream_and_its_ack_saves_the_memb
     assert address == core.member(target).address
     core.handle_response(address, codec.encode_sync(StreamAck(sender=target, seq=stream_ping.seq)), now + 0.6)
     core.handle_timer(now + 1.0)
-    assert core.member(target).state is MemberState.ALIVE and core.stats["stream_acks"] == 1
+    assert core.member(target).state is MemberState.ALIVE and core.stats.stream_acks == 1
     assert core.events_to_deliver() == []
 
 
@@ -511,9 +511,9 @@ def test_a_healthy_prober_counts_its_suspicion_from_the_unanswered_ping(nacking:
     driver.silent = {"p0"}
     sent_at = None
     while core.member("p0").state is MemberState.ALIVE:
-        before = core.stats["probes"]
+        before = core.stats.probes
         driver.run_until(driver.now + 0.05)
-        if core.stats["probes"] > before and "p0" in core._probing and sent_at is None:
+        if core.stats.probes > before and "p0" in core._probing and sent_at is None:
             sent_at = driver.now
     assert sent_at is not None
     suspected_at = driver.now
