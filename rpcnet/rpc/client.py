@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import logging
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, Self
 
 import attrs
@@ -45,10 +46,10 @@ _OK_TRAILER_PAYLOAD = OK_TRAILER[PREFIX_SIZE:]
 
 @attrs.frozen
 class CallMetadata:
-    """Metadata the server sent: before the first response, and with the status."""
+    """Metadata the server sent: before the first response, and with the status (read-only)."""
 
-    initial: dict[str, Any]
-    trailers: dict[str, Any]
+    initial: Mapping[str, Any] = attrs.field(converter=MappingProxyType)
+    trailers: Mapping[str, Any] = attrs.field(converter=MappingProxyType)
 
 
 class _Refused(Exception):
