@@ -48,7 +48,7 @@ def export(revision: str, into: Path) -> Path:
 def run_once(tree: Path, options: argparse.Namespace) -> dict[tuple[str, str], float]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree), str(tree / "plugins")]))
     probe = "import rpcnet, rpcnet_quic; print(rpcnet.__file__); print(rpcnet_quic.__file__)"
-    loaded = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    loaded = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True, cwd=tree)
     if not all(Path(line).is_relative_to(tree) for line in loaded.stdout.split()):
         raise SystemExit(f"{tree.name}: rpcnet was imported from elsewhere: {loaded.stdout.split()}")
     command = [
