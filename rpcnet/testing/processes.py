@@ -58,12 +58,13 @@ class NodeProcess:
             args += ["--tag", f"{k}={v}"]
         if certs:
             args += ["--certs", certs]
+        env = {}
         if key:
-            args += ["--key", key]
+            env["RPCNET_GOSSIP_KEY"] = key  # not --key: a key in argv is visible to every local user
         else:
             args += ["--insecure-gossip"]
         args += list(extra)
-        node = cls(args)
+        node = cls(args, env)
         await node.spawn(timeout)
         return node
 
