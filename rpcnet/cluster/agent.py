@@ -289,7 +289,25 @@ async def run_node(config: NodeConfig, *, plugins: PluginHost | None = None) -> 
     host = plugins if plugins is not None else make_plugin_manager(disabled=config.rpc.disabled_plugins)
     config.check(host)
     preflight(config, host)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    left = False
+
+    def on_stop_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("%s again: exiting at once, without leaving", signal.Signals(signum).name)
+            sys.stderr.flush()
+            os._exit(128 + signum)
+        log.info("%s: leaving the cluster (send it again to exit at once)", signal.Signals(signum).name)
+        stop.set()
+
+    # Handled from the start: a signal while the node joins makes it leave once it has joined.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_stop_signal, sig)
     server, cluster, subscription = await _start(config, host)
+    reloader = Reloader(server, cluster, config, _emit)
+    loop.add_signal_handler(signal.SIGHUP, lambda: reloader.reload("SIGHUP"))
+
     _emit({
         "ready": True,
         "node": cluster.node_id,
@@ -300,22 +318,6 @@ async def run_node(config: NodeConfig, *, plugins: PluginHost | None = None) -> 
     })
     log.info("node %s serving RPC on %s%s", cluster.node_id, format_address(server.address),
              f", gossip on {format_address(cluster.gossip_address)}" if cluster.gossip_address else "")
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    left = False
-    reloader = Reloader(server, cluster, config, _emit)
-
-    def on_stop_signal(signum: int) -> None:
-        if stop.is_set():
-            log.warning("%s again: exiting at once, without leaving", signal.Signals(signum).name)
-            sys.stderr.flush()
-            os._exit(128 + signum)
-        log.info("%s: leaving the cluster (send it again to exit at once)", signal.Signals(signum).name)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_stop_signal, sig)
-    loop.add_signal_handler(signal.SIGHUP, lambda: reloader.reload("SIGHUP"))
 
     async def pump_events() -> None:
         async for event in subscription:

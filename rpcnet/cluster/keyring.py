@@ -110,7 +110,9 @@ class Keyring:
             try:
                 return cls([line for line in lines if line and not line.startswith("#")])
             except ConfigError as exc:
-                raise ConfigError(f"gossip key file {path}: {exc}") from None
+                raise ConfigError(
+                    f"gossip key file {path} is neither a JSON list of base64 keys nor one base64 key per line: {exc}"
+                ) from None
         try:
             keys = json.loads(text)
         except ValueError as exc:

@@ -395,6 +395,8 @@ class NodeConfig:
         for (section, field), kind in _CHOSEN_BY.items():
             value = getattr(getattr(self, section), field)
             for name in (value if isinstance(value, tuple) else (value,)):
+                if kind == "failure-detector" and name == "none":
+                    continue  # the membership runs without a failure detector
                 try:
                     plugins.strategy(kind, name)
                 except UnknownStrategyError as exc:
