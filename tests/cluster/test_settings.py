@@ -180,8 +180,25 @@ def _documented_toml() -> list[tuple[str, str]]:
     return blocks
 
 
+def _documented_plugins() -> list[object]:
+    """The plugins the docs' worked examples write: drain_check.py, and the balancer in plugins.md."""
+    import sys
+    import types
+
+    sys.path.insert(0, str(ROOT / "examples" / "cluster"))
+    try:
+        import drain_check
+    finally:
+        sys.path.pop(0)
+    text = (ROOT / "docs" / "plugins.md").read_text()
+    (source,) = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "class Fastest" in b]
+    module = types.ModuleType("documented_fastest")
+    exec(compile(source, "docs/plugins.md", "exec"), module.__dict__)
+    return [drain_check.plugin, ("documented-fastest", module)]
+
+
 @pytest.mark.parametrize("where, block", _documented_toml(), ids=lambda v: v if "/" in v or v.endswith(".md") else "")
 def test_every_configuration_the_docs_show_loads_and_checks(tmp_path: Path, where: str, block: str) -> None:
     path = tmp_path / "shown.toml"
     path.write_text(block)
-    load_node_config(path, environ={})
+    load_node_config(path, environ={}, plugins=make_plugin_manager(plugins=_documented_plugins()))

@@ -81,3 +81,25 @@ def test_the_demo_programs_run_as_modules_of_the_package():
     assert program_command("worker")[1:] == ["-m", "rpcnet.demo.worker"]
     result = subprocess.run([*program_command("director"), "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "director" in result.stdout
+
+
+def _readme_programs() -> list[str]:
+    import re
+
+    text = (EXAMPLES.parent / "README.md").read_text()
+    return [block for block in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "asyncio.run(main())" in block]
+
+
+def test_the_readme_snippets_run_as_written(tmp_path):
+    programs = _readme_programs()
+    assert len(programs) == 2, "the tour and the cluster snippet"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RPCNET_")}
+    outputs = []
+    for index, program in enumerate(programs):
+        path = tmp_path / f"snippet{index}.py"
+        path.write_text(program)
+        result = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, env=env, timeout=60,
+                                cwd=tmp_path, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        outputs.append(result.stdout.strip())
+    assert outputs == ["hello, rpcnet", "an answer to 'hi'"]
