@@ -162,25 +162,33 @@ def _variable(path: tuple[str, ...]) -> str:
 
 
 class _Sources:
-    """Where each key of the merged settings came from, for error messages."""
+    """Where each key and table of the merged settings came from, for error messages."""
 
     def __init__(self) -> None:
-        self._where: dict[tuple[str, ...], str] = {}
+        self._where: dict[tuple[str, ...], list[str]] = {}
+
+    def _add(self, path: tuple[str, ...], where: str) -> None:
+        found = self._where.setdefault(path, [])
+        if where not in found:
+            found.append(where)
 
     def record(self, data: Mapping[str, Any], where: str | Mapping[tuple[str, ...], str], path: tuple[str, ...] = ()) -> None:
+        """``where``: one source for everything in ``data``, or each leaf's own (environment variables)."""
         for key, value in data.items():
             here = (*path, _norm(key, path))
-            self._where[here] = where if isinstance(where, str) else where.get(here, "the environment")
-            if isinstance(value, Mapping):
+            if isinstance(value, Mapping) and value:
                 self.record(value, where, here)
+                continue
+            source = where if isinstance(where, str) else where.get(here, "the environment")
+            for end in range(1, len(here) + 1):  # a table came from wherever its keys did
+                self._add(here[:end], source)
 
     def of(self, path: tuple[str, ...]) -> str:
-        """The source of ``path``, or of the nearest table above it that has one."""
+        """The sources of ``path``, or of the nearest table above it that has one."""
         for end in range(len(path), 0, -1):
             if path[:end] in self._where:
-                return self._where[path[:end]]
-        found = sorted({w for p, w in self._where.items() if p[: len(path)] == path})
-        return " and ".join(found) if found else "the defaults"
+                return " and ".join(self._where[path[:end]])
+        return "the defaults"
 
 
 def _norm(key: Any, path: tuple[str, ...]) -> str:
@@ -227,6 +235,12 @@ def _unknown(where: str, path: tuple[str, ...], valid: list[str]) -> ConfigError
 def _check_keys(data: Mapping[str, Any], sources: _Sources) -> None:
     for top, value in data.items():
         if top not in SECTIONS:
+            homes = [section for section, cls in SECTIONS.items() if top in _fields(cls)]
+            if homes:
+                raise ConfigError(
+                    f"{sources.of((top,))}: unknown key {top!r} at the top level; settings live in tables: "
+                    f"did you mean {' or '.join(f'[{h}] {top}' for h in homes)}?"
+                )
             raise _unknown(sources.of((top,)), (top,), list(SECTIONS))
         if not isinstance(value, Mapping):
             raise ConfigError(f"{sources.of((top,))}: [{top}] must be a table, got {type(value).__name__} {value!r}")
@@ -341,8 +355,6 @@ class NodeConfig:
             file_data = _normalise(_read_toml(path))
             where = f"config file {str(path)!r}"
             sources.record(file_data, where)
-            if not any(table in file_data for table in SECTIONS) and file_data:
-                raise _unknown(where, (next(iter(file_data)),), list(SECTIONS))
             data = _merge(data, file_data)
         cached: list[PluginHost] = []
 

@@ -187,6 +187,30 @@ async def test_certificates_are_reloaded_on_sighup(tmp_path: Path, key: str) -> 
         await node.stop()
 
 
+async def test_members_shows_the_health_each_member_publishes_and_its_reason(certs: Path, key: str) -> None:
+    seed = await NodeProcess.start(node_id="seed", certs=str(certs), key=key)
+    sick = None
+    try:
+        # event-loop-lag with both thresholds at 0 ms rates every node unhealthy.
+        sick = await NodeProcess.start(node_id="sick", certs=str(certs), key=key, seeds=[seed.rpc], extra=[
+            "--health-check", "event-loop-lag", "--set", "cluster.health_interval=0.2",
+            "--set", "cluster.options.event-loop-lag.warn_ms=0", "--set", "cluster.options.event-loop-lag.fail_ms=0"])
+        await seed.wait_for(lambda line: line.get("member") == "sick" and line.get("tags", {}).get("rpcnet.health") == "unhealthy", 10)
+        result = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "rpcnet", "members", seed.rpc, "--certs", str(certs)],
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stderr
+        header, *rows = result.stdout.splitlines()
+        assert header.split() == ["ID", "ADDRESS", "RPC", "STATE", "INC", "PHI", "HEALTH", "REASON", "TAGS"]
+        sick_row = next(row for row in rows if row.startswith("sick "))
+        assert " unhealthy " in sick_row
+        assert re.search(r"event-loop-lag unhealthy: event loop lag \d+ ms \(fail at 0 ms\)", sick_row), sick_row
+        seed_row = next(row for row in rows if row.startswith("seed *"))
+        assert " healthy " in seed_row and "no health checks configured" in seed_row
+    finally:
+        await asyncio.gather(seed.stop(), *([sick.stop()] if sick else []))
+
+
 # -- the deployment examples in docs/operations.md -------------------------------------
 
 

@@ -75,10 +75,11 @@ def test_layers_merge_table_by_table(node_toml: Path) -> None:
         ("[clustr]\n", "config file '{path}': unknown key 'clustr' (did you mean 'cluster'?); valid keys in the top level: node, rpc, cluster, workers"),
         ("[cluster]\ntagz = {a = 'b'}\n", "config file '{path}': unknown key 'cluster.tagz' (did you mean 'cluster.tags'?)"),
         ("[rpc.tls]\nca-fil = 'x'\n", "config file '{path}': unknown key 'rpc.tls.ca_fil' (did you mean 'rpc.tls.ca_file'?)"),
-        ("label = 'x'\n", "config file '{path}': unknown key 'label'; valid keys in the top level: node, rpc, cluster, workers"),
+        ("label = 'x'\n", "config file '{path}': unknown key 'label' at the top level; settings live in tables: did you mean [cluster] label?"),
+        ("verbose = true\n", "config file '{path}': unknown key 'verbose'; valid keys in the top level: node, rpc, cluster, workers"),
         ("[node]\nlog_level = 'verbose'\n", "config file '{path}': [node] log_level must be one of debug, info, warning, error, critical, got 'verbose'"),
     ],
-    ids=["table", "key", "tls key", "root key", "value"],
+    ids=["table", "key", "tls key", "setting at the root", "root key", "value"],
 )
 def test_a_key_nobody_reads_names_the_file_the_key_and_the_nearest(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "node.toml"
