@@ -61,6 +61,14 @@ def describe(exc: BaseException) -> CliError:
 class _Main(click.Group):
     """Turns every exception a command lets through into one line, unless --debug."""
 
+    def main(self, args: Sequence[str] | None = None, *rest: Any, **kwargs: Any) -> Any:
+        # --debug may follow the command too (`rpcnet node ... --debug`): it is the group's.
+        args = list(sys.argv[1:] if args is None else args)
+        if "--debug" in args[1:]:
+            args.remove("--debug")
+            args.insert(0, "--debug")
+        return super().main(args, *rest, **kwargs)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

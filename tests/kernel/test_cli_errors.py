@@ -156,8 +156,9 @@ def test_keygen_does_not_overwrite_a_key_file(key_file: Path) -> None:
     assert message == f"{key_file} exists; keygen does not overwrite a key file"
 
 
-def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    result = run("--debug", "node", cwd=tmp_path)
+@pytest.mark.parametrize("args", [("--debug", "node"), ("node", "--debug")], ids=["before", "after"])
+def test_debug_shows_the_traceback(tmp_path: Path, args: tuple[str, ...]) -> None:
+    result = run(*args, cwd=tmp_path)
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "NodeStartError" in result.stderr
 
