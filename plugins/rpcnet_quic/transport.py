@@ -8,6 +8,8 @@ import socket
 from pathlib import Path
 from typing import Any, ClassVar
 
+import attrs
+
 from rpcnet.config import TlsConfig
 from rpcnet.errors import ConfigError, TransportError
 from rpcnet.transport import Address, NewStreamCallback, Transport, parse_address
@@ -41,8 +43,15 @@ class QuicTransport(Transport):
             self._backend = self.backend_class()
         return self._backend
 
-    async def listen(self, address: Address, on_stream: NewStreamCallback, *, tls: Any = None) -> QuicListener:
+    async def listen(
+        self, address: Address, on_stream: NewStreamCallback, *, tls: Any = None, max_streams: int | None = None
+    ) -> QuicListener:
         tls = _require_tls(tls)
+        options = self.options
+        if max_streams is not None and max_streams != options.max_streams:
+            # The caller's credit (the RPC server's per-connection call limit)
+            # is the MAX_STREAMS every connection of this listener grants.
+            options = attrs.evolve(options, max_streams=max_streams)
         if not tls.cert_file or not tls.key_file:
             raise ConfigError(
                 "the quic transport needs a certificate to listen: set tls.cert_file and tls.key_file "
@@ -54,17 +63,17 @@ class QuicTransport(Transport):
                 raise ConfigError("tls.require_client_cert needs tls.ca_file: the CA that issues client certificates")
             trusted = load_ca_certificates(tls.ca_file)
         host, port = parse_address(address)
-        configuration = self.backend.server_configuration(self.options, tls, ALPN)
+        configuration = self.backend.server_configuration(options, tls, ALPN)
         listener = QuicListener(
             backend=self.backend,
             configuration=configuration,
-            options=self.options,
+            options=options,
             on_stream=on_stream,
             trusted_cas=trusted,
             reset_key=_stateless_reset_key(tls.key_file),
         )
         try:
-            await bind_udp_socket(listener, host, port, read_batch=self.options.listener_read_batch)
+            await bind_udp_socket(listener, host, port, read_batch=options.listener_read_batch)
         except OSError as exc:
             raise TransportError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         return listener
