@@ -109,7 +109,7 @@ class QuicTransport(Transport):
         quic = self.backend.client_connection(options, tls, name, ALPN)
         endpoint = ClientEndpoint()
         try:
-            udp = await connect_udp_socket(endpoint, family, sockaddr)
+            udp = await connect_udp_socket(endpoint, family, sockaddr, bind_address=options.bind_address)
         except OSError as exc:
             raise PeerUnreachable(f"cannot reach {sockaddr[0]}:{sockaddr[1]}: {exc.strerror or exc}") from None
         connection = QuicConnection(
