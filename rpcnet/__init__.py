@@ -5,6 +5,8 @@ Plugins write ``from rpcnet import hookimpl``.
 
 from __future__ import annotations
 
+import logging
+
 from .config import RpcConfig, TlsConfig, load_config
 from .errors import RpcError, StatusCode
 from .hookspecs import hookimpl, hookspec
@@ -30,3 +32,7 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# A library logs, the application decides where it goes: without this,
+# warnings would reach stderr through logging's last-resort handler.
+logging.getLogger("rpcnet").addHandler(logging.NullHandler())

@@ -6,6 +6,8 @@ library as a backend.
 
 from __future__ import annotations
 
+import logging
+
 from rpcnet import hookimpl
 from rpcnet.hookspecs import Register
 
@@ -13,6 +15,11 @@ from .options import ALPN, QuicOptions
 from .transport import QuicTransport
 
 __all__ = ["QuicTransport", "QuicOptions", "ALPN", "rpcnet_register_transports"]
+
+# aioquic logs on "quic" (a warning per failed handshake, among others).
+# Without a handler of its own, logging's last-resort handler would print
+# those lines to stderr in applications that never configured logging.
+logging.getLogger("quic").addHandler(logging.NullHandler())
 
 
 @hookimpl

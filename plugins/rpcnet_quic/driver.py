@@ -529,7 +529,6 @@ class QuicConnection(Connection):
             try:
                 verified = verify_client_certificate(leaf, chain, self._trusted_cas)
             except ClientCertificateRejected as exc:
-                logger.info("refused client %s: %s", self.peer.address, exc.message)
                 self._fail_handshake(CRYPTO_ERROR + exc.alert, exc.message)
                 return
             identity, certificate = verified.identity, verified.certificate
@@ -746,6 +745,11 @@ class QuicConnection(Connection):
         if self._state == _HANDSHAKE:
             if CRYPTO_ERROR <= code < CRYPTO_ERROR + 0x100:
                 alert = code - CRYPTO_ERROR
+                if info.by_peer and not self._is_client:
+                    return TlsError(
+                        f"TLS handshake with client {peer} failed: the client refused it "
+                        f"({reason or 'no reason given'}; TLS alert {alert})"
+                    )
                 if info.by_peer:
                     return TlsError(explain_peer_rejection(
                         alert, reason, address=peer, sent_certificate=self._sent_certificate
@@ -784,6 +788,11 @@ class QuicConnection(Connection):
         elif self._close_exc is None:
             self._close_exc = TransportError(f"connection to {self._describe_peer()} is closed")
         self._close_reported = exc
+        if isinstance(exc, TlsError):
+            # Once per connection, here; the QUIC library's own lines go to
+            # its "quic" logger, which has a NullHandler.
+            side = "client" if self._is_client else "server"
+            logger.info("%s: %s", side, exc)
         for handle in (
             self._transmit_handle, self._timer, self._keepalive_handle, self._handshake_timer, self._unused_timer
         ):
