@@ -544,6 +544,7 @@ class RpcClient:
                     stream.send(data, True)
                 except TransportError:
                     pass  # the connection ended meanwhile: the call reports it
+                data = b""  # the transport has its copy; ours is not kept for the whole call
                 if deadline is not None:
                     call.timer = asyncio.get_running_loop().call_at(deadline, call.on_deadline)
                 try:
