@@ -790,6 +790,18 @@ class _RequestWriter(_StreamCall):
                 call._abort(exc, ResetCode.CANCELLED)
         except TransportError:
             pass  # the call itself reports why the stream ended
+        except Exception as exc:
+            # The caller's request iterator failed: the call cannot go on, so
+            # it is cancelled (the server's handler too) and the caller learns
+            # why, instead of waiting for a deadline that may never come.
+            call = self._call
+            if call is not None:
+                error = RpcError(
+                    f"the call was cancelled: its request iterator raised {type(exc).__name__}: {exc}",
+                    code=StatusCode.CANCELLED,
+                )
+                error.__cause__ = exc
+                call._abort(error, ResetCode.CANCELLED)
 
     async def _send_one(self, item: Any) -> bool:
         call = self._call

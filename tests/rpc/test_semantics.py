@@ -9,6 +9,7 @@ import pytest
 
 from rpcnet import RpcServer, ServerContext, current_deadline, hookimpl, make_plugin_manager
 from rpcnet.errors import (
+    CancelledError,
     DeadlineExceededError,
     InvalidArgumentError,
     NotFoundError,
@@ -470,3 +471,45 @@ def test_the_old_bidi_registration_names_warn_and_still_work() -> None:
     with pytest.warns(DeprecationWarning, match="use bidi_streaming"):
         server.streaming("b")(lambda requests, ctx: requests)
     assert {server.methods[n].kind for n in ("a", "b")} == {MethodKind.BIDI_STREAMING}
+
+
+@pytest.mark.parametrize("kind", ["client_streaming", "bidi_streaming"])
+async def test_a_request_iterator_that_raises_cancels_the_call_and_says_why(serve: Any, kind: str) -> None:
+    handler_cancelled = asyncio.Event()
+
+    def register(server: RpcServer) -> None:
+        @server.client_streaming("total")
+        async def total(requests: Any, ctx: ServerContext) -> int:
+            try:
+                return sum([r async for r in requests])
+            except asyncio.CancelledError:
+                handler_cancelled.set()
+                raise
+
+        @server.bidi_streaming("echo")
+        async def echo(requests: Any, ctx: ServerContext) -> Any:
+            try:
+                async for r in requests:
+                    yield r
+            except asyncio.CancelledError:
+                handler_cancelled.set()
+                raise
+
+    async def requests() -> Any:
+        yield 1
+        raise ValueError("the disk went away")
+
+    _, client = await serve(register)
+    # No deadline: before, the call waited forever for requests that never came.
+    with pytest.raises(CancelledError, match="request iterator raised ValueError: the disk went away") as caught:
+        if kind == "client_streaming":
+            await asyncio.wait_for(client.call_client_streaming("total", requests()), 10)
+        else:
+            await asyncio.wait_for(_drain(client.call_streaming("echo", requests())), 10)
+    assert isinstance(caught.value.__cause__, ValueError)
+    await asyncio.wait_for(handler_cancelled.wait(), 10)
+    assert await client.call_client_streaming("total", [1, 2]) == 3  # the connection is fine
+
+
+async def _drain(responses: Any) -> list[Any]:
+    return [r async for r in responses]
