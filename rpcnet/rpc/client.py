@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import logging
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Self
 
@@ -657,7 +657,9 @@ class _StreamCall:
             self._wrapped = client._wrap_start(self._method, self._kind, self._metadata)
             deadline = client._timeout(self._timeout)[0]
             call = _ClientCall(client, self._codec.loads, True)
-            call.responses = MessageQueue(_LazyStream(call), client.config.stream_buffer, self._decode)
+            # The queue decodes through a function that does not hold this
+            # object, so a stream the caller drops is freed (and cancelled) at once.
+            call.responses = MessageQueue(_LazyStream(call), client.config.stream_buffer, _decoder(call, self._codec))
             stream = await client._open(call, deadline)
             try:
                 first = client._header(self._method, self._metadata, client._remaining(deadline))
@@ -687,14 +689,16 @@ class _StreamCall:
     def _after_start(self, call: _ClientCall) -> None:
         pass
 
-    def _decode(self, payload: bytes) -> Any:
-        try:
-            return self._codec.loads(payload)
-        except SerializationError as exc:
-            error = RpcError(f"could not decode a response message: {exc}", code=StatusCode.INTERNAL)
-            if self._call is not None:
-                self._call._abort(error, ResetCode.PROTOCOL_ERROR)
-            raise error from None
+    def __del__(self) -> None:
+        # A call the caller let go of (``break`` out of ``async for``, an
+        # unread stream) is cancelled, so it gives its stream credit back
+        # instead of holding it until the server ends the call.
+        call = self._call
+        if call is not None and not call.finished:
+            try:
+                call.cancel()
+            except Exception:  # the loop may be gone at interpreter exit
+                pass
 
     def _end(self, exc: BaseException | None) -> None:
         if self._ended:
@@ -879,6 +883,18 @@ class BidiCall(_RequestWriter, ResponseStream):
     Read with ``async for`` or :meth:`read`; write with :meth:`send` and end
     with :meth:`done_writing` (or pass the requests when calling).
     """
+
+
+def _decoder(call: _ClientCall, codec: Any) -> Callable[[bytes], Any]:
+    def decode(payload: bytes) -> Any:
+        try:
+            return codec.loads(payload)
+        except SerializationError as exc:
+            error = RpcError(f"could not decode a response message: {exc}", code=StatusCode.INTERNAL)
+            call._abort(error, ResetCode.PROTOCOL_ERROR)
+            raise error from None
+
+    return decode
 
 
 class _LazyStream:

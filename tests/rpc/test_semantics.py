@@ -513,3 +513,32 @@ async def test_a_request_iterator_that_raises_cancels_the_call_and_says_why(serv
 
 async def _drain(responses: Any) -> list[Any]:
     return [r async for r in responses]
+
+
+async def test_a_response_stream_the_caller_lets_go_of_gives_its_credit_back(serve: Any) -> None:
+    cancelled = asyncio.Event()  # set when the handler ends
+
+    def register(server: RpcServer) -> None:
+        @server.server_streaming("forever")
+        async def forever(request: Any, ctx: ServerContext) -> Any:
+            try:
+                n = 0
+                while True:
+                    yield n
+                    n += 1
+            finally:  # closed by the server once the call is cancelled
+                cancelled.set()
+
+    # One call at a time per connection: a leaked stream would block the next call.
+    _, client = await serve(register, max_concurrent_calls_per_connection=1)
+    async for n in client.call_server_streaming("forever", None):
+        if n == 2:
+            break  # no cancel(), no `async with`: the stream object is simply dropped
+    await asyncio.wait_for(cancelled.wait(), 10)
+    assert await asyncio.wait_for(_first(client.call_server_streaming("forever", None)), 10) == 0
+
+
+async def _first(responses: Any) -> Any:
+    async with responses:
+        async for item in responses:
+            return item
