@@ -45,6 +45,7 @@ import pytest_asyncio
 
 from ..config import RpcConfig, TlsConfig
 from ..errors import (
+    CancelledError,
     DeadlineExceededError,
     FailedPreconditionError,
     ResourceExhaustedError,
@@ -426,6 +427,53 @@ class TransportConformance:
         await asyncio.wait_for(cancelled.wait(), DEADLINE)
         await wait_until(lambda: server.active_calls == 0, DEADLINE)
         assert call.cancelled()
+
+    async def test_a_response_stream_let_go_of_gives_its_credit_back(self, harness: Harness) -> None:
+        """Breaking out of ``async for`` without cancel() resets the stream, so
+        its unit of credit returns and the handler is closed."""
+        ended = asyncio.Event()
+
+        def register(server: RpcServer) -> None:
+            @server.server_streaming("forever")
+            async def forever(request: Any, ctx: Any) -> Any:
+                try:
+                    n = 0
+                    while True:
+                        yield n
+                        n += 1
+                finally:
+                    ended.set()
+
+        _, client = await harness.serve(register, max_concurrent_calls_per_connection=1)
+        async for n in client.call_server_streaming("forever", None):
+            if n == 2:
+                break
+        await asyncio.wait_for(ended.wait(), DEADLINE)
+        again = client.call_server_streaming("forever", None)
+        async with again:
+            assert await asyncio.wait_for(again.read(), DEADLINE) == 0
+
+    async def test_a_request_iterator_that_raises_cancels_the_call(self, harness: Harness) -> None:
+        cancelled = asyncio.Event()
+
+        def register(server: RpcServer) -> None:
+            @server.client_streaming("total")
+            async def total(requests: Any, ctx: Any) -> Any:
+                try:
+                    return sum([r async for r in requests])
+                except asyncio.CancelledError:
+                    cancelled.set()
+                    raise
+
+        async def requests() -> Any:
+            yield 1
+            raise ValueError("source failed")
+
+        _, client = await harness.serve(register)
+        with pytest.raises(CancelledError, match="request iterator raised ValueError: source failed"):
+            await asyncio.wait_for(client.call_client_streaming("total", requests()), DEADLINE)
+        await asyncio.wait_for(cancelled.wait(), DEADLINE)
+        assert await asyncio.wait_for(client.call_client_streaming("total", [1, 2]), DEADLINE) == 3
 
     async def test_the_deadline_reaches_the_handler(self, harness: Harness) -> None:
         cancelled = asyncio.Event()
