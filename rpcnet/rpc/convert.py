@@ -166,9 +166,10 @@ def converter_for(serializer: str) -> cattrs.Converter:
 def _format(exc: BaseException, target: Any) -> str:
     if isinstance(exc, _Mismatch):
         return str(exc)
-    if isinstance(exc, (ValueError, TypeError)) and not isinstance(exc, KeyError) and str(exc):
-        # attrs validators and converters raise these with a message of their own.
-        return f"{cattrs.v.format_exception(exc, target)}: {exc}"
+    if isinstance(exc, (ValueError, TypeError)) and exc.args and isinstance(exc.args[0], str):
+        # attrs validators and converters raise these with a message of their own
+        # (validators add the attribute and the value as further args).
+        return f"{cattrs.v.format_exception(exc, target)}: {exc.args[0]}"
     return cattrs.v.format_exception(exc, target)
 
 
@@ -254,9 +255,20 @@ def type_name(tp: Any) -> str:
     """A short readable name: ``AddRequest``, ``list[int]``, ``str | None``."""
     if tp is None or tp is type(None):
         return "None"
-    if isinstance(tp, type) and not typing.get_args(tp):
+    if tp is Any:
+        return "Any"
+    union = _union_args(tp)
+    if union is not None:
+        return " | ".join(type_name(arg) for arg in union)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        return f"Literal[{', '.join(repr(a) for a in args)}]"
+    if origin is not None:
+        inner = ", ".join("..." if a is Ellipsis else type_name(a) for a in args)
+        return f"{getattr(origin, '__name__', repr(origin))}[{inner}]"
+    if isinstance(tp, type):
         return tp.__name__
-    return repr(tp).replace("typing.", "").replace("collections.abc.", "")
+    return repr(tp)
 
 
 def _union_args(tp: Any) -> tuple[Any, ...] | None:

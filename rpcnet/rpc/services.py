@@ -331,8 +331,7 @@ def _check_errors(where: str, errors: tuple[Any, ...]) -> None:
         clash = _RESERVED_FIELDS & {f.name for f in attrs.fields(error)}
         if clash:
             raise TypeError(f"{where}: error {error.__name__} has reserved field(s) {', '.join(sorted(clash))}")
-        for field in attrs.fields(error):
-            check_type(field.type, f"{where}: error {error.__name__}")
+        check_type(error, f"{where}: error {error.__name__}")
         other = names.setdefault(error.wire_name(), error)
         if other is not error:
             raise TypeError(f"{where}: errors {other.__qualname__} and {error.__qualname__} share the name {error.wire_name()!r}")
