@@ -18,7 +18,16 @@ from .plugins import PluginHost, make_plugin_manager
 from .registry import UnknownStrategyError
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
-    from .rpc import RpcClient, RpcServer, ServerContext, Service, ServiceError, current_context, current_deadline, rpcmethod
+    from .rpc import (
+        RpcClient,
+        RpcServer,
+        ServerContext,
+        Service,
+        ServiceError,
+        current_context,
+        current_deadline,
+        rpcmethod,
+    )
 
 __all__ = [
     "hookimpl",

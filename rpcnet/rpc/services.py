@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar
 import attrs
 
 from ..errors import RpcError, StatusCode
-from .convert import Codec, ConversionError, check_type, converter_for, type_name
+from .convert import Codec, ConversionError, check_type, converter_for
 from .methods import MethodKind
 
 if TYPE_CHECKING:

@@ -66,8 +66,9 @@ def test_the_old_workers_module_still_imports_and_says_where_it_went():
 
 
 def test_counters_that_were_dicts_still_read_by_key_with_a_warning():
-    from rpcnet.cluster.client import ClusterClientStats, PoolStats
     from rpcnet_swim.core import SwimStats
+
+    from rpcnet.cluster.client import ClusterClientStats, PoolStats
 
     for stats, key in ((PoolStats(created=2), "created"), (ClusterClientStats(retries=2), "retries"), (SwimStats(refutes=2), "refutes")):
         with pytest.warns(DeprecationWarning, match=rf'\["{key}"\] is deprecated: read .{key}'):

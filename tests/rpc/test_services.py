@@ -11,7 +11,7 @@ import pytest
 
 from rpcnet import RpcConfig, RpcServer, Service, ServiceError, StatusCode, rpcmethod
 from rpcnet.errors import UnimplementedError
-from rpcnet.rpc.convert import ConversionError, Codec, converter_for, json_schema
+from rpcnet.rpc.convert import Codec, ConversionError, converter_for, json_schema
 from rpcnet.rpc.reflection import REFLECTION_METHOD
 from rpcnet.rpc.services import service_info
 
