@@ -123,7 +123,7 @@ def _attrs_mapping_check(converter: cattrs.Converter) -> None:
     """An attrs class arrives as a map: say so instead of cattrs' 'not iterable'."""
 
     def factory(cls: type) -> Callable[[Any, Any], Any]:
-        inner = converter.gen_structure_attrs_fromdict(cls)
+        inner: Callable[[Any, Any], Any] = converter.gen_structure_attrs_fromdict(cls)
 
         def structure(value: Any, target: Any) -> Any:
             if not isinstance(value, Mapping):

@@ -115,7 +115,7 @@ class ServiceError(RpcError):
     error_name: ClassVar[str | None] = None
     details: Any = None
 
-    @property  # type: ignore[override]
+    @property
     def trailers(self) -> dict[str, Any]:
         trailers: dict[str, Any] = self.__dict__.setdefault("_trailers", {})
         return trailers
@@ -124,7 +124,7 @@ class ServiceError(RpcError):
     def trailers(self, value: dict[str, Any]) -> None:
         self.__dict__["_trailers"] = dict(value)
 
-    @property  # type: ignore[override]
+    @property
     def message(self) -> str:
         explicit = self.__dict__.get("_message")
         if explicit is not None:
@@ -149,8 +149,9 @@ class ServiceError(RpcError):
 
 
 def _error_fields(error: BaseException) -> dict[str, Any]:
-    if attrs.has(type(error)):
-        return {f.name: getattr(error, f.name, None) for f in attrs.fields(type(error))}
+    cls: Any = type(error)
+    if attrs.has(cls):
+        return {f.name: getattr(error, f.name, None) for f in attrs.fields(cls)}
     return {}
 
 
@@ -326,9 +327,9 @@ _NOT_STREAM: Any = object()
 def _check_errors(where: str, errors: tuple[Any, ...]) -> None:
     names: dict[str, type] = {}
     for error in errors:
-        if not (isinstance(error, type) and issubclass(error, ServiceError) and attrs.has(error)):
+        if not (isinstance(error, type) and issubclass(error, ServiceError) and attrs.has(typing.cast(Any, error))):
             raise TypeError(f"{where}: declared error {error!r} is not an attrs class subclassing ServiceError")
-        clash = _RESERVED_FIELDS & {f.name for f in attrs.fields(error)}
+        clash = _RESERVED_FIELDS & {f.name for f in attrs.fields(typing.cast(Any, error))}
         if clash:
             raise TypeError(f"{where}: error {error.__name__} has reserved field(s) {', '.join(sorted(clash))}")
         check_type(error, f"{where}: error {error.__name__}")
