@@ -54,7 +54,7 @@ from __future__ import annotations
 import collections.abc
 import inspect
 import typing
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar
 
@@ -187,11 +187,11 @@ class ServiceChannel(Protocol):
     @property
     def serializer_name(self) -> str: ...
 
-    async def unary(self, method: MethodInfo, request: Any, options: CallOptions) -> Any: ...
+    def unary(self, method: MethodInfo, request: Any, options: CallOptions) -> Awaitable[Any]: ...
 
     def server_streaming(self, method: MethodInfo, request: Any, options: CallOptions) -> AsyncIterator[Any]: ...
 
-    async def client_streaming(self, method: MethodInfo, requests: AsyncIterator[Any], options: CallOptions) -> Any: ...
+    def client_streaming(self, method: MethodInfo, requests: AsyncIterator[Any], options: CallOptions) -> Awaitable[Any]: ...
 
     def bidi_streaming(self, method: MethodInfo, requests: AsyncIterator[Any], options: CallOptions) -> AsyncIterator[Any]: ...
 
@@ -518,16 +518,20 @@ class RpcChannel:
     def _metadata(options: CallOptions) -> dict[str, Any] | None:
         return None if options.metadata is None else dict(options.metadata)
 
-    async def unary(self, method: MethodInfo, request: Any, options: CallOptions) -> Any:
-        return await self.client.call(method.wire, request, timeout=options.timeout, metadata=self._metadata(options))
+    # Plain functions returning the client's awaitable: no coroutine of their own per call.
+    def unary(self, method: MethodInfo, request: Any, options: CallOptions) -> Awaitable[Any]:
+        metadata = options.metadata
+        return self.client.call(
+            method.wire, request, timeout=options.timeout, metadata=None if metadata is None else dict(metadata)
+        )
 
     def server_streaming(self, method: MethodInfo, request: Any, options: CallOptions) -> AsyncIterator[Any]:
         return self.client.call_server_streaming(
             method.wire, request, timeout=options.timeout, metadata=self._metadata(options)
         )
 
-    async def client_streaming(self, method: MethodInfo, requests: AsyncIterator[Any], options: CallOptions) -> Any:
-        return await self.client.call_client_streaming(
+    def client_streaming(self, method: MethodInfo, requests: AsyncIterator[Any], options: CallOptions) -> Awaitable[Any]:
+        return self.client.call_client_streaming(
             method.wire, requests, timeout=options.timeout, metadata=self._metadata(options)
         )
 
