@@ -11,12 +11,9 @@ bidirectional calls go to one selected worker without failover.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..rpc.services import CallOptions, MethodInfo
-
-if TYPE_CHECKING:
-    from .client import ClusterClient
 
 __all__ = ["WorkerChannel"]
 
@@ -24,7 +21,8 @@ __all__ = ["WorkerChannel"]
 class WorkerChannel:
     """A :class:`~rpcnet.rpc.services.ServiceChannel` over a ClusterClient."""
 
-    def __init__(self, clients: ClusterClient) -> None:
+    def __init__(self, clients: Any) -> None:
+        #: The ClusterClient (not imported here: it imports this module to make the channel).
         self.clients = clients
 
     @property
@@ -42,10 +40,11 @@ class WorkerChannel:
         )
 
     def server_streaming(self, method: MethodInfo, request: Any, options: CallOptions) -> AsyncIterator[Any]:
-        return self.clients.call_worker_server_streaming(
+        stream: AsyncIterator[Any] = self.clients.call_worker_server_streaming(
             method.wire, request, options.filter, timeout=options.timeout,
             metadata=self._metadata(options), idempotent=method.idempotent,
         )
+        return stream
 
     async def client_streaming(self, method: MethodInfo, requests: AsyncIterator[Any], options: CallOptions) -> Any:
         items = [item async for item in requests]

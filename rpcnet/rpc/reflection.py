@@ -10,14 +10,11 @@ and ``rpcnet call`` read it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .convert import SchemaBuilder, type_name
 from .methods import MethodKind
 from .services import ServiceInfo
-
-if TYPE_CHECKING:
-    from .server import RpcServer
 
 __all__ = ["REFLECTION_METHOD", "describe_server", "describe_services", "install_reflection"]
 
@@ -66,7 +63,8 @@ def describe_services(
     }
 
 
-def describe_server(server: RpcServer) -> dict[str, Any]:
+def describe_server(server: Any) -> dict[str, Any]:
+    """The reflection document of an ``RpcServer`` (its ``services`` and ``methods``)."""
     services: list[ServiceInfo] = list(server.services.values())
     typed = {method.wire for info in services for method in info.methods}
     untyped = [
@@ -77,7 +75,7 @@ def describe_server(server: RpcServer) -> dict[str, Any]:
     return describe_services(services, untyped)
 
 
-def install_reflection(server: RpcServer) -> None:
+def install_reflection(server: Any) -> None:
     """Register the reflection method on ``server`` (the server does it unless configured off)."""
 
     async def describe(request: Any, ctx: Any) -> dict[str, Any]:
