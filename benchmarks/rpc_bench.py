@@ -223,7 +223,12 @@ def _progress(message: str) -> None:
 
 
 async def run_all(options: argparse.Namespace) -> list[Outcome]:
-    outcomes = {(s, t): Outcome(scenario=s, target=t) for s in options.scenarios for t in options.targets}
+    outcomes = {
+        (s, t): Outcome(scenario=s, target=t)
+        for s in options.scenarios
+        for t in options.targets
+        if SCENARIOS[s].runs_on(t)
+    }
     unavailable: dict[str, str] = {}
     total = len(outcomes) * options.repeat
     done = 0
@@ -232,6 +237,8 @@ async def run_all(options: argparse.Namespace) -> list[Outcome]:
         for repetition in range(1, options.repeat + 1):
             for scenario in options.scenarios:
                 for target in options.targets:
+                    if (scenario, target) not in outcomes:
+                        continue
                     done += 1
                     outcome = outcomes[(scenario, target)]
                     label = f"[{done}/{total}] {scenario:<18} {target:<12} run {repetition}/{options.repeat}"
@@ -257,7 +264,8 @@ async def run_all(options: argparse.Namespace) -> list[Outcome]:
                     )
     for target, reason in unavailable.items():
         for scenario in options.scenarios:
-            outcomes[(scenario, target)].unavailable = reason
+            if (scenario, target) in outcomes:
+                outcomes[(scenario, target)].unavailable = reason
     return list(outcomes.values())
 
 
@@ -297,6 +305,36 @@ def paired_ratios(outcomes: list[Outcome]) -> dict[str, dict[str, float | None]]
             row[baseline] = pairs[(len(pairs) - 1) // 2] if pairs else None
         table[scenario] = row
     return table
+
+
+#: The typed layer may cost at most this share of rpcnet's requests/s (typed twin / untyped scenario).
+TYPED_MINIMUM = 0.9
+
+
+def typed_overhead(outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    """rpcnet's typed scenarios against their untyped twins, same run: the ratio of
+    medians, and the median of the per-repetition ratios."""
+    by_pair = {(o.scenario, o.target): o for o in outcomes}
+    report = []
+    for outcome in outcomes:
+        untyped_name = SCENARIOS[outcome.scenario].untyped
+        if untyped_name is None or outcome.target != SUBJECT or (untyped_name, SUBJECT) not in by_pair:
+            continue
+        untyped = by_pair[(untyped_name, SUBJECT)]
+        ratio = None
+        if outcome.median is not None and untyped.median is not None:
+            ratio = outcome.median["requests_per_s"] / untyped.median["requests_per_s"]
+        plain = {r["repetition"]: r["requests_per_s"] for r in untyped.runs}
+        pairs = sorted(r["requests_per_s"] / plain[r["repetition"]] for r in outcome.runs if r["repetition"] in plain)
+        report.append({
+            "typed": outcome.scenario,
+            "untyped": untyped_name,
+            "ratio": ratio,
+            "paired_median": pairs[(len(pairs) - 1) // 2] if pairs else None,
+            "minimum": TYPED_MINIMUM,
+            "met": None if ratio is None else ratio >= TYPED_MINIMUM,
+        })
+    return report
 
 
 def goals(ratio_table: dict[str, dict[str, float | None]]) -> list[dict[str, Any]]:
@@ -384,6 +422,7 @@ def report_json(outcomes: list[Outcome], options: argparse.Namespace) -> dict[st
         "paired_ratios": paired_ratios(outcomes),
         "goals": goals(ratio_table),
         "credit_goals": credit_goals(outcomes),
+        "typed_overhead": typed_overhead(outcomes),
     }
 
 
@@ -442,6 +481,14 @@ def report_table(outcomes: list[Outcome], options: argparse.Namespace) -> str:
             f"  {goal['scenario']}: every call succeeds, req/s >= {goal['minimum']:g}x {goal['reference']}'s: "
             f"{ratio}; client peak RSS {rss} <= {bound} ({verdict})"
         )
+    typed = typed_overhead(outcomes)
+    if typed:
+        lines += ["", f"typed layer (rpcnet typed req/s / untyped req/s, same run; goal >= {TYPED_MINIMUM:g}):"]
+    for row in typed:
+        verdict = "not measured" if row["met"] is None else ("met" if row["met"] else "NOT met")
+        measured = "-" if row["ratio"] is None else f"{row['ratio']:.3f}"
+        paired = "-" if row["paired_median"] is None else f"{row['paired_median']:.3f}"
+        lines.append(f"  {row['typed']} / {row['untyped']}: {measured} (paired median {paired}) ({verdict})")
     return "\n".join(lines)
 
 

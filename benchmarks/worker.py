@@ -98,7 +98,7 @@ def _make_call(client: BenchClient, scenario: Scenario) -> Callable[[], Coroutin
     if scenario.kind == "unary":
         payload = os.urandom(scenario.payload_size)
         expected = len(payload)
-        unary = client.unary
+        unary = client.typed_unary if scenario.typed else client.unary  # type: ignore[attr-defined]
 
         async def call() -> None:
             reply = await unary(payload)
@@ -110,7 +110,7 @@ def _make_call(client: BenchClient, scenario: Scenario) -> Callable[[], Coroutin
     request = encode_download(scenario.stream_messages, scenario.stream_message_size)
     expected_messages = scenario.stream_messages
     expected_bytes = scenario.bytes_per_call
-    download = client.download
+    download = client.typed_download if scenario.typed else client.download  # type: ignore[attr-defined]
 
     async def call() -> None:
         messages = received = 0
@@ -128,14 +128,16 @@ def _make_call(client: BenchClient, scenario: Scenario) -> Callable[[], Coroutin
 
 async def _check_reply(client: BenchClient, scenario: Scenario) -> None:
     """Compare one full reply byte for byte before timing anything."""
+    unary = client.typed_unary if scenario.typed else client.unary  # type: ignore[attr-defined]
+    download = client.typed_download if scenario.typed else client.download  # type: ignore[attr-defined]
     if scenario.kind == "unary":
         payload = os.urandom(scenario.payload_size)
-        reply = await client.unary(payload)
+        reply = await unary(payload)
         if bytes(reply) != payload:
             raise AssertionError("echo reply differs from the request")
     else:
         request = encode_download(scenario.stream_messages, scenario.stream_message_size)
-        messages = [bytes(m) async for m in client.download(request)]
+        messages = [bytes(m) async for m in download(request)]
         if len(messages) != scenario.stream_messages or {len(m) for m in messages} != {scenario.stream_message_size}:
             raise AssertionError("download returned the wrong number or size of messages")
 

@@ -300,3 +300,5 @@ class RpcConfig(ConfigBase):
     default_timeout: float | None = attrs.field(default=None, converter=optional(float), validator=positive)
     #: Plugin names (entry-point or distribution) never loaded.
     disabled_plugins: tuple[str, ...] = attrs.field(default=(), converter=to_names)
+    #: Servers answer rpcnet.reflection/Describe (services, methods, JSON Schemas); False turns it off.
+    reflection: bool = attrs.field(default=True, converter=to_bool)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from inference import Inference, Prompt  # noqa: E402
 from node_config import (  # noqa: E402
     add_common_arguments,
     leave_and_stop,
@@ -53,7 +54,7 @@ async def wait_for_worker(registry: WorkerRegistry, timeout: float) -> bool:
     return False
 
 
-async def stream_prompt(clients: ClusterClient, prompt: str, max_tokens: int, timeout: float,
+async def stream_prompt(inference: Inference, clients: ClusterClient, prompt: str, max_tokens: int, timeout: float,
                         token_timeout: float, log: Callable[[str], None]) -> tuple[str, int]:
     """Print the tokens for one prompt; when a worker fails or stalls mid-stream, ask again elsewhere.
 
@@ -63,7 +64,7 @@ async def stream_prompt(clients: ClusterClient, prompt: str, max_tokens: int, ti
     """
     for attempt in itertools.count(1):
         worker, tokens = None, 0
-        stream = clients.call_worker_server_streaming("generate", {"prompt": prompt, "max_tokens": max_tokens}, timeout=timeout)
+        stream = inference.with_options(timeout=timeout).generate(Prompt(prompt, max_tokens))
         try:
             while True:
                 try:
@@ -71,9 +72,9 @@ async def stream_prompt(clients: ClusterClient, prompt: str, max_tokens: int, ti
                 except StopAsyncIteration:
                     break
                 if worker is None:
-                    worker = message["worker"]
+                    worker = message.worker
                     print(f"[{worker}] ", end="", flush=True)
-                print(message["token"], end=" ", flush=True)
+                print(message.token, end=" ", flush=True)
                 tokens += 1
             print()
             return worker or "-", tokens
@@ -91,7 +92,7 @@ async def stream_prompt(clients: ClusterClient, prompt: str, max_tokens: int, ti
             if worker is not None:
                 clients.eject(worker)
         finally:
-            await stream.aclose()
+            await stream.aclose()  # type: ignore[attr-defined]
     raise AssertionError("unreachable")
 
 
@@ -117,8 +118,9 @@ async def main(argv: list[str] | None = None) -> int:
     cluster = await start_node(server, listen=args.listen, args=args, tags={"role": "client"}, seeds=[args.director])
     filter = "role=worker" + (f",label={args.label}" if args.label else "")
     registry = WorkerRegistry(cluster, strategy=args.strategy, filter=filter, plugins=server.plugins)
-    clients = ClusterClient(registry, outgoing_config(args.certs), cluster=cluster, plugins=server.plugins,
-                            idempotent=["infer", "generate"])  # both depend only on the prompt
+    clients = ClusterClient(registry, outgoing_config(args.certs), cluster=cluster, plugins=server.plugins)
+    # Typed calls to workers matching the filter; the definition marks generate and infer idempotent.
+    inference = Inference.client(clients, filter=filter)
     prompts = itertools.cycle(args.prompt or DEFAULT_PROMPTS)
     served: dict[str, int] = {}
     failures = 0
@@ -132,7 +134,7 @@ async def main(argv: list[str] | None = None) -> int:
         while not stop.is_set() and (args.count == 0 or sent < args.count):
             prompt = next(prompts)
             started = time.monotonic()
-            work = asyncio.ensure_future(stream_prompt(clients, prompt, args.max_tokens, args.timeout, args.token_timeout, log))
+            work = asyncio.ensure_future(stream_prompt(inference, clients, prompt, args.max_tokens, args.timeout, args.token_timeout, log))
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()

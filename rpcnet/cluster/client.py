@@ -477,3 +477,10 @@ class ClusterClient:
             return WorkerResult(worker.node_id, value=value)
 
         return list(await asyncio.gather(*(one(w) for w in workers)))
+
+    def service_channel(self) -> Any:
+        """The channel typed proxies use: ``Calculator.client(cluster_client, filter=...)``
+        (see :mod:`rpcnet.cluster.services`)."""
+        from .services import WorkerChannel
+
+        return WorkerChannel(self)

@@ -65,6 +65,12 @@ class RpcServer(RpcEndpoint):
         self._closed: asyncio.Event | None = None
         self._stopping = False
         self._loop: Any = None
+        #: Typed services by name (add_service); reflection describes them.
+        self._services: dict[str, Any] = {}
+        if self.config.reflection:
+            from .reflection import install_reflection
+
+            install_reflection(self)
 
     # -- registration -----------------------------------------------------
 
@@ -143,6 +149,27 @@ class RpcServer(RpcEndpoint):
     @property
     def methods(self) -> dict[str, MethodSpec]:
         return dict(self._methods)
+
+    def add_service(self, implementation: Any) -> None:
+        """Serve every typed service ``implementation`` implements (see :mod:`rpcnet.rpc.services`)."""
+        from .services import bind_service
+
+        bound = bind_service(implementation, self.serializer.name)
+        for info, _ in bound:
+            if info.name in self._services:
+                raise ValueError(f"service {info.name!r} is already registered")
+            for method in info.methods:
+                if method.wire in self._methods:
+                    raise ValueError(f"method {method.wire!r} is already registered")
+        for info, methods in bound:
+            for method in methods:
+                self.add_method(method.info.wire, method.info.kind, method.handler, idempotent=method.info.idempotent)
+            self._services[info.name] = info
+
+    @property
+    def services(self) -> dict[str, Any]:
+        """Typed services by name: their :class:`~rpcnet.rpc.services.ServiceInfo`."""
+        return dict(self._services)
 
     # -- lifecycle --------------------------------------------------------
 
