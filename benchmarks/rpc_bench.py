@@ -37,7 +37,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from devcerts import write_dev_certs  # noqa: E402
-from scenarios import DEFAULT_SCENARIOS, SCENARIOS  # noqa: E402
+from scenarios import DEFAULT_CREDIT, DEFAULT_SCENARIOS, SCENARIOS  # noqa: E402
 from targets import TARGETS  # noqa: E402
 
 WORKER = BENCH_DIR / "worker.py"
@@ -58,6 +58,24 @@ GOALS = (
     Goal(scenario="unary64_c64", baseline="raw_aioquic", minimum=0.8),
     Goal(scenario="unary64_c64", baseline="grpc_aio", minimum=3.0),
 )
+
+
+@attrs.frozen(kw_only=True)
+class CreditGoal:
+    """rpcnet with many more callers than stream credit, against itself with few.
+
+    Every call succeeds (a failed call fails the run); requests/s is at least
+    ``minimum`` times the reference's; the client's peak RSS is at most the
+    reference's plus 2 x credit x payload (a request encoded, and its copy in
+    the transport's send buffer, per call that holds a stream).
+    """
+
+    scenario: str
+    reference: str
+    minimum: float
+
+
+CREDIT_GOALS = (CreditGoal(scenario="unary256k_c1000", reference="unary256k_c16", minimum=0.9),)
 
 
 @attrs.define
@@ -167,7 +185,9 @@ async def run_once(target: str, scenario: str, options: argparse.Namespace, tls_
                 "--server-pid", str(server.pid),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )
-            budget = options.warmup + options.duration + options.startup_timeout + 30
+            # Callers finish the call they are in after the window: with many
+            # more callers than stream credit that takes a while.
+            budget = options.warmup + options.duration + options.startup_timeout + 30 + SCENARIOS[scenario].concurrency / 4
             try:
                 out, err = await asyncio.wait_for(client.communicate(), timeout=budget)
             except TimeoutError:
@@ -203,7 +223,12 @@ def _progress(message: str) -> None:
 
 
 async def run_all(options: argparse.Namespace) -> list[Outcome]:
-    outcomes = {(s, t): Outcome(scenario=s, target=t) for s in options.scenarios for t in options.targets}
+    outcomes = {
+        (s, t): Outcome(scenario=s, target=t)
+        for s in options.scenarios
+        for t in options.targets
+        if SCENARIOS[s].runs_on(t)
+    }
     unavailable: dict[str, str] = {}
     total = len(outcomes) * options.repeat
     done = 0
@@ -212,6 +237,8 @@ async def run_all(options: argparse.Namespace) -> list[Outcome]:
         for repetition in range(1, options.repeat + 1):
             for scenario in options.scenarios:
                 for target in options.targets:
+                    if (scenario, target) not in outcomes:
+                        continue
                     done += 1
                     outcome = outcomes[(scenario, target)]
                     label = f"[{done}/{total}] {scenario:<18} {target:<12} run {repetition}/{options.repeat}"
@@ -237,7 +264,8 @@ async def run_all(options: argparse.Namespace) -> list[Outcome]:
                     )
     for target, reason in unavailable.items():
         for scenario in options.scenarios:
-            outcomes[(scenario, target)].unavailable = reason
+            if (scenario, target) in outcomes:
+                outcomes[(scenario, target)].unavailable = reason
     return list(outcomes.values())
 
 
@@ -279,6 +307,36 @@ def paired_ratios(outcomes: list[Outcome]) -> dict[str, dict[str, float | None]]
     return table
 
 
+#: The typed layer may cost at most this share of rpcnet's requests/s (typed twin / untyped scenario).
+TYPED_MINIMUM = 0.9
+
+
+def typed_overhead(outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    """rpcnet's typed scenarios against their untyped twins, same run: the ratio of
+    medians, and the median of the per-repetition ratios."""
+    by_pair = {(o.scenario, o.target): o for o in outcomes}
+    report = []
+    for outcome in outcomes:
+        untyped_name = SCENARIOS[outcome.scenario].untyped
+        if untyped_name is None or outcome.target != SUBJECT or (untyped_name, SUBJECT) not in by_pair:
+            continue
+        untyped = by_pair[(untyped_name, SUBJECT)]
+        ratio = None
+        if outcome.median is not None and untyped.median is not None:
+            ratio = outcome.median["requests_per_s"] / untyped.median["requests_per_s"]
+        plain = {r["repetition"]: r["requests_per_s"] for r in untyped.runs}
+        pairs = sorted(r["requests_per_s"] / plain[r["repetition"]] for r in outcome.runs if r["repetition"] in plain)
+        report.append({
+            "typed": outcome.scenario,
+            "untyped": untyped_name,
+            "ratio": ratio,
+            "paired_median": pairs[(len(pairs) - 1) // 2] if pairs else None,
+            "minimum": TYPED_MINIMUM,
+            "met": None if ratio is None else ratio >= TYPED_MINIMUM,
+        })
+    return report
+
+
 def goals(ratio_table: dict[str, dict[str, float | None]]) -> list[dict[str, Any]]:
     report = []
     for goal in GOALS:
@@ -286,6 +344,30 @@ def goals(ratio_table: dict[str, dict[str, float | None]]) -> list[dict[str, Any
             continue  # that scenario or baseline was not part of this run
         ratio = ratio_table[goal.scenario][goal.baseline]
         report.append({**attrs.asdict(goal), "ratio": ratio, "met": None if ratio is None else ratio >= goal.minimum})
+    return report
+
+
+def credit_goals(outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    medians = {o.scenario: o.median for o in outcomes if o.target == SUBJECT}
+    report = []
+    for goal in CREDIT_GOALS:
+        if goal.scenario not in medians or goal.reference not in medians:
+            continue
+        run, reference = medians[goal.scenario], medians[goal.reference]
+        entry: dict[str, Any] = {**attrs.asdict(goal), "ratio": None, "peak_rss_mib": None, "rss_bound_mib": None}
+        if run is not None and reference is not None:
+            allowance = 2 * DEFAULT_CREDIT * SCENARIOS[goal.scenario].payload_size / (1 << 20)
+            entry["ratio"] = run["requests_per_s"] / reference["requests_per_s"]
+            entry["peak_rss_mib"] = run.get("client_peak_rss_mib")
+            if reference.get("client_peak_rss_mib") is not None:
+                entry["rss_bound_mib"] = reference["client_peak_rss_mib"] + allowance
+        if run is None:
+            entry["met"] = False  # the run failed: some call did not succeed
+        elif reference is None or entry["rss_bound_mib"] is None or entry["peak_rss_mib"] is None:
+            entry["met"] = None
+        else:
+            entry["met"] = entry["ratio"] >= goal.minimum and entry["peak_rss_mib"] <= entry["rss_bound_mib"]
+        report.append(entry)
     return report
 
 
@@ -339,6 +421,8 @@ def report_json(outcomes: list[Outcome], options: argparse.Namespace) -> dict[st
         "ratios": ratio_table,
         "paired_ratios": paired_ratios(outcomes),
         "goals": goals(ratio_table),
+        "credit_goals": credit_goals(outcomes),
+        "typed_overhead": typed_overhead(outcomes),
     }
 
 
@@ -346,7 +430,7 @@ def report_table(outcomes: list[Outcome], options: argparse.Namespace) -> str:
     ratio_table = ratios(outcomes)
     header = (
         f"{'target':<12} {'req/s':>10} {'p50 us':>9} {'p99 us':>9} {'MiB/s':>8} {'msg/s':>9} "
-        f"{'srv us/call':>11} {'cli us/call':>11} {'rpcnet/x':>9}"
+        f"{'srv us/call':>11} {'cli us/call':>11} {'cli MiB':>8} {'rpcnet/x':>9}"
     )
     loop = "uvloop" if options.uvloop else "asyncio"
     lines = [
@@ -374,7 +458,7 @@ def report_table(outcomes: list[Outcome], options: argparse.Namespace) -> str:
                 f"{outcome.target:<12} {_fmt(median['requests_per_s']):>10} {_fmt(median['p50_us']):>9} "
                 f"{_fmt(median['p99_us']):>9} {_fmt(median['mib_per_s'], 1):>8} {_fmt(median['messages_per_s']):>9} "
                 f"{_fmt(median['server_cpu_us_per_call'], 1):>11} {_fmt(median['client_cpu_us_per_call'], 1):>11} "
-                f"{ratio_text:>9}"
+                f"{_fmt(median.get('client_peak_rss_mib')):>8} {ratio_text:>9}"
             )
     goal_report = goals(ratio_table)
     if goal_report:
@@ -385,6 +469,26 @@ def report_table(outcomes: list[Outcome], options: argparse.Namespace) -> str:
         lines.append(
             f"  {goal['scenario']}: rpcnet / {goal['baseline']} >= {goal['minimum']:g}x: {measured} ({verdict})"
         )
+    credit_report = credit_goals(outcomes)
+    if credit_report:
+        lines += ["", "credit goals (rpcnet against itself, same run):"]
+    for goal in credit_report:
+        verdict = "not measured" if goal["met"] is None else ("met" if goal["met"] else "NOT met")
+        ratio = "-" if goal["ratio"] is None else f"{goal['ratio']:.2f}x"
+        rss = "-" if goal["peak_rss_mib"] is None else f"{goal['peak_rss_mib']:.0f} MiB"
+        bound = "-" if goal["rss_bound_mib"] is None else f"{goal['rss_bound_mib']:.0f} MiB"
+        lines.append(
+            f"  {goal['scenario']}: every call succeeds, req/s >= {goal['minimum']:g}x {goal['reference']}'s: "
+            f"{ratio}; client peak RSS {rss} <= {bound} ({verdict})"
+        )
+    typed = typed_overhead(outcomes)
+    if typed:
+        lines += ["", f"typed layer (rpcnet typed req/s / untyped req/s, same run; goal >= {TYPED_MINIMUM:g}):"]
+    for row in typed:
+        verdict = "not measured" if row["met"] is None else ("met" if row["met"] else "NOT met")
+        measured = "-" if row["ratio"] is None else f"{row['ratio']:.3f}"
+        paired = "-" if row["paired_median"] is None else f"{row['paired_median']:.3f}"
+        lines.append(f"  {row['typed']} / {row['untyped']}: {measured} (paired median {paired}) ({verdict})")
     return "\n".join(lines)
 
 

@@ -25,6 +25,15 @@ class Scenario:
     stream_message_size: int = 0
     #: Run when no --scenarios are named (the others are there to look wider).
     default: bool = True
+    #: Through rpcnet's typed services (attrs messages) instead of raw bytes.
+    typed: bool = False
+    #: The targets that run it (empty: every target).
+    targets: tuple[str, ...] = ()
+    #: The untyped scenario it is the typed twin of: the report gives typed / untyped.
+    untyped: str | None = None
+
+    def runs_on(self, target: str) -> bool:
+        return not self.targets or target in self.targets
 
     @property
     def bytes_per_call(self) -> int:
@@ -70,6 +79,27 @@ SCENARIOS: dict[str, Scenario] = {
             stream_messages=64,
             stream_message_size=16 * KIB,
         ),
+        Scenario(
+            name="typed_unary64_c64",
+            description="unary64_c64 through a typed service: a one-field attrs request of 64 bytes, the same back",
+            kind="unary",
+            concurrency=64,
+            payload_size=64,
+            typed=True,
+            targets=("rpcnet",),
+            untyped="unary64_c64",
+        ),
+        Scenario(
+            name="typed_stream_throughput",
+            description="stream_throughput through a typed service: 64 attrs messages of 16 KiB per call",
+            kind="download",
+            concurrency=1,
+            stream_messages=64,
+            stream_message_size=16 * KIB,
+            typed=True,
+            targets=("rpcnet",),
+            untyped="stream_throughput",
+        ),
         *(
             Scenario(
                 name=f"unary64_c{callers}",
@@ -79,10 +109,33 @@ SCENARIOS: dict[str, Scenario] = {
                 payload_size=64,
                 default=False,
             )
-            for callers, note in ((16, ""), (256, " (the default stream credit)"))
+            for callers, note in ((16, ""), (256, ""))
+        ),
+        Scenario(
+            name="unary256k_c16",
+            description="256 KiB echo, 16 concurrent callers on one connection: the reference for unary256k_c1000",
+            kind="unary",
+            concurrency=16,
+            payload_size=256 * KIB,
+            default=False,
+        ),
+        Scenario(
+            name="unary256k_c1000",
+            description=(
+                "256 KiB echo, 1000 concurrent callers on one connection, no deadline: ten times the "
+                "stream credit (100), so most calls wait for a stream"
+            ),
+            kind="unary",
+            concurrency=1000,
+            payload_size=256 * KIB,
+            default=False,
         ),
     )
 }
 
-#: What a run without --scenarios measures: the four the goals are about.
+#: The stream credit an RpcServer grants per connection by default
+#: (RpcConfig.max_concurrent_calls_per_connection).
+DEFAULT_CREDIT = 100
+
+#: What a run without --scenarios measures: the four the goals are about, and their typed twins.
 DEFAULT_SCENARIOS = [name for name, scenario in SCENARIOS.items() if scenario.default]

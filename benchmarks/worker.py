@@ -18,6 +18,7 @@ import asyncio
 import json
 import math
 import os
+import resource
 import signal
 import sys
 import time
@@ -97,7 +98,7 @@ def _make_call(client: BenchClient, scenario: Scenario) -> Callable[[], Coroutin
     if scenario.kind == "unary":
         payload = os.urandom(scenario.payload_size)
         expected = len(payload)
-        unary = client.unary
+        unary = client.typed_unary if scenario.typed else client.unary  # type: ignore[attr-defined]
 
         async def call() -> None:
             reply = await unary(payload)
@@ -109,7 +110,7 @@ def _make_call(client: BenchClient, scenario: Scenario) -> Callable[[], Coroutin
     request = encode_download(scenario.stream_messages, scenario.stream_message_size)
     expected_messages = scenario.stream_messages
     expected_bytes = scenario.bytes_per_call
-    download = client.download
+    download = client.typed_download if scenario.typed else client.download  # type: ignore[attr-defined]
 
     async def call() -> None:
         messages = received = 0
@@ -127,14 +128,16 @@ def _make_call(client: BenchClient, scenario: Scenario) -> Callable[[], Coroutin
 
 async def _check_reply(client: BenchClient, scenario: Scenario) -> None:
     """Compare one full reply byte for byte before timing anything."""
+    unary = client.typed_unary if scenario.typed else client.unary  # type: ignore[attr-defined]
+    download = client.typed_download if scenario.typed else client.download  # type: ignore[attr-defined]
     if scenario.kind == "unary":
         payload = os.urandom(scenario.payload_size)
-        reply = await client.unary(payload)
+        reply = await unary(payload)
         if bytes(reply) != payload:
             raise AssertionError("echo reply differs from the request")
     else:
         request = encode_download(scenario.stream_messages, scenario.stream_message_size)
-        messages = [bytes(m) async for m in client.download(request)]
+        messages = [bytes(m) async for m in download(request)]
         if len(messages) != scenario.stream_messages or {len(m) for m in messages} != {scenario.stream_message_size}:
             raise AssertionError("download returned the wrong number or size of messages")
 
@@ -203,6 +206,8 @@ async def measure(client: BenchClient, scenario: Scenario, warmup: float, durati
         "client_cpu_us_per_call": (client_cpu / calls * 1e6) if calls else None,
         "server_cpu_us_per_call": (server_cpu / calls * 1e6) if calls and server_cpu is not None else None,
         "client_cpu_share": client_cpu / window,
+        # ru_maxrss is in KiB on Linux: the client process's peak over the whole run.
+        "client_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "server_cpu_share": (server_cpu / window) if server_cpu is not None else None,
     }
 

@@ -9,6 +9,7 @@ the first access imports :mod:`rpcnet.rpc`.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from .config import RpcConfig, TlsConfig, load_config
@@ -18,7 +19,16 @@ from .plugins import PluginHost, make_plugin_manager
 from .registry import UnknownStrategyError
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
-    from .rpc import RpcClient, RpcServer, ServerContext, current_deadline
+    from .rpc import (
+        RpcClient,
+        RpcServer,
+        ServerContext,
+        Service,
+        ServiceError,
+        current_context,
+        current_deadline,
+        rpcmethod,
+    )
 
 __all__ = [
     "hookimpl",
@@ -26,6 +36,10 @@ __all__ = [
     "RpcClient",
     "ServerContext",
     "current_deadline",
+    "current_context",
+    "Service",
+    "ServiceError",
+    "rpcmethod",
     "hookspec",
     "make_plugin_manager",
     "PluginHost",
@@ -39,8 +53,14 @@ __all__ = [
 
 __version__ = "0.1.0"
 
+# A library logs, the application decides where it goes: without this,
+# warnings would reach stderr through logging's last-resort handler.
+logging.getLogger("rpcnet").addHandler(logging.NullHandler())
+
 #: Names served from the RPC engine on first access (PEP 562).
-_ENGINE_NAMES = frozenset({"RpcServer", "RpcClient", "ServerContext", "current_deadline"})
+_ENGINE_NAMES = frozenset(
+    {"RpcServer", "RpcClient", "ServerContext", "current_deadline", "current_context", "Service", "ServiceError", "rpcmethod"}
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -40,7 +40,7 @@ class CliError(click.ClickException):
             click.echo(f"Hint: {self.hint}", err=True)
 
 
-def describe(exc: BaseException) -> CliError:
+def as_cli_error(exc: BaseException) -> CliError:
     """The one-line form of an exception a command let through."""
     hint = getattr(exc, "hint", None)
     if hint is not None or isinstance(exc, UnknownStrategyError):
@@ -80,7 +80,7 @@ class _Main(click.Group):
         except Exception as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            raise describe(exc) from None
+            raise as_cli_error(exc) from None
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
@@ -432,6 +432,209 @@ def members(address: str, certs: str | None, client_name: str | None, as_json: b
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def _typed_client_config(certs: str | None, client_name: str, transport: str) -> RpcConfig:
+    """The client config of `describe` and `call`: the TLS flags `members` takes."""
+    from .config import TlsConfig
+
+    tls = None
+    if certs:
+        cert = Path(certs) / f"{client_name}.pem"
+        key = Path(certs) / f"{client_name}.key"
+        tls = TlsConfig(ca_file=Path(certs) / "ca.pem", cert_file=cert if cert.exists() else None,
+                        key_file=key if key.exists() else None)
+    return RpcConfig(transport=transport, tls=tls)
+
+
+def _tls_options(command: Any) -> Any:
+    for option in reversed((
+        click.option("--certs", type=click.Path(file_okay=False), default=None,
+                     help="Directory with ca.pem (and client.pem/client.key for mutual TLS)."),
+        click.option("--client-name", default="client", show_default=True, help="Client certificate name in --certs."),
+        click.option("--timeout", default=5.0, show_default=True, help="Seconds for the call."),
+        click.option("--transport", default="quic", show_default=True),
+    )):
+        command = option(command)
+    return command
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+@main.command()
+@click.argument("address")
+@_tls_options
+@click.option("--json", "as_json", is_flag=True, help="Print the whole reflection document (JSON Schemas included).")
+def describe(address: str, certs: str | None, client_name: str, timeout: float, transport: str, as_json: bool) -> None:
+    """List the services, methods and types a server at ADDRESS serves (its reflection method)."""
+    import asyncio
+
+    from .errors import RpcnetError, UnimplementedError
+    from .rpc.client import RpcClient
+    from .rpc.reflection import REFLECTION_METHOD
+
+    config = _typed_client_config(certs, client_name, transport)
+
+    async def ask() -> Any:
+        async with RpcClient(address, config) as client:
+            return await client.call(REFLECTION_METHOD, None, timeout=timeout)
+
+    try:
+        described = asyncio.run(ask())
+    except UnimplementedError:
+        raise click.ClickException(f"{address} does not answer reflection (it is configured off)") from None
+    except (RpcnetError, OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot describe {address}: {_one_line(exc)}") from None
+    if as_json:
+        click.echo(orjson.dumps(described, option=orjson.OPT_INDENT_2).decode())
+        return
+    for service in described.get("services", []):
+        click.echo(f"service {service['name']}" + (f"  -- {service['doc'].splitlines()[0]}" if service.get("doc") else ""))
+        for method in service["methods"]:
+            request, response = method["request_type"], method["response_type"]
+            if method["kind"] in ("client_streaming", "bidi_streaming"):
+                request = f"stream {request}"
+            if method["kind"] in ("server_streaming", "bidi_streaming"):
+                response = f"stream {response}"
+            notes = []
+            if method["idempotent"]:
+                notes.append("idempotent")
+            if method["errors"]:
+                notes.append("raises " + ", ".join(method["errors"]))
+            line = f"  {method['method']}({request}) -> {response}"
+            click.echo(line + (f"  [{'; '.join(notes)}]" if notes else ""))
+    defs = described.get("$defs", {})
+    if defs:
+        click.echo("types")
+        for name, schema in defs.items():
+            if "properties" in schema:
+                required = set(schema.get("required", ()))
+                fields = ", ".join(
+                    f"{field}{'' if field in required else '?'}: {_schema_name(prop)}" for field, prop in schema["properties"].items()
+                )
+                click.echo(f"  {name} {{{fields}}}")
+            elif "enum" in schema:
+                click.echo(f"  {name} = {' | '.join(orjson.dumps(v).decode() for v in schema['enum'])}")
+    untyped = described.get("methods", [])
+    if untyped:
+        click.echo("untyped methods")
+        for method in untyped:
+            click.echo(f"  {method['method']} ({method['kind']})")
+
+
+def _schema_name(schema: dict[str, Any]) -> str:
+    if "$ref" in schema:
+        return str(schema["$ref"]).rsplit("/", 1)[-1]
+    if "anyOf" in schema:
+        return " | ".join(_schema_name(s) for s in schema["anyOf"])
+    if "enum" in schema:
+        return " | ".join(orjson.dumps(v).decode() for v in schema["enum"])
+    kind = schema.get("type")
+    if kind == "array":
+        return f"list[{_schema_name(schema.get('items', {}))}]"
+    if kind == "object" and "additionalProperties" in schema:
+        return f"dict[str, {_schema_name(schema['additionalProperties'])}]"
+    if kind == "object" and "$bytes" in schema.get("properties", {}):
+        return "bytes"
+    if kind == "string" and schema.get("format") in ("date-time", "date"):
+        return str(schema["format"])
+    names = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "null": "None"}
+    return names.get(str(kind), "any")
+
+
+@main.command()
+@click.argument("address")
+@click.argument("method")
+@click.argument("request", required=False)
+@_tls_options
+@click.option("--kind", type=click.Choice(["unary", "server_streaming", "client_streaming", "bidi_streaming"]),
+              default=None, help="Call kind; read from the server's reflection when not given.")
+@click.option("--metadata", "metadata_pairs", multiple=True, help="KEY=VALUE call metadata (repeatable).")
+def call(address: str, method: str, request: str | None, certs: str | None, client_name: str, timeout: float,
+         transport: str, kind: str | None, metadata_pairs: tuple[str, ...]) -> None:
+    """Call METHOD (Service.method) on ADDRESS with REQUEST as JSON; print each response as one JSON line.
+
+    Client- and bidirectional-streaming calls read their requests from stdin,
+    one JSON value per line. Bytes are written {"$bytes": "<base64>"}.
+    """
+    import asyncio
+
+    from .builtins.serializers import JsonSerializer
+    from .errors import RpcError, RpcnetError, SerializationError, UnimplementedError
+    from .rpc.client import RpcClient
+    from .rpc.reflection import REFLECTION_METHOD
+
+    codec = JsonSerializer()
+    config = _typed_client_config(certs, client_name, transport)
+    metadata: dict[str, Any] = {}
+    for pair in metadata_pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"--metadata takes KEY=VALUE, got {pair!r}")
+        metadata[key] = value
+
+    def parse(text: str, where: str) -> Any:
+        try:
+            return codec.loads(text.encode())
+        except SerializationError as exc:
+            raise click.UsageError(f"{where} is not valid JSON: {_one_line(exc)}") from None
+
+    def show(value: Any) -> None:
+        click.echo(codec.dumps(value).decode())
+
+    async def find_kind(client: RpcClient) -> str:
+        try:
+            described = await client.call(REFLECTION_METHOD, None, timeout=timeout)
+        except UnimplementedError:
+            return "unary"  # no reflection: the caller says --kind for streams
+        for service in described.get("services", []):
+            for entry in service["methods"]:
+                if entry["method"] == method:
+                    return str(entry["kind"])
+        for entry in described.get("methods", []):
+            if entry["method"] == method:
+                return str(entry["kind"])
+        raise click.ClickException(f"{address} serves no method {method!r} (see `rpcnet describe {address}`)")
+
+    async def stdin_requests() -> Any:
+        loop = asyncio.get_running_loop()
+        number = 0
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                return
+            number += 1
+            if line.strip():
+                yield parse(line, f"stdin line {number}")
+
+    async def run() -> None:
+        async with RpcClient(address, config) as client:
+            call_kind = kind or await find_kind(client)
+            md = metadata or None
+            streams_requests = call_kind in ("client_streaming", "bidi_streaming")
+            if streams_requests and request is not None:
+                raise click.UsageError(f"{method} is {call_kind}: its requests come from stdin, one JSON value per line")
+            value = None if streams_requests else parse(request if request is not None else "null", "REQUEST")
+            if call_kind == "unary":
+                show(await client.call(method, value, timeout=timeout, metadata=md))
+            elif call_kind == "server_streaming":
+                async for item in client.call_server_streaming(method, value, timeout=timeout, metadata=md):
+                    show(item)
+            elif call_kind == "client_streaming":
+                show(await client.call_client_streaming(method, stdin_requests(), timeout=timeout, metadata=md))
+            else:
+                async for item in client.call_streaming(method, stdin_requests(), timeout=timeout, metadata=md):
+                    show(item)
+
+    try:
+        asyncio.run(run())
+    except RpcError as exc:
+        details = "" if exc.details is None else " " + codec.dumps(exc.details).decode()
+        raise click.ClickException(f"{method} failed: {_one_line(exc)}{details}") from None
+    except (RpcnetError, OSError) as exc:
+        raise click.ClickException(f"cannot call {method} on {address}: {_one_line(exc)}") from None
 
 
 @main.command()

@@ -9,7 +9,7 @@ received on the wire back to its class, so a caller can write
 from __future__ import annotations
 
 import enum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 __all__ = [
     "StatusCode",
@@ -136,22 +136,74 @@ for _code in StatusCode:
         _define(_code)
 
 # Names spelled out for readers and type checkers; the loop above made them.
-CancelledError: type[RpcError] = _BY_CODE[StatusCode.CANCELLED]
-UnknownError: type[RpcError] = _BY_CODE[StatusCode.UNKNOWN]
-InvalidArgumentError: type[RpcError] = _BY_CODE[StatusCode.INVALID_ARGUMENT]
-DeadlineExceededError: type[RpcError] = _BY_CODE[StatusCode.DEADLINE_EXCEEDED]
-NotFoundError: type[RpcError] = _BY_CODE[StatusCode.NOT_FOUND]
-AlreadyExistsError: type[RpcError] = _BY_CODE[StatusCode.ALREADY_EXISTS]
-PermissionDeniedError: type[RpcError] = _BY_CODE[StatusCode.PERMISSION_DENIED]
-ResourceExhaustedError: type[RpcError] = _BY_CODE[StatusCode.RESOURCE_EXHAUSTED]
-FailedPreconditionError: type[RpcError] = _BY_CODE[StatusCode.FAILED_PRECONDITION]
-AbortedError: type[RpcError] = _BY_CODE[StatusCode.ABORTED]
-OutOfRangeError: type[RpcError] = _BY_CODE[StatusCode.OUT_OF_RANGE]
-UnimplementedError: type[RpcError] = _BY_CODE[StatusCode.UNIMPLEMENTED]
-InternalError: type[RpcError] = _BY_CODE[StatusCode.INTERNAL]
-UnavailableError: type[RpcError] = _BY_CODE[StatusCode.UNAVAILABLE]
-DataLossError: type[RpcError] = _BY_CODE[StatusCode.DATA_LOSS]
-UnauthenticatedError: type[RpcError] = _BY_CODE[StatusCode.UNAUTHENTICATED]
+# Checkers see classes (so a typed error can also inherit one), the code the values.
+if TYPE_CHECKING:
+
+    class CancelledError(RpcError):
+        code: ClassVar[StatusCode] = StatusCode.CANCELLED
+
+    class UnknownError(RpcError):
+        code: ClassVar[StatusCode] = StatusCode.UNKNOWN
+
+    class InvalidArgumentError(RpcError):
+        code: ClassVar[StatusCode] = StatusCode.INVALID_ARGUMENT
+
+    class DeadlineExceededError(RpcError):
+        code: ClassVar[StatusCode] = StatusCode.DEADLINE_EXCEEDED
+
+    class NotFoundError(RpcError):
+        code: ClassVar[StatusCode] = StatusCode.NOT_FOUND
+
+    class AlreadyExistsError(RpcError):
+        code: ClassVar[StatusCode] = StatusCode.ALREADY_EXISTS
+
+    class PermissionDeniedError(RpcError):
+        code: ClassVar[StatusCode] = StatusCode.PERMISSION_DENIED
+
+    class ResourceExhaustedError(RpcError):
+        code: ClassVar[StatusCode] = StatusCode.RESOURCE_EXHAUSTED
+
+    class FailedPreconditionError(RpcError):
+        code: ClassVar[StatusCode] = StatusCode.FAILED_PRECONDITION
+
+    class AbortedError(RpcError):
+        code: ClassVar[StatusCode] = StatusCode.ABORTED
+
+    class OutOfRangeError(RpcError):
+        code: ClassVar[StatusCode] = StatusCode.OUT_OF_RANGE
+
+    class UnimplementedError(RpcError):
+        code: ClassVar[StatusCode] = StatusCode.UNIMPLEMENTED
+
+    class InternalError(RpcError):
+        code: ClassVar[StatusCode] = StatusCode.INTERNAL
+
+    class UnavailableError(RpcError):
+        code: ClassVar[StatusCode] = StatusCode.UNAVAILABLE
+
+    class DataLossError(RpcError):
+        code: ClassVar[StatusCode] = StatusCode.DATA_LOSS
+
+    class UnauthenticatedError(RpcError):
+        code: ClassVar[StatusCode] = StatusCode.UNAUTHENTICATED
+
+else:
+    CancelledError: type[RpcError] = _BY_CODE[StatusCode.CANCELLED]
+    UnknownError: type[RpcError] = _BY_CODE[StatusCode.UNKNOWN]
+    InvalidArgumentError: type[RpcError] = _BY_CODE[StatusCode.INVALID_ARGUMENT]
+    DeadlineExceededError: type[RpcError] = _BY_CODE[StatusCode.DEADLINE_EXCEEDED]
+    NotFoundError: type[RpcError] = _BY_CODE[StatusCode.NOT_FOUND]
+    AlreadyExistsError: type[RpcError] = _BY_CODE[StatusCode.ALREADY_EXISTS]
+    PermissionDeniedError: type[RpcError] = _BY_CODE[StatusCode.PERMISSION_DENIED]
+    ResourceExhaustedError: type[RpcError] = _BY_CODE[StatusCode.RESOURCE_EXHAUSTED]
+    FailedPreconditionError: type[RpcError] = _BY_CODE[StatusCode.FAILED_PRECONDITION]
+    AbortedError: type[RpcError] = _BY_CODE[StatusCode.ABORTED]
+    OutOfRangeError: type[RpcError] = _BY_CODE[StatusCode.OUT_OF_RANGE]
+    UnimplementedError: type[RpcError] = _BY_CODE[StatusCode.UNIMPLEMENTED]
+    InternalError: type[RpcError] = _BY_CODE[StatusCode.INTERNAL]
+    UnavailableError: type[RpcError] = _BY_CODE[StatusCode.UNAVAILABLE]
+    DataLossError: type[RpcError] = _BY_CODE[StatusCode.DATA_LOSS]
+    UnauthenticatedError: type[RpcError] = _BY_CODE[StatusCode.UNAUTHENTICATED]
 
 
 def error_for_status(

@@ -7,16 +7,48 @@ files are set, the same ones the other TLS targets load.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Protocol
+
+import attrs
 
 from targets import TargetUnavailable, TlsFiles, decode_download, download_message
 
 try:
-    from rpcnet import RpcClient, RpcConfig, RpcServer, TlsConfig, UnknownStrategyError
+    from rpcnet import RpcClient, RpcConfig, RpcServer, Service, TlsConfig, UnknownStrategyError
 except ImportError as exc:
     raise TargetUnavailable(
         f"rpcnet does not provide RpcServer/RpcClient in this checkout ({exc}); "
         "the RPC engine has to be built before rpcnet can be measured"
     ) from exc
+
+
+@attrs.frozen
+class Payload:
+    data: bytes
+
+
+@attrs.frozen
+class Download:
+    count: int
+    size: int
+
+
+class Bench(Service, Protocol, name="bench"):
+    """The typed twins of ``echo`` and ``download``."""
+
+    async def echo(self, request: Payload) -> Payload: ...
+
+    def download(self, request: Download) -> AsyncIterator[Payload]: ...
+
+
+class BenchService(Bench):
+    async def echo(self, request: Payload) -> Payload:
+        return request
+
+    async def download(self, request: Download) -> AsyncIterator[Payload]:
+        message = Payload(download_message(request.size))
+        for _ in range(request.count):
+            yield message
 
 
 class RpcnetServer:
@@ -46,6 +78,7 @@ async def start_server(host: str, tls: TlsFiles) -> RpcnetServer:
         for _ in range(count):
             yield message
 
+    server.add_service(BenchService())
     await server.start((host, 0))
     return RpcnetServer(server)
 
@@ -53,6 +86,7 @@ async def start_server(host: str, tls: TlsFiles) -> RpcnetServer:
 class RpcnetClient:
     def __init__(self, client: RpcClient) -> None:
         self._client = client
+        self._bench = Bench.client(client)
 
     async def unary(self, payload: bytes) -> bytes:
         return await self._client.call("echo", payload)
@@ -60,6 +94,14 @@ class RpcnetClient:
     async def download(self, request: bytes) -> AsyncIterator[bytes]:
         async for message in self._client.call_server_streaming("download", request):
             yield message
+
+    async def typed_unary(self, payload: bytes) -> bytes:
+        return (await self._bench.echo(Payload(payload))).data
+
+    async def typed_download(self, request: bytes) -> AsyncIterator[bytes]:
+        count, size = decode_download(request)
+        async for message in self._bench.download(Download(count, size)):
+            yield message.data
 
     async def close(self) -> None:
         await self._client.__aexit__(None, None, None)

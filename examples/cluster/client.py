@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from rpcnet.cluster import ClusterClient
 from rpcnet.cluster.workers import NoWorkerError, WorkerAdded, WorkerRegistry
+from rpcnet.demo.inference import Inference, Prompt
 from rpcnet.demo.node import (
     add_common_arguments,
     leave_and_stop,
@@ -50,7 +51,7 @@ async def wait_for_worker(registry: WorkerRegistry, timeout: float) -> bool:
     return False
 
 
-async def stream_prompt(clients: ClusterClient, prompt: str, max_tokens: int, timeout: float,
+async def stream_prompt(inference: Inference, clients: ClusterClient, prompt: str, max_tokens: int, timeout: float,
                         token_timeout: float, log: Callable[[str], None]) -> tuple[str, int]:
     """Print the tokens for one prompt; when a worker fails or stalls mid-stream, ask again elsewhere.
 
@@ -60,7 +61,7 @@ async def stream_prompt(clients: ClusterClient, prompt: str, max_tokens: int, ti
     """
     for attempt in itertools.count(1):
         worker, tokens = None, 0
-        stream = clients.call_worker_server_streaming("generate", {"prompt": prompt, "max_tokens": max_tokens}, timeout=timeout)
+        stream = inference.with_options(timeout=timeout).generate(Prompt(prompt, max_tokens))
         try:
             while True:
                 try:
@@ -68,9 +69,9 @@ async def stream_prompt(clients: ClusterClient, prompt: str, max_tokens: int, ti
                 except StopAsyncIteration:
                     break
                 if worker is None:
-                    worker = message["worker"]
+                    worker = message.worker
                     print(f"[{worker}] ", end="", flush=True)
-                print(message["token"], end=" ", flush=True)
+                print(message.token, end=" ", flush=True)
                 tokens += 1
             print()
             return worker or "-", tokens
@@ -88,7 +89,7 @@ async def stream_prompt(clients: ClusterClient, prompt: str, max_tokens: int, ti
             if worker is not None:
                 clients.eject(worker)
         finally:
-            await stream.aclose()
+            await stream.aclose()  # type: ignore[attr-defined]
     raise AssertionError("unreachable")
 
 
@@ -123,8 +124,9 @@ async def main(argv: list[str] | None = None) -> int:
     registry = clients = None
     try:
         registry = WorkerRegistry(cluster, strategy=args.strategy, filter=filter, plugins=server.plugins)
-        clients = ClusterClient(registry, outgoing_config(args.certs), cluster=cluster, plugins=server.plugins,
-                                idempotent=["infer", "generate"])  # both depend only on the prompt
+        clients = ClusterClient(registry, outgoing_config(args.certs), cluster=cluster, plugins=server.plugins)
+        # Typed calls to workers matching the filter; the definition marks generate and infer idempotent.
+        inference = Inference.client(clients, filter=filter)
         await registry.start()
         await clients.start()
         if not registry.workers() and not await wait_for_worker(registry, args.timeout):
@@ -134,7 +136,7 @@ async def main(argv: list[str] | None = None) -> int:
         while not stop.is_set() and (args.count == 0 or sent < args.count):
             prompt = next(prompts)
             started = time.monotonic()
-            work = asyncio.ensure_future(stream_prompt(clients, prompt, args.max_tokens, args.timeout, args.token_timeout, log))
+            work = asyncio.ensure_future(stream_prompt(inference, clients, prompt, args.max_tokens, args.timeout, args.token_timeout, log))
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()

@@ -50,6 +50,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from rpcnet.deprecation import IndexedCounters
 from rpcnet.events import (
     ClusterEvent,
     MemberFailed,
@@ -97,7 +98,7 @@ __all__ = ["SwimMembership", "SwimStats"]
 
 
 @attrs.frozen(kw_only=True)
-class SwimStats:
+class SwimStats(IndexedCounters):
     """What a SWIM core has counted, as of one moment."""
 
     #: Datagrams or requests that did not decode (counted and dropped).

@@ -1,10 +1,13 @@
-"""A worker: joins through the director, serves ``generate`` and ``infer``.
+"""A worker: joins through the director, serves the typed ``Inference`` service.
 
     python -m rpcnet.demo.worker                 # WORKER_ADDR, WORKER_LABEL, DIRECTOR_ADDR, ...
 
-- ``generate`` (server streaming): ``{"prompt": str, "max_tokens": int}`` ->
-  one ``{"token", "index", "worker"}`` message per generated token.
-- ``infer`` (unary, idempotent): ``{"prompt": str}`` -> ``{"text", "worker", "pid"}``.
+- ``inference.generate`` (server streaming): a ``Prompt`` -> one ``Token`` per generated token.
+- ``inference.infer`` (unary, idempotent): a ``Prompt`` -> ``Inferred``.
+- ``infer`` (untyped, idempotent): ``{"prompt": str}`` -> ``{"text", "worker", "pid"}``, the
+  name ``rpcnet demo`` and tests/cluster/test_failover.py load the workers through.
+
+The definition is in :mod:`rpcnet.demo.inference`, shared with examples/cluster/client.py.
 
 Tags: ``role=worker`` and, with WORKER_LABEL, ``label=<WORKER_LABEL>``.
 WORKER_FAILURE_ENABLED=1 makes the worker crash (``os._exit``, no goodbye) at
@@ -21,8 +24,10 @@ import hashlib
 import os
 import random
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
+from .inference import Inference, Inferred, Prompt, Token
 from .node import (
     add_common_arguments,
     env_flag,
@@ -49,7 +54,7 @@ def tokens_for(prompt: str, count: int) -> list[str]:
     return [rng.choice(VOCABULARY) for _ in range(count)]
 
 
-class Worker:
+class Worker(Inference):
     def __init__(self, node_id: str, *, token_delay: float, infer_delay: float, slots: int,
                  failure_enabled: bool, log: Any, rng: random.Random) -> None:
         self.node_id = node_id
@@ -68,24 +73,26 @@ class Worker:
             self.log("simulated crash (WORKER_FAILURE_ENABLED): exiting at once, mid-stream")
             os._exit(3)
 
-    async def generate(self, request: dict[str, Any], ctx: Any) -> Any:
-        prompt = str(request.get("prompt", ""))
-        count = max(0, min(int(request.get("max_tokens", 16)), 4096))
-        for index, token in enumerate(tokens_for(prompt, count)):
+    async def generate(self, request: Prompt) -> AsyncIterator[Token]:
+        count = max(0, min(request.max_tokens, 4096))
+        for index, token in enumerate(tokens_for(request.prompt, count)):
             self._maybe_crash()
             if self.token_delay:
                 await asyncio.sleep(self.token_delay)
-            yield {"token": token, "index": index, "worker": self.node_id}
+            yield Token(token, index, self.node_id)
 
-    async def infer(self, request: dict[str, Any], ctx: Any) -> dict[str, Any]:
-        prompt = str((request or {}).get("prompt", ""))
+    async def infer(self, request: Prompt) -> Inferred:
         if self._slots is None:
             await self._work()
         else:
             async with self._slots:
                 await self._work()
         self._maybe_crash()
-        return {"text": " ".join(tokens_for(prompt, 8)), "worker": self.node_id, "pid": os.getpid()}
+        return Inferred(" ".join(tokens_for(request.prompt, 8)), self.node_id, os.getpid())
+
+    async def infer_untyped(self, request: dict[str, Any], ctx: Any) -> dict[str, Any]:
+        reply = await self.infer(Prompt(str((request or {}).get("prompt", ""))))
+        return {"text": reply.text, "worker": reply.worker, "pid": reply.pid}
 
     async def _work(self) -> None:
         if self.infer_delay:
@@ -143,8 +150,8 @@ async def main(argv: list[str] | None = None) -> int:
         log=log,
         rng=random.Random(),
     )
-    server.register_server_streaming("generate", worker.generate)
-    server.register("infer", worker.infer, idempotent=True)
+    server.add_service(worker)
+    server.register("infer", worker.infer_untyped, idempotent=True)
     stop = stop_on_signals()
     cluster = await start_node(
         server, listen=args.listen, args=args, tags=tags, seeds=[args.director], node_id=args.label or None,

@@ -4,6 +4,7 @@ from .client import BidiCall, CallMetadata, ClientStreamingCall, ResponseStream,
 from .context import CallInfo, ServerContext, current_context, current_deadline
 from .methods import MethodKind
 from .server import RpcServer
+from .services import Service, ServiceError, rpcmethod
 
 __all__ = [
     "RpcServer",
@@ -17,4 +18,7 @@ __all__ = [
     "MethodKind",
     "current_deadline",
     "current_context",
+    "Service",
+    "ServiceError",
+    "rpcmethod",
 ]

@@ -16,6 +16,8 @@ import pytest
 
 HARNESS = Path(__file__).resolve().parents[2] / "benchmarks" / "rpc_bench.py"
 SCENARIOS = ("unary64_c1", "unary64_c64", "unary_1mib", "stream_throughput")
+#: Default scenarios only the rpcnet target runs.
+TYPED_SCENARIOS = ("typed_unary64_c64", "typed_stream_throughput")
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +38,10 @@ def quick_tcp_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_quick_run_reports_every_scenario_for_the_chosen_target(quick_tcp_report: dict) -> None:
-    assert set(quick_tcp_report) == {"meta", "scenarios", "results", "ratios", "paired_ratios", "goals"}
-    assert set(quick_tcp_report["scenarios"]) == set(SCENARIOS)
+    assert set(quick_tcp_report) == {
+        "meta", "scenarios", "results", "ratios", "paired_ratios", "goals", "credit_goals", "typed_overhead"
+    }
+    assert set(quick_tcp_report["scenarios"]) == set(SCENARIOS) | set(TYPED_SCENARIOS)
     results = quick_tcp_report["results"]
     assert [(r["scenario"], r["target"]) for r in results] == [(s, "tcp") for s in SCENARIOS]
     assert quick_tcp_report["meta"]["repeat"] == 1
@@ -64,6 +68,26 @@ def test_ratios_are_unmeasured_without_rpcnet_and_goals_need_their_baseline(quic
     assert quick_tcp_report["paired_ratios"] == {scenario: {"tcp": None} for scenario in SCENARIOS}
     # The goals compare rpcnet with raw aioquic and grpc.aio, neither of which ran.
     assert quick_tcp_report["goals"] == []
+    assert quick_tcp_report["typed_overhead"] == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_typed_scenarios_run_beside_their_untyped_twins_on_rpcnet(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, str(HARNESS), "--quick", "--targets", "rpcnet,tcp", "--json",
+         "--scenarios", "unary64_c64,typed_unary64_c64"],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout)
+    # The typed scenario runs on rpcnet only; the untyped one on both.
+    assert [(r["scenario"], r["target"], r["status"]) for r in report["results"]] == [
+        ("unary64_c64", "rpcnet", "ok"), ("unary64_c64", "tcp", "ok"), ("typed_unary64_c64", "rpcnet", "ok"),
+    ]
+    (row,) = report["typed_overhead"]
+    assert (row["typed"], row["untyped"], row["minimum"]) == ("typed_unary64_c64", "unary64_c64", 0.9)
+    assert row["ratio"] > 0 and row["met"] == (row["ratio"] >= 0.9)
 
 
 def test_unknown_target_is_refused_with_the_available_names() -> None:

@@ -92,7 +92,7 @@ def _readme_programs() -> list[str]:
 
 def test_the_readme_snippets_run_as_written(tmp_path):
     programs = _readme_programs()
-    assert len(programs) == 2, "the tour and the cluster snippet"
+    assert len(programs) >= 2, "the tour and the cluster snippet at least"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RPCNET_")}
     outputs = []
     for index, program in enumerate(programs):
@@ -102,4 +102,5 @@ def test_the_readme_snippets_run_as_written(tmp_path):
                                 cwd=tmp_path, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
         outputs.append(result.stdout.strip())
-    assert outputs == ["hello, rpcnet", "an answer to 'hi'"]
+    assert "hello, rpcnet" in outputs, outputs
+    assert outputs[-1] == "an answer to 'hi'", "the cluster snippet"

@@ -9,6 +9,7 @@ import pytest
 
 from rpcnet import RpcServer, ServerContext, current_deadline, hookimpl, make_plugin_manager
 from rpcnet.errors import (
+    CancelledError,
     DeadlineExceededError,
     InvalidArgumentError,
     NotFoundError,
@@ -142,12 +143,17 @@ async def test_per_connection_cap(serve: Any) -> None:
     server, client = await serve(register, max_concurrent_calls_per_connection=2)
     held = [asyncio.ensure_future(client.call("hold", i)) for i in range(2)]
     await until(lambda: server.active_calls == 2)
-    with pytest.raises(ResourceExhaustedError) as info:
-        await client.call("hold", 3)
-    assert "limit of 2" in info.value.message
+    # The limit is the stream credit: a third call waits for a stream (here
+    # until its deadline) instead of being refused.
+    with pytest.raises(DeadlineExceededError) as info:
+        await client.call("hold", 3, timeout=0.2)
+    assert info.value.message == (
+        "deadline exceeded while waiting for a stream: the connection was at its limit of concurrent calls"
+    )
+    assert info.value.not_sent
+    waiting = asyncio.ensure_future(client.call("hold", 4))
     release.set()
-    assert await asyncio.gather(*held) == [0, 1]
-    assert await client.call("hold", 4) == 4
+    assert await asyncio.gather(*held, waiting) == [0, 1, 4]
 
 
 async def test_global_cap(setup: Any) -> None:
@@ -465,3 +471,74 @@ def test_the_old_bidi_registration_names_warn_and_still_work() -> None:
     with pytest.warns(DeprecationWarning, match="use bidi_streaming"):
         server.streaming("b")(lambda requests, ctx: requests)
     assert {server.methods[n].kind for n in ("a", "b")} == {MethodKind.BIDI_STREAMING}
+
+
+@pytest.mark.parametrize("kind", ["client_streaming", "bidi_streaming"])
+async def test_a_request_iterator_that_raises_cancels_the_call_and_says_why(serve: Any, kind: str) -> None:
+    handler_cancelled = asyncio.Event()
+
+    def register(server: RpcServer) -> None:
+        @server.client_streaming("total")
+        async def total(requests: Any, ctx: ServerContext) -> int:
+            try:
+                return sum([r async for r in requests])
+            except asyncio.CancelledError:
+                handler_cancelled.set()
+                raise
+
+        @server.bidi_streaming("echo")
+        async def echo(requests: Any, ctx: ServerContext) -> Any:
+            try:
+                async for r in requests:
+                    yield r
+            except asyncio.CancelledError:
+                handler_cancelled.set()
+                raise
+
+    async def requests() -> Any:
+        yield 1
+        raise ValueError("the disk went away")
+
+    _, client = await serve(register)
+    # No deadline: before, the call waited forever for requests that never came.
+    with pytest.raises(CancelledError, match="request iterator raised ValueError: the disk went away") as caught:
+        if kind == "client_streaming":
+            await asyncio.wait_for(client.call_client_streaming("total", requests()), 10)
+        else:
+            await asyncio.wait_for(_drain(client.call_streaming("echo", requests())), 10)
+    assert isinstance(caught.value.__cause__, ValueError)
+    await asyncio.wait_for(handler_cancelled.wait(), 10)
+    assert await client.call_client_streaming("total", [1, 2]) == 3  # the connection is fine
+
+
+async def _drain(responses: Any) -> list[Any]:
+    return [r async for r in responses]
+
+
+async def test_a_response_stream_the_caller_lets_go_of_gives_its_credit_back(serve: Any) -> None:
+    cancelled = asyncio.Event()  # set when the handler ends
+
+    def register(server: RpcServer) -> None:
+        @server.server_streaming("forever")
+        async def forever(request: Any, ctx: ServerContext) -> Any:
+            try:
+                n = 0
+                while True:
+                    yield n
+                    n += 1
+            finally:  # closed by the server once the call is cancelled
+                cancelled.set()
+
+    # One call at a time per connection: a leaked stream would block the next call.
+    _, client = await serve(register, max_concurrent_calls_per_connection=1)
+    async for n in client.call_server_streaming("forever", None):
+        if n == 2:
+            break  # no cancel(), no `async with`: the stream object is simply dropped
+    await asyncio.wait_for(cancelled.wait(), 10)
+    assert await asyncio.wait_for(_first(client.call_server_streaming("forever", None)), 10) == 0
+
+
+async def _first(responses: Any) -> Any:
+    async with responses:
+        async for item in responses:
+            return item
