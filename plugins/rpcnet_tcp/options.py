@@ -51,10 +51,10 @@ class TcpOptions:
     #: Bytes the peer may send on one stream beyond what we have consumed
     #: (SETTINGS_INITIAL_WINDOW_SIZE). While a stream is paused this is also
     #: the most we buffer for it.
-    stream_window: int = attrs.field(default=4 * MIB, converter=int, validator=_between(64 * KIB, MAX_WINDOW))
+    stream_window: int = attrs.field(default=1 * MIB, converter=int, validator=_between(64 * KIB, MAX_WINDOW))
     #: Bytes the peer may send on one connection beyond what we have consumed:
     #: the most a connection buffers for paused streams.
-    connection_window: int = attrs.field(default=32 * MIB, converter=int, validator=_between(64 * KIB, MAX_WINDOW))
+    connection_window: int = attrs.field(default=16 * MIB, converter=int, validator=_between(64 * KIB, MAX_WINDOW))
     #: Largest DATA frame payload the peer may send us (SETTINGS_MAX_FRAME_SIZE).
     #: DATA is handed on as it arrives, so a large value costs no buffering.
     max_frame_size: int = attrs.field(default=MAX_FRAME_SIZE_LIMIT, converter=int, validator=_between(16 * KIB, MAX_FRAME_SIZE_LIMIT))
