@@ -145,7 +145,9 @@ class TcpTransport(Transport):
         if context is None:
             context = self._client_contexts[key] = client_context(tls, alpn)
         where = format_address((host, port))
-        connection = H2Connection(options=self.options, is_client=True, alpn=alpn, describe=where)
+        connection = H2Connection(
+            options=self.options, is_client=True, alpn=alpn, describe=where, identify_peer=_peer_from_certificate
+        )
         connection._sent_certificate = tls.cert_file is not None
         loop = asyncio.get_running_loop()
         timeout = self.options.handshake_timeout
