@@ -511,9 +511,11 @@ class H2Connection(Connection, asyncio.Protocol):
             host, port = address
             self._describe = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if self._on_made is not None and not self._on_made(self):
-            # Refused (not accepting, or too many connections): closed before any HTTP/2.
+            # Refused (not accepting, or too many connections): a GOAWAY says so, then the socket closes.
             self._state = _CLOSED
-            transport.abort()
+            reason = b"not accepting new connections"
+            transport.write(_pack(0, 8 + len(reason), GOAWAY, 0, 0) + _GOAWAY.pack(0, REFUSED_STREAM) + reason)
+            transport.close()
             return
         ssl_object = transport.get_extra_info("ssl_object")
         negotiated = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
@@ -568,7 +570,12 @@ class H2Connection(Connection, asyncio.Protocol):
                     alert, "", address=self._describe, sent_certificate=self._sent_certificate, alpn=self._alpn
                 )))
                 return
-        if self._goaway_received:
+        if self._state == _HANDSHAKE and self._is_client and not self._goaway_received:
+            # TLS was up but the server hung up before its SETTINGS. asyncio
+            # drops the alert a server's failed handshake queues, so the
+            # cause is inferred: under TLS 1.3 it is the client certificate.
+            self._finish(TlsError(self._explain_hangup()))
+        elif self._goaway_received:
             reason = f": {self._goaway_reason}" if self._goaway_reason else ""
             self._finish(TransportError(f"the peer {self._describe} closed the connection{reason}"))
         elif self._state == _CLOSING:
@@ -576,6 +583,19 @@ class H2Connection(Connection, asyncio.Protocol):
         else:
             detail = f" ({exc})" if exc else ""
             self._finish(TransportError(f"the peer {self._describe} closed the connection{detail}"))
+
+    def _explain_hangup(self) -> str:
+        where = f"the server at {self._describe} refused the TLS handshake"
+        if not self._sent_certificate:
+            return (
+                f"{where}: the server requires a client certificate (mutual TLS) and we sent none; "
+                "set tls.cert_file and tls.key_file"
+            )
+        return (
+            f"{where}: it closed the connection before HTTP/2 started, so it refused our client certificate: "
+            "unknown issuer (not signed by a CA the server trusts), expired certificate, or a certificate "
+            "without the clientAuth usage"
+        )
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
@@ -662,7 +682,7 @@ class H2Connection(Connection, asyncio.Protocol):
                 return
             payload = data[pos + 9 : pos + 9 + length]
             pos += 9 + length
-            if not self._settings_seen and kind != SETTINGS:
+            if not self._settings_seen and kind != SETTINGS and kind != GOAWAY:
                 raise _ProtocolViolation(PROTOCOL_ERROR, "the first frame must be SETTINGS")
             if self._continuation is not None and kind != CONTINUATION:
                 raise _ProtocolViolation(PROTOCOL_ERROR, "a header block was interrupted by another frame")
@@ -877,6 +897,11 @@ class H2Connection(Connection, asyncio.Protocol):
         last_id &= 0x7FFFFFFF
         self._goaway_received = True
         self._goaway_reason = bytes(payload[8:]).decode("utf-8", "replace")
+        if self._state == _HANDSHAKE:
+            self._abort(TransportError(
+                f"the server at {self._describe} refused the connection ({self._goaway_reason or 'no reason given'})"
+            ))
+            return
         if code != NO_ERROR:
             name = ERROR_NAMES.get(code, f"{code:#x}")
             reason = f": {self._goaway_reason}" if self._goaway_reason else ""
