@@ -621,6 +621,14 @@ class H2Connection(Connection, asyncio.Protocol):
             return
         if self._credit_waiters:
             self._wake_credit_waiters()
+        if self._out:
+            # Replies that handlers wrote while this read was delivered (they
+            # start eagerly), window updates, PING and SETTINGS acknowledgements
+            # leave now, in one write, instead of one event-loop turn later.
+            handle = self._flush_handle
+            if handle is not None:
+                handle.cancel()
+            self._flush()
 
     # -- parsing -----------------------------------------------------------
 
