@@ -37,7 +37,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from devcerts import write_dev_certs  # noqa: E402
-from scenarios import DEFAULT_SCENARIOS, SCENARIOS  # noqa: E402
+from scenarios import DEFAULT_CREDIT, DEFAULT_SCENARIOS, SCENARIOS  # noqa: E402
 from targets import TARGETS  # noqa: E402
 
 WORKER = BENCH_DIR / "worker.py"
@@ -71,6 +71,24 @@ GOALS = (
 
 #: Printed beside the goals: what the floors cost, for the scenarios that have goals.
 FLOORS = ("tls_tcp", "plain_tcp")
+
+
+@attrs.frozen(kw_only=True)
+class CreditGoal:
+    """rpcnet with many more callers than stream credit, against itself with few.
+
+    Every call succeeds (a failed call fails the run); requests/s is at least
+    ``minimum`` times the reference's; the client's peak RSS is at most the
+    reference's plus 2 x credit x payload (a request encoded, and its copy in
+    the transport's send buffer, per call that holds a stream).
+    """
+
+    scenario: str
+    reference: str
+    minimum: float
+
+
+CREDIT_GOALS = (CreditGoal(scenario="unary256k_c1000", reference="unary256k_c16", minimum=0.9),)
 
 
 @attrs.define
@@ -180,7 +198,9 @@ async def run_once(target: str, scenario: str, options: argparse.Namespace, tls_
                 "--server-pid", str(server.pid),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )
-            budget = options.warmup + options.duration + options.startup_timeout + 30
+            # Callers finish the call they are in after the window: with many
+            # more callers than stream credit that takes a while.
+            budget = options.warmup + options.duration + options.startup_timeout + 30 + SCENARIOS[scenario].concurrency / 4
             try:
                 out, err = await asyncio.wait_for(client.communicate(), timeout=budget)
             except TimeoutError:
@@ -314,6 +334,30 @@ def goals(outcomes: list[Outcome]) -> list[dict[str, Any]]:
     return report
 
 
+def credit_goals(outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    medians = {o.scenario: o.median for o in outcomes if o.target == SUBJECT}
+    report = []
+    for goal in CREDIT_GOALS:
+        if goal.scenario not in medians or goal.reference not in medians:
+            continue
+        run, reference = medians[goal.scenario], medians[goal.reference]
+        entry: dict[str, Any] = {**attrs.asdict(goal), "ratio": None, "peak_rss_mib": None, "rss_bound_mib": None}
+        if run is not None and reference is not None:
+            allowance = 2 * DEFAULT_CREDIT * SCENARIOS[goal.scenario].payload_size / (1 << 20)
+            entry["ratio"] = run["requests_per_s"] / reference["requests_per_s"]
+            entry["peak_rss_mib"] = run.get("client_peak_rss_mib")
+            if reference.get("client_peak_rss_mib") is not None:
+                entry["rss_bound_mib"] = reference["client_peak_rss_mib"] + allowance
+        if run is None:
+            entry["met"] = False  # the run failed: some call did not succeed
+        elif reference is None or entry["rss_bound_mib"] is None or entry["peak_rss_mib"] is None:
+            entry["met"] = None
+        else:
+            entry["met"] = entry["ratio"] >= goal.minimum and entry["peak_rss_mib"] <= entry["rss_bound_mib"]
+        report.append(entry)
+    return report
+
+
 def _versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for name in ("rpcnet", "aioquic", "grpcio", "uvloop"):
@@ -364,6 +408,7 @@ def report_json(outcomes: list[Outcome], options: argparse.Namespace) -> dict[st
         "ratios": ratio_table,
         "paired_ratios": paired_ratios(outcomes),
         "goals": goals(outcomes),
+        "credit_goals": credit_goals(outcomes),
     }
 
 
@@ -371,7 +416,7 @@ def report_table(outcomes: list[Outcome], options: argparse.Namespace) -> str:
     ratio_table = ratios(outcomes)
     header = (
         f"{'target':<12} {'req/s':>10} {'p50 us':>9} {'p99 us':>9} {'MiB/s':>8} {'msg/s':>9} "
-        f"{'srv us/call':>11} {'cli us/call':>11} {'rpcnet/x':>9}"
+        f"{'srv us/call':>11} {'cli us/call':>11} {'cli MiB':>8} {'rpcnet/x':>9}"
     )
     loop = "uvloop" if options.uvloop else "asyncio"
     lines = [
@@ -399,7 +444,7 @@ def report_table(outcomes: list[Outcome], options: argparse.Namespace) -> str:
                 f"{outcome.target:<12} {_fmt(median['requests_per_s']):>10} {_fmt(median['p50_us']):>9} "
                 f"{_fmt(median['p99_us']):>9} {_fmt(median['mib_per_s'], 1):>8} {_fmt(median['messages_per_s']):>9} "
                 f"{_fmt(median['server_cpu_us_per_call'], 1):>11} {_fmt(median['client_cpu_us_per_call'], 1):>11} "
-                f"{ratio_text:>9}"
+                f"{_fmt(median.get('client_peak_rss_mib')):>8} {ratio_text:>9}"
             )
     goal_report = goals(outcomes)
     if goal_report:
@@ -425,6 +470,18 @@ def report_table(outcomes: list[Outcome], options: argparse.Namespace) -> str:
                         f"{target} {_fmt(median['server_cpu_us_per_call'], 1)}; {_fmt(median['p50_us'])}"
                     )
             lines.append(f"  {scenario}: " + ", ".join(cells))
+    credit_report = credit_goals(outcomes)
+    if credit_report:
+        lines += ["", "credit goals (rpcnet against itself, same run):"]
+    for goal in credit_report:
+        verdict = "not measured" if goal["met"] is None else ("met" if goal["met"] else "NOT met")
+        ratio = "-" if goal["ratio"] is None else f"{goal['ratio']:.2f}x"
+        rss = "-" if goal["peak_rss_mib"] is None else f"{goal['peak_rss_mib']:.0f} MiB"
+        bound = "-" if goal["rss_bound_mib"] is None else f"{goal['rss_bound_mib']:.0f} MiB"
+        lines.append(
+            f"  {goal['scenario']}: every call succeeds, req/s >= {goal['minimum']:g}x {goal['reference']}'s: "
+            f"{ratio}; client peak RSS {rss} <= {bound} ({verdict})"
+        )
     return "\n".join(lines)
 
 

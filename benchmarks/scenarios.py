@@ -79,10 +79,33 @@ SCENARIOS: dict[str, Scenario] = {
                 payload_size=64,
                 default=False,
             )
-            for callers, note in ((16, ""), (256, " (the default stream credit)"))
+            for callers, note in ((16, ""), (256, ""))
+        ),
+        Scenario(
+            name="unary256k_c16",
+            description="256 KiB echo, 16 concurrent callers on one connection: the reference for unary256k_c1000",
+            kind="unary",
+            concurrency=16,
+            payload_size=256 * KIB,
+            default=False,
+        ),
+        Scenario(
+            name="unary256k_c1000",
+            description=(
+                "256 KiB echo, 1000 concurrent callers on one connection, no deadline: ten times the "
+                "stream credit (100), so most calls wait for a stream"
+            ),
+            kind="unary",
+            concurrency=1000,
+            payload_size=256 * KIB,
+            default=False,
         ),
     )
 }
+
+#: The stream credit an RpcServer grants per connection by default
+#: (RpcConfig.max_concurrent_calls_per_connection).
+DEFAULT_CREDIT = 100
 
 #: What a run without --scenarios measures: the four the goals are about.
 DEFAULT_SCENARIOS = [name for name, scenario in SCENARIOS.items() if scenario.default]

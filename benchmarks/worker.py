@@ -18,6 +18,7 @@ import asyncio
 import json
 import math
 import os
+import resource
 import signal
 import sys
 import time
@@ -203,6 +204,8 @@ async def measure(client: BenchClient, scenario: Scenario, warmup: float, durati
         "client_cpu_us_per_call": (client_cpu / calls * 1e6) if calls else None,
         "server_cpu_us_per_call": (server_cpu / calls * 1e6) if calls and server_cpu is not None else None,
         "client_cpu_share": client_cpu / window,
+        # ru_maxrss is in KiB on Linux: the client process's peak over the whole run.
+        "client_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "server_cpu_share": (server_cpu / window) if server_cpu is not None else None,
     }
 

@@ -9,6 +9,7 @@ the first access imports :mod:`rpcnet.rpc`.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from .config import RpcConfig, TlsConfig, load_config
@@ -38,6 +39,10 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# A library logs, the application decides where it goes: without this,
+# warnings would reach stderr through logging's last-resort handler.
+logging.getLogger("rpcnet").addHandler(logging.NullHandler())
 
 #: Names served from the RPC engine on first access (PEP 562).
 _ENGINE_NAMES = frozenset({"RpcServer", "RpcClient", "ServerContext", "current_deadline"})

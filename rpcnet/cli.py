@@ -49,8 +49,8 @@ def plugins(as_json: bool, config_path: Path | None) -> None:
                     "name": i.name,
                     "distribution": i.distribution,
                     "version": i.version,
-                    "strategies": i.strategies,
-                    "hooks": i.hooks,
+                    "strategies": {kind: list(names) for kind, names in i.strategies.items()},
+                    "hooks": list(i.hooks),
                 }
                 for i in infos
             ],

@@ -285,9 +285,12 @@ class RpcConfig(ConfigBase):
     tls: TlsConfig | None = attrs.field(default=None, converter=to_tls)
     #: Largest frame payload accepted or sent, checked before allocating.
     max_message_size: int = attrs.field(default=4 * 1024 * 1024, converter=int, validator=positive)
-    #: Handlers running at once per connection; more calls are refused RESOURCE_EXHAUSTED.
+    #: Calls a client may have open at once on one connection: the stream
+    #: credit the server's transport grants. Calls beyond it wait on the
+    #: client for a stream (bounded by their deadline); they are not refused.
     max_concurrent_calls_per_connection: int = attrs.field(default=100, converter=int, validator=positive)
-    #: Handlers running at once in the whole server.
+    #: Handlers running at once in the whole server; calls beyond it are
+    #: refused with RESOURCE_EXHAUSTED (true overload: safe to retry elsewhere).
     max_concurrent_calls: int = attrs.field(default=10_000, converter=int, validator=positive)
     #: Messages buffered per stream direction before backpressure applies.
     stream_buffer: int = attrs.field(default=16, converter=int, validator=positive)
@@ -297,7 +300,3 @@ class RpcConfig(ConfigBase):
     default_timeout: float | None = attrs.field(default=None, converter=optional(float), validator=positive)
     #: Plugin names (entry-point or distribution) never loaded.
     disabled_plugins: tuple[str, ...] = attrs.field(default=(), converter=to_names)
-
-
-# Earlier private spellings, still imported by modules being migrated.
-_optional, _to_names, _to_options, _to_tls = optional, to_names, to_options, to_tls

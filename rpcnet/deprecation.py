@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["moved_names"]
+__all__ = ["moved_names", "IndexedCounters"]
 
 
 def moved_names(module: str, moved: Mapping[str, str], *, removed_in: str) -> Callable[[str], Any]:
@@ -36,3 +36,23 @@ def moved_names(module: str, moved: Mapping[str, str], *, removed_in: str) -> Ca
         return getattr(importlib.import_module(target), name)
 
     return __getattr__
+
+
+class IndexedCounters:
+    """Mixin for a frozen counters snapshot that 0.1 exposed as a dict.
+
+    ``stats["retries"]`` still reads ``stats.retries`` until 0.3, with a
+    :class:`DeprecationWarning`; a name the snapshot lacks is a ``KeyError``.
+    """
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> int:
+        if not isinstance(key, str) or key.startswith("_") or not hasattr(self, key):
+            raise KeyError(key)
+        warnings.warn(
+            f'{type(self).__name__}["{key}"] is deprecated: read .{key} (removed in 0.3)',
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return int(getattr(self, key))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import enum
 from collections.abc import Awaitable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import attrs
@@ -69,7 +70,9 @@ class HealthResult:
 
     status: HealthStatus = attrs.field(converter=_status)
     reason: str = ""
-    checks: Mapping[str, HealthResult] = attrs.field(factory=dict, kw_only=True, hash=False)
+    checks: Mapping[str, HealthResult] = attrs.field(
+        factory=dict, converter=lambda checks: MappingProxyType(dict(checks)), kw_only=True, hash=False
+    )
 
     @classmethod
     def healthy(cls, reason: str = "") -> HealthResult:

@@ -105,7 +105,7 @@ class Membership(abc.ABC):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for old, new in RENAMED_METHODS.items():
-            if old in cls.__dict__ and new not in cls.__dict__ and getattr(cls, new, None) is getattr(Membership, new):
+            if old in cls.__dict__ and new not in cls.__dict__:
                 warnings.warn(
                     f"{cls.__qualname__}.{old} is deprecated: rename it to {new} "
                     "(the 0.1 name is honoured until rpcnet 0.3)",

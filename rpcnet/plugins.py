@@ -16,6 +16,7 @@ import os
 import re
 import traceback
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -46,6 +47,10 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _frozen_strategies(value: Mapping[str, Iterable[str]]) -> Mapping[str, tuple[str, ...]]:
+    return MappingProxyType({kind: tuple(names) for kind, names in value.items()})
+
+
 @attrs.frozen(kw_only=True)
 class PluginInfo:
     """What ``rpcnet plugins`` shows for one loaded plugin."""
@@ -53,8 +58,9 @@ class PluginInfo:
     name: str
     distribution: str | None
     version: str | None
-    strategies: dict[str, list[str]]
-    hooks: list[str]
+    #: kind -> strategy names, read-only.
+    strategies: Mapping[str, tuple[str, ...]] = attrs.field(converter=_frozen_strategies)
+    hooks: tuple[str, ...] = attrs.field(converter=tuple)
 
 
 def _truthy(value: str | None) -> bool:

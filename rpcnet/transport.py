@@ -20,7 +20,19 @@ Rules every implementation keeps (the engine and tests rely on them):
 - When a connection ends, every stream that has not finished receiving gets
   ``stream_reset(CONNECTION_LOST)`` and ``Connection.closed`` completes.
 - ``open_stream`` waits for stream credit instead of failing or queueing
-  without bound.
+  without bound; waiters are served first come, first served, and a
+  cancelled waiter gives its turn to the next.
+- The stream credit a listener grants each connection is the ``max_streams``
+  its caller passes to :meth:`Transport.listen` (the RPC server passes
+  ``RpcConfig.max_concurrent_calls_per_connection``, so the calls a client
+  may start are the calls the server admits). A unit of credit comes back
+  when a stream has ended both ways (FIN or reset each way).
+- Data is delivered in the order it was sent. When the peer resets a stream,
+  data that arrived before the reset and is not held back by
+  ``pause_reading`` is delivered before ``stream_reset``.
+
+``rpcnet.testing.transport_conformance`` checks these rules, through the RPC engine,
+for any transport by name (docs/plugins.md, "Transport conformance").
 """
 
 from __future__ import annotations
@@ -216,11 +228,22 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def listen(
-        self, address: Address, on_stream: NewStreamCallback, *, tls: TlsConfig | None = None, alpn: str | None = None
+        self,
+        address: Address,
+        on_stream: NewStreamCallback,
+        *,
+        tls: TlsConfig | None = None,
+        alpn: str | None = None,
+        max_streams: int | None = None,
     ) -> Listener:
         """Start listening. ``on_stream(stream)`` is called for every stream
         the peer opens, before its first bytes are delivered; it returns the
-        stream's handler."""
+        stream's handler.
+
+        ``max_streams`` is the stream credit: how many streams a peer may have
+        open at once on one connection. A peer at its credit waits in
+        ``open_stream`` until one of its streams has ended both ways. None
+        means the transport's own default (an option of the strategy)."""
 
     @abc.abstractmethod
     async def connect(

@@ -6,6 +6,8 @@ library as a backend.
 
 from __future__ import annotations
 
+import logging
+
 from rpcnet import hookimpl
 from rpcnet.deprecation import moved_names
 from rpcnet.hookspecs import Register
@@ -17,6 +19,11 @@ __all__ = ["QuicTransport", "QuicOptions", "rpcnet_register_transports"]
 
 #: The protocol id is the RPC engine's (``rpcnet.rpc.protocol.ALPN``), handed to the transport.
 __getattr__ = moved_names(__name__, {"ALPN": "rpcnet.rpc.protocol"}, removed_in="0.3")
+
+# aioquic logs on "quic" (a warning per failed handshake, among others).
+# Without a handler of its own, logging's last-resort handler would print
+# those lines to stderr in applications that never configured logging.
+logging.getLogger("quic").addHandler(logging.NullHandler())
 
 
 @hookimpl

@@ -28,6 +28,9 @@ __all__ = ["QuicBackend", "AioquicBackend", "EventTypes", "CloseInfo", "LongHead
 CID_LENGTH = 8
 
 _FRAME_CRYPTO = 0x06  # the frame type a TLS failure is attributed to
+#: Room a packet needs before a STREAM frame is worth trying: the largest
+#: frame header (type, stream id, offset, length) plus a few bytes of data.
+_MIN_STREAM_FRAME = 24
 
 
 class EventTypes(NamedTuple):
@@ -465,6 +468,17 @@ def _make_connection_class(base: type, max_stream_data_frame: int) -> type:
                 )
                 buf.push_uint_var(limit.value)
                 limit.sent = limit.value
+
+        def _write_stream_frame(self, builder: Any, space: Any, stream: Any, max_offset: int) -> int:
+            # aioquic offers every stream with data to send to every packet it
+            # builds, even once the packet is full. With many calls sending at
+            # once (a client at its stream credit of large requests) that cost
+            # grows with the number of streams for every packet; a full packet
+            # now ends the offer at once. The streams not served keep their
+            # place and go first into the next packet.
+            if builder.remaining_flight_space < _MIN_STREAM_FRAME:
+                return 0
+            return super()._write_stream_frame(builder, space, stream, max_offset)
 
         def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
             # Called for every open stream on every packet built, so it only

@@ -273,6 +273,9 @@ class QuicConnection(Connection):
         self._sent_certificate = sent_certificate
         self.peer = PeerInfo(address=(str(peer_address[0]), int(peer_address[1])))
         self._peer_address = peer_address
+        #: The peer's IP address as the socket reported it (per-source limits).
+        self.source_host = peer_address[0]
+        self._unused_timer: asyncio.TimerHandle | None = None
         self._state = _HANDSHAKE
         self._handshake_completed = False
         self._expected_alpn = alpn
@@ -529,7 +532,6 @@ class QuicConnection(Connection):
             try:
                 verified = verify_client_certificate(leaf, chain, self._trusted_cas)
             except ClientCertificateRejected as exc:
-                logger.info("refused client %s: %s", self.peer.address, exc.message)
                 self._fail_handshake(CRYPTO_ERROR + exc.alert, exc.message)
                 return
             identity, certificate = verified.identity, verified.certificate
@@ -554,9 +556,19 @@ class QuicConnection(Connection):
         tick = self._keepalive_tick()
         if tick is not None:
             self._keepalive_handle = self._loop.call_later(tick, self._keepalive)
+        unused = self._options.unused_connection_timeout
+        if not self._is_client and unused is not None:
+            self._unused_timer = self._loop.call_later(unused, self._unused_timed_out)
         if not self._ready.done():
             self._ready.set_result(None)
         self._endpoint.connection_ready(self)
+
+    def _unused_timed_out(self) -> None:
+        self._unused_timer = None
+        if self._state == _OPEN and self._peer_highest < 0:
+            seconds = self._options.unused_connection_timeout
+            logger.debug("closing connection from %s: no call within %g s", self._describe_peer(), seconds)
+            self.close(NO_ERROR, f"no call within {seconds:g} s of connecting")
 
     def _on_cid_issued(self, event: Any) -> None:
         self._endpoint.connection_id_issued(self, event.connection_id)
@@ -585,6 +597,9 @@ class QuicConnection(Connection):
             return None
         stream = QuicStream(self, stream_id, None)
         self._streams[stream_id] = stream
+        if self._unused_timer is not None:
+            self._unused_timer.cancel()
+            self._unused_timer = None
         try:
             stream.handler = self._on_stream(stream)
         except Exception:
@@ -733,6 +748,11 @@ class QuicConnection(Connection):
         if self._state == _HANDSHAKE:
             if CRYPTO_ERROR <= code < CRYPTO_ERROR + 0x100:
                 alert = code - CRYPTO_ERROR
+                if info.by_peer and not self._is_client:
+                    return TlsError(
+                        f"TLS handshake with client {peer} failed: the client refused it "
+                        f"({reason or 'no reason given'}; TLS alert {alert})"
+                    )
                 if info.by_peer:
                     return TlsError(explain_peer_rejection(
                         alert, reason, address=peer, sent_certificate=self._sent_certificate, alpn=self._expected_alpn
@@ -771,10 +791,18 @@ class QuicConnection(Connection):
         elif self._close_exc is None:
             self._close_exc = TransportError(f"connection to {self._describe_peer()} is closed")
         self._close_reported = exc
-        for handle in (self._transmit_handle, self._timer, self._keepalive_handle, self._handshake_timer):
+        if isinstance(exc, TlsError):
+            # Once per connection, here; the QUIC library's own lines go to
+            # its "quic" logger, which has a NullHandler.
+            side = "client" if self._is_client else "server"
+            logger.info("%s: %s", side, exc)
+        for handle in (
+            self._transmit_handle, self._timer, self._keepalive_handle, self._handshake_timer, self._unused_timer
+        ):
             if handle is not None:
                 handle.cancel()
         self._transmit_handle = self._timer = self._keepalive_handle = self._handshake_timer = None
+        self._unused_timer = None
         if not self._ready.done():
             self._ready.set_exception(self._closed_error())
             self._ready.exception()  # retrieved: connect() may have stopped waiting

@@ -54,6 +54,7 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
         self._by_cid: dict[bytes, QuicConnection] = {}
         self._all: set[QuicConnection] = set()
         self._established: dict[QuicConnection, None] = {}
+        self._per_source: dict[str, int] = {}  # connections by source IP address
         self._accepting = True
         self._udp: asyncio.DatagramTransport | None = None
         self._loop = asyncio.get_running_loop()
@@ -130,7 +131,11 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
             return
         if not header.is_initial:
             return
-        if not self._accepting or len(self._all) >= self._options.max_connections:
+        if (
+            not self._accepting
+            or len(self._all) >= self._options.max_connections
+            or self._per_source.get(addr[0], 0) >= self._options.max_connections_per_source
+        ):
             self._send(self._backend.encode_initial_close(header, CONNECTION_REFUSED), addr)
             return
         self._accept(header, data, addr)
@@ -192,6 +197,7 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
             alpn=self._alpn,
         )
         self._all.add(connection)
+        self._per_source[addr[0]] = self._per_source.get(addr[0], 0) + 1
         self._by_cid[header.destination_cid] = connection
         self._by_cid[quic.host_cid] = connection
         connection.datagram_received(data, addr)
@@ -215,6 +221,13 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
         self._established[connection] = None
 
     def connection_finished(self, connection: QuicConnection) -> None:
+        if connection in self._all:
+            source = connection.source_host
+            count = self._per_source.get(source, 1) - 1
+            if count > 0:
+                self._per_source[source] = count
+            else:
+                self._per_source.pop(source, None)
         self._all.discard(connection)
         self._established.pop(connection, None)
         for cid in [cid for cid, c in self._by_cid.items() if c is connection]:

@@ -22,6 +22,12 @@ def _optional_float(value: Any) -> float | None:
 
 
 
+def _optional_str(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in {"", "none", "null"}):
+        return None
+    return str(value)
+
+
 def _between(low: int, high: int) -> Any:
     def check(instance: Any, attribute: attrs.Attribute, value: int) -> None:
         if not low <= value <= high:
@@ -74,6 +80,17 @@ class QuicOptions:
     #: Connections (established or handshaking) a listener keeps at once;
     #: clients beyond that are refused at once (CONNECTION_REFUSED).
     max_connections: int = attrs.field(default=10_000, converter=int, validator=_between(1, 10_000_000))
+    #: Connections a listener keeps at once from one source IP address;
+    #: more from that address are refused at once (CONNECTION_REFUSED), so
+    #: one host cannot pin the server's memory. Clients behind one NAT or
+    #: proxy share an address: raise it for such deployments.
+    max_connections_per_source: int = attrs.field(default=100, converter=int, validator=_between(1, 10_000_000))
+    #: A server closes a connection that has not opened a call this long
+    #: after its handshake; None keeps it until the idle timeout.
+    unused_connection_timeout: float | None = attrs.field(default=10.0, converter=_optional_float, validator=positive)
+    #: Clients: the local address their UDP socket binds to before
+    #: connecting (None: the system picks one).
+    bind_address: str | None = attrs.field(default=None, converter=_optional_str)
     #: Handshakes in progress above which new clients must first pass
     #: address validation (Retry), so a flood of spoofed Initials cannot pile
     #: up connection state. 0 behaves like ``retry = true``.

@@ -8,6 +8,8 @@ import socket
 from pathlib import Path
 from typing import Any, ClassVar
 
+import attrs
+
 from rpcnet.config import TlsConfig
 from rpcnet.errors import ConfigError, TransportError
 from rpcnet.transport import Address, NewStreamCallback, Transport, parse_address
@@ -42,10 +44,21 @@ class QuicTransport(Transport):
         return self._backend
 
     async def listen(
-        self, address: Address, on_stream: NewStreamCallback, *, tls: TlsConfig | None = None, alpn: str | None = None
+        self,
+        address: Address,
+        on_stream: NewStreamCallback,
+        *,
+        tls: TlsConfig | None = None,
+        alpn: str | None = None,
+        max_streams: int | None = None,
     ) -> QuicListener:
         tls = _require_tls(tls)
         alpn = _require_alpn(alpn)
+        options = self.options
+        if max_streams is not None and max_streams != options.max_streams:
+            # The caller's credit (the RPC server's per-connection call limit)
+            # is the MAX_STREAMS every connection of this listener grants.
+            options = attrs.evolve(options, max_streams=max_streams)
         if not tls.cert_file or not tls.key_file:
             raise ConfigError(
                 "the quic transport needs a certificate to listen: set tls.cert_file and tls.key_file "
@@ -57,18 +70,18 @@ class QuicTransport(Transport):
                 raise ConfigError("tls.require_client_cert needs tls.ca_file: the CA that issues client certificates")
             trusted = load_ca_certificates(tls.ca_file)
         host, port = parse_address(address)
-        configuration = self.backend.server_configuration(self.options, tls, alpn)
+        configuration = self.backend.server_configuration(options, tls, alpn)
         listener = QuicListener(
             backend=self.backend,
             configuration=configuration,
-            options=self.options,
+            options=options,
             on_stream=on_stream,
             trusted_cas=trusted,
             reset_key=_stateless_reset_key(tls.key_file),
             alpn=alpn,
         )
         try:
-            await bind_udp_socket(listener, host, port, read_batch=self.options.listener_read_batch)
+            await bind_udp_socket(listener, host, port, read_batch=options.listener_read_batch)
         except OSError as exc:
             raise TransportError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         return listener
@@ -112,7 +125,7 @@ class QuicTransport(Transport):
         quic = self.backend.client_connection(options, tls, name, alpn)
         endpoint = ClientEndpoint()
         try:
-            udp = await connect_udp_socket(endpoint, family, sockaddr)
+            udp = await connect_udp_socket(endpoint, family, sockaddr, bind_address=options.bind_address)
         except OSError as exc:
             raise PeerUnreachable(f"cannot reach {sockaddr[0]}:{sockaddr[1]}: {exc.strerror or exc}") from None
         connection = QuicConnection(

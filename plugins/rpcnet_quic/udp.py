@@ -223,15 +223,23 @@ async def bind_udp_socket(protocol: Any, host: str, port: int, *, read_batch: in
     raise error or OSError(f"cannot resolve {host!r}")
 
 
-async def connect_udp_socket(protocol: Any, family: int, sockaddr: Any, *, read_batch: int = 1) -> Any:
-    """A UDP socket connected to a resolved ``sockaddr``, reading (see :func:`bind_udp_socket`)."""
+async def connect_udp_socket(
+    protocol: Any, family: int, sockaddr: Any, *, read_batch: int = 1, bind_address: str | None = None
+) -> Any:
+    """A UDP socket connected to a resolved ``sockaddr``, reading (see
+    :func:`bind_udp_socket`); bound first to ``bind_address`` when given."""
     loop = asyncio.get_running_loop()
     if not _can_watch_sockets(loop):
-        transport, _ = await loop.create_datagram_endpoint(lambda: protocol, remote_addr=sockaddr, family=family)
+        local = (bind_address, 0) if bind_address is not None else None
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: protocol, local_addr=local, remote_addr=sockaddr, family=family
+        )
         return transport
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
+        if bind_address is not None:
+            sock.bind((bind_address, 0))
         sock.connect(sockaddr)
     except OSError:
         sock.close()

@@ -41,12 +41,16 @@ refutation, a tag change or a leave.
 
 from __future__ import annotations
 
+import collections
 import heapq
 import random
 import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
+import attrs
+
+from rpcnet.deprecation import IndexedCounters
 from rpcnet.events import (
     ClusterEvent,
     MemberFailed,
@@ -90,7 +94,23 @@ from .options import SwimOptions
 from .partition import make_partition_policy
 from .precedence import Verdict, judge, refuted_incarnation, transition_event, update_state
 
-__all__ = ["SwimMembership"]
+__all__ = ["SwimMembership", "SwimStats"]
+
+
+@attrs.frozen(kw_only=True)
+class SwimStats(IndexedCounters):
+    """What a SWIM core has counted, as of one moment."""
+
+    #: Datagrams or requests that did not decode (counted and dropped).
+    decode_errors: int = 0
+    #: Suspicions of this node it refuted by raising its incarnation.
+    refutes: int = 0
+    probes: int = 0
+    probe_failures: int = 0
+    #: Out-of-turn probes a monitor sent to confirm a high phi before suspecting.
+    confirm_probes: int = 0
+    #: Probes answered over the reliable channel after the datagram path failed.
+    stream_acks: int = 0
 
 _EVENT_TYPES: dict[str, type[ClusterEvent]] = {
     "joined": MemberJoined,
@@ -218,18 +238,15 @@ class SwimMembership(Membership):
         self._last_beat: dict[str, float] = {}
         self._confirming_since: dict[str, float] = {}
         self._live_count = 1
-        #: Counters a driver can export as metrics.
-        self.stats: dict[str, int] = {
-            "decode_errors": 0,
-            "refutes": 0,
-            "probes": 0,
-            "probe_failures": 0,
-            "confirm_probes": 0,
-            "stream_acks": 0,
-        }
+        self._counts = collections.Counter[str]()
 
     # ------------------------------------------------------------------
     # lifecycle
+
+    @property
+    def stats(self) -> SwimStats:
+        """Counters a driver can export as metrics; a frozen snapshot."""
+        return SwimStats(**self._counts)
 
     def start(self, now: float) -> None:
         if self._started:
@@ -291,7 +308,7 @@ class SwimMembership(Membership):
         try:
             packet = codec.decode_packet(data)
         except codec.SwimDecodeError:
-            self.stats["decode_errors"] += 1
+            self._counts["decode_errors"] += 1
             return
         for update in packet.updates:
             self._apply(update, now)
@@ -315,7 +332,7 @@ class SwimMembership(Membership):
         try:
             message = codec.decode_sync(data)
         except codec.SwimDecodeError:
-            self.stats["decode_errors"] += 1
+            self._counts["decode_errors"] += 1
             raise
         if isinstance(message, StreamPing):
             if message.target != self._self.id:
@@ -332,13 +349,13 @@ class SwimMembership(Membership):
         try:
             message = codec.decode_sync(data)
         except codec.SwimDecodeError:
-            self.stats["decode_errors"] += 1
+            self._counts["decode_errors"] += 1
             return
         if isinstance(message, StreamAck):
             waiter = self._waiters.get(message.seq)
             if isinstance(waiter, _Probe):
                 # Reached over the stream only: neither a health gain nor a loss.
-                self.stats["stream_acks"] += 1
+                self._counts["stream_acks"] += 1
                 self._finish_probe(message.seq, waiter)
         elif isinstance(message, SyncMessage):
             self._merge(message, now)
@@ -547,7 +564,7 @@ class SwimMembership(Membership):
 
     def _start_probe(self, target: _Node, now: float) -> None:
         seq = self._next_seq()
-        self.stats["probes"] += 1
+        self._counts["probes"] += 1
         self._waiters[seq] = _Probe(target.id, target.incarnation, now, now + self._awareness.scale(self._opts.probe_interval))
         self._probing[target.id] = seq
         extra = b""
@@ -590,7 +607,7 @@ class SwimMembership(Membership):
             return
         # No ack, direct or relayed, within the probe interval.
         self._finish_probe(seq, waiter)
-        self.stats["probe_failures"] += 1
+        self._counts["probe_failures"] += 1
         if waiter.expected_nacks:
             # Helpers that did not even nack point at our own network (Lifeguard).
             self._awareness.apply_delta(waiter.expected_nacks - waiter.nacks)
@@ -668,7 +685,7 @@ class SwimMembership(Membership):
             )
             if verdict is Verdict.REFUTE:
                 me.incarnation = refuted_incarnation(me.incarnation, update.incarnation)
-                self.stats["refutes"] += 1
+                self._counts["refutes"] += 1
                 if claimed is MemberState.SUSPECT:
                     # Being suspected hints that we are slow (Lifeguard). Being
                     # declared failed or left, or an older alive claim, means
@@ -834,7 +851,7 @@ class SwimMembership(Membership):
                 continue  # never heard, or already confirmed during this silence
             if not detector.is_available(node_id, now):
                 self._confirming_since[node_id] = now
-                self.stats["confirm_probes"] += 1
+                self._counts["confirm_probes"] += 1
                 self._start_probe(node, now)
 
     # ------------------------------------------------------------------

@@ -7,6 +7,7 @@ import logging
 import ssl
 from typing import Any, ClassVar
 
+import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -34,8 +35,8 @@ def _peer_from_certificate(ssl_object: Any) -> PeerInfo:
 class TcpListener(Listener):
     """A listening TCP socket; each accepted connection is an :class:`H2Connection`."""
 
-    def __init__(self, transport: TcpTransport, on_stream: NewStreamCallback, alpn: str, mutual: bool) -> None:
-        self._options: TcpOptions = transport.options
+    def __init__(self, options: TcpOptions, on_stream: NewStreamCallback, alpn: str, mutual: bool) -> None:
+        self._options = options
         self._on_stream = on_stream
         self._alpn = alpn
         self._mutual = mutual
@@ -101,10 +102,21 @@ class TcpTransport(Transport):
         self._client_contexts: dict[tuple[TlsConfig, str], ssl.SSLContext] = {}
 
     async def listen(
-        self, address: Address, on_stream: NewStreamCallback, *, tls: TlsConfig | None = None, alpn: str | None = None
+        self,
+        address: Address,
+        on_stream: NewStreamCallback,
+        *,
+        tls: TlsConfig | None = None,
+        alpn: str | None = None,
+        max_streams: int | None = None,
     ) -> TcpListener:
         tls = _require_tls(tls)
         alpn = _require_alpn(alpn)
+        options = self.options
+        if max_streams is not None and max_streams != options.max_streams:
+            # The caller's credit (the RPC server's per-connection call limit)
+            # is the SETTINGS_MAX_CONCURRENT_STREAMS every connection grants.
+            options = attrs.evolve(options, max_streams=max_streams)
         if not tls.cert_file or not tls.key_file:
             raise ConfigError(
                 "the tcp transport needs a certificate to listen: set tls.cert_file and tls.key_file "
@@ -112,12 +124,12 @@ class TcpTransport(Transport):
             )
         context = server_context(tls, alpn)
         host, port = parse_address(address)
-        listener = TcpListener(self, on_stream, alpn, mutual=tls.require_client_cert)
+        listener = TcpListener(options, on_stream, alpn, mutual=tls.require_client_cert)
         loop = asyncio.get_running_loop()
         try:
             server = await loop.create_server(
                 listener._new_connection, host, port, ssl=context,
-                ssl_handshake_timeout=self.options.handshake_timeout, backlog=1024,
+                ssl_handshake_timeout=options.handshake_timeout, backlog=1024,
             )
         except OSError as exc:
             raise TransportError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

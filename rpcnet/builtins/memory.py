@@ -39,7 +39,9 @@ __all__ = ["MemoryTransport", "MemoryNetwork", "MemoryOptions", "get_network"]
 class MemoryOptions:
     #: Name of the in-process network; transports on the same name can talk.
     network: str = "default"
-    #: Streams one side may have open at once on a connection (like QUIC MAX_STREAMS).
+    #: Streams a client may have open at once on a connection (like QUIC
+    #: MAX_STREAMS) when ``listen()`` is not given ``max_streams``; the RPC
+    #: server always gives it (``max_concurrent_calls_per_connection``).
     max_streams: int = attrs.field(default=128, converter=int, validator=positive)
     #: Bytes a stream may have sent but the peer not yet consumed before drain() waits.
     stream_window: int = attrs.field(default=256 * 1024, converter=int, validator=positive)
@@ -92,6 +94,7 @@ class _MemoryStream(Stream):
         self._send_closed = False  # we sent FIN or reset
         self._recv_closed = False  # we delivered FIN or reset
         self._aborted = False
+        self._reset_after: int | None = None  # a peer reset waiting behind data that arrived first
         self.opened_here = False  # this side opened it: it holds our stream credit
         self._drain_waiters: list[asyncio.Future[None]] = []
 
@@ -116,6 +119,13 @@ class _MemoryStream(Stream):
 
     def reset(self, error_code: int) -> None:
         if self._aborted:
+            if self._reset_after is not None:
+                # The peer's reset is still queued behind data: nothing more is delivered.
+                self._reset_after = None
+                self._recv_closed = True
+                self._incoming.clear()
+                self._incoming_bytes = 0
+                self.connection._maybe_release(self)
             return
         self._aborted = True
         already_done = self._send_closed and self._recv_closed
@@ -175,7 +185,7 @@ class _MemoryStream(Stream):
     def _deliver(self) -> None:
         self._delivery_scheduled = False
         peer = self.peer  # read first: a finished stream lets go of its peer
-        while self._incoming and not self._paused and not self._aborted:
+        while self._incoming and not self._paused and not self._recv_closed:
             data, end_stream = self._incoming.popleft()
             self._incoming_bytes -= len(data)
             if end_stream:
@@ -184,6 +194,11 @@ class _MemoryStream(Stream):
                 self.handler.data_received(data, end_stream)
             if end_stream:
                 self.connection._maybe_release(self)
+        if self._reset_after is not None and (self._paused or not self._incoming):
+            # What arrived before the peer's reset has been delivered (data
+            # held back by pause_reading is dropped, as QUIC drops it).
+            self._report_reset(self._reset_after)
+            return
         if peer is not None and peer._drain_waiters and self._incoming_bytes <= peer._window:
             peer._wake_drain()
 
@@ -191,17 +206,35 @@ class _MemoryStream(Stream):
         if self._aborted:
             return
         self._aborted = True
-        self._send_closed = self._recv_closed = True
+        self._send_closed = True
+        self._wake_drain(TransportError(f"stream reset by peer (code {error_code})"))
+        if self._incoming and not self._paused and not self._recv_closed:
+            # Data sent before the reset is delivered before it.
+            self._reset_after = error_code
+            self._schedule_delivery()
+            return
+        handler = self.handler
+        self._recv_closed = True
         self._incoming.clear()
         self._incoming_bytes = 0
-        self._wake_drain(TransportError(f"stream reset by peer (code {error_code})"))
-        handler = self.handler
         self.connection._maybe_release(self)
         if handler is not None:
             self.connection._loop.call_soon(handler.stream_reset, error_code)
 
+    def _report_reset(self, error_code: int) -> None:
+        self._reset_after = None
+        self._recv_closed = True
+        self._incoming.clear()
+        self._incoming_bytes = 0
+        handler = self.handler
+        self.connection._maybe_release(self)
+        if handler is not None:
+            handler.stream_reset(error_code)
+
     def _connection_lost(self) -> None:
         if self._aborted:
+            if self._reset_after is not None:
+                self._report_reset(self._reset_after)
             return
         unfinished = not self._recv_closed
         self._aborted = True
@@ -213,9 +246,18 @@ class _MemoryStream(Stream):
 
 
 class _MemoryConnection(Connection):
-    def __init__(self, loop: asyncio.AbstractEventLoop, options: MemoryOptions, peer_info: PeerInfo, is_client: bool) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        options: MemoryOptions,
+        peer_info: PeerInfo,
+        is_client: bool,
+        credit: int | None = None,
+    ) -> None:
         self._loop = loop
         self._options = options
+        #: Streams the peer may have open at once on this connection.
+        self.credit = options.max_streams if credit is None else credit
         self.peer = peer_info
         self.remote: _MemoryConnection | None = None
         self.on_stream: NewStreamCallback | None = None
@@ -233,16 +275,32 @@ class _MemoryConnection(Connection):
         return self._closed
 
     async def open_stream(self, handler: StreamHandler) -> Stream:
+        remote = self.remote
+        assert remote is not None
+        woken = False
         while True:
             if self._closed:
                 raise TransportError("connection is closed")
-            if self._local_open < self._options.max_streams:
+            # First come, first served: a newcomer does not overtake waiters.
+            if self._local_open < remote.credit and (woken or not self._credit_waiters):
                 break
             waiter = self._loop.create_future()
-            self._credit_waiters.append(waiter)
-            await waiter
-        remote = self.remote
-        assert remote is not None
+            if woken:
+                self._credit_waiters.appendleft(waiter)
+            else:
+                self._credit_waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    self._wake_credit_waiter()  # woken, then cancelled: the turn goes to the next
+                elif not waiter.done():
+                    try:
+                        self._credit_waiters.remove(waiter)
+                    except ValueError:
+                        pass
+                raise
+            woken = True
         stream_id = self._next_id
         self._next_id += 4
         local = _MemoryStream(self, stream_id, self._options.stream_window)
@@ -255,7 +313,16 @@ class _MemoryConnection(Connection):
         local.opened_here = True
         assert remote.on_stream is not None
         other.handler = remote.on_stream(other)
+        if self._credit_waiters and self._local_open < remote.credit:
+            self._wake_credit_waiter()
         return local
+
+    def _wake_credit_waiter(self) -> None:
+        while self._credit_waiters:
+            waiter = self._credit_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def _maybe_release(self, stream: _MemoryStream) -> None:
         if not (stream._send_closed and stream._recv_closed):
@@ -269,11 +336,7 @@ class _MemoryConnection(Connection):
         stream.peer = None
         if stream.opened_here:
             self._local_open -= 1
-            while self._credit_waiters:
-                waiter = self._credit_waiters.popleft()
-                if not waiter.done():
-                    waiter.set_result(None)
-                    break
+            self._wake_credit_waiter()
 
     def close(self, error_code: int = 0, reason: str = "") -> None:
         if self._closed:
@@ -319,12 +382,14 @@ class _MemoryListener(Listener):
         on_stream: NewStreamCallback,
         options: MemoryOptions,
         alpn: str | None,
+        max_streams: int | None = None,
     ) -> None:
         self.network = network
         self.alpn = alpn
         self.address = address
         self.on_stream = on_stream
         self.options = options
+        self.max_streams = options.max_streams if max_streams is None else max_streams
         self.accepting = True
         self._connections: set[_MemoryConnection] = set()
 
@@ -354,10 +419,18 @@ class MemoryTransport(Transport):
         self.network = get_network(self.options.network)
 
     async def listen(
-        self, address: Address, on_stream: NewStreamCallback, *, tls: TlsConfig | None = None, alpn: str | None = None
+        self,
+        address: Address,
+        on_stream: NewStreamCallback,
+        *,
+        tls: TlsConfig | None = None,
+        alpn: str | None = None,
+        max_streams: int | None = None,
     ) -> Listener:
+        if max_streams is not None and max_streams < 1:
+            raise ValueError(f"max_streams must be >= 1, got {max_streams!r}")
         bound = self.network.allocate(address[0], address[1])
-        listener = _MemoryListener(self.network, bound, on_stream, self.options, alpn)
+        listener = _MemoryListener(self.network, bound, on_stream, self.options, alpn, max_streams)
         self.network.listeners[bound] = listener
         return listener
 
@@ -387,7 +460,11 @@ class MemoryTransport(Transport):
             loop, self.options, PeerInfo(address=listener.address, identity=listener.options.identity), True
         )
         server = _MemoryConnection(
-            loop, listener.options, PeerInfo(address=client_address, identity=self.options.identity), False
+            loop,
+            listener.options,
+            PeerInfo(address=client_address, identity=self.options.identity),
+            False,
+            credit=listener.max_streams,
         )
         client.remote, server.remote = server, client
         server.on_stream = listener.on_stream

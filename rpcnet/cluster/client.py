@@ -22,6 +22,7 @@ from typing import Any, Literal
 import attrs
 
 from ..config import RpcConfig, at_least, non_negative, positive
+from ..deprecation import IndexedCounters
 from ..errors import ConfigError, RpcError, StatusCode
 from ..events import ClusterEvent, MemberEvent, MemberFailed, MemberLeft
 from ..plugins import PluginHost, make_plugin_manager
@@ -114,7 +115,7 @@ EvictionReason = Literal["failed", "restart", "idle", "error", "full", "closed"]
 
 
 @attrs.frozen(kw_only=True)
-class PoolStats:
+class PoolStats(IndexedCounters):
     """What a :class:`ConnectionPool` has done, as of one moment (a snapshot)."""
 
     created: int = 0
@@ -130,7 +131,7 @@ class PoolStats:
 
 
 @attrs.frozen(kw_only=True)
-class ClusterClientStats:
+class ClusterClientStats(IndexedCounters):
     """What a :class:`ClusterClient` has done, as of one moment (a snapshot)."""
 
     calls: int = 0

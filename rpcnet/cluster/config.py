@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from ..config import ConfigBase, TlsConfig, _optional, _to_names, _to_options, _to_tls, positive, to_bool
+from ..config import ConfigBase, TlsConfig, optional, positive, to_bool, to_names, to_options, to_tls
 from ..errors import ConfigError
 from ..health import HEALTH_TAG
 from ..members import freeze_tags
@@ -44,7 +44,7 @@ def freeze(value: Any) -> Any:
 
 
 def _to_frozen_options(value: Any) -> Mapping[str, Mapping[str, Any]]:
-    return freeze(_to_options(value))
+    return freeze(to_options(value))
 
 
 def _to_tags(value: Any) -> Mapping[str, str]:
@@ -78,13 +78,13 @@ class ClusterConfig(ConfigBase):
     #: Where the gossip UDP socket binds (port 0: any free port).
     gossip_bind: Address = attrs.field(default=("127.0.0.1", 0), converter=_to_address)
     #: Address peers send gossip to, when it differs from the bound one (NAT, 0.0.0.0).
-    gossip_advertise: Address | None = attrs.field(default=None, converter=_optional(_to_address))
+    gossip_advertise: Address | None = attrs.field(default=None, converter=optional(_to_address))
     #: RPC address peers use for syncs; defaults to the server's bound address.
-    rpc_advertise: Address | None = attrs.field(default=None, converter=_optional(_to_address))
+    rpc_advertise: Address | None = attrs.field(default=None, converter=optional(_to_address))
     #: Read-only (``MappingProxyType``); change with ``config.evolve(tags={...})``.
     tags: Mapping[str, str] = attrs.field(factory=dict, converter=_to_tags, hash=False)
     #: RPC addresses ("host:port") of existing members.
-    seeds: tuple[str, ...] = attrs.field(default=(), converter=_to_names)
+    seeds: tuple[str, ...] = attrs.field(default=(), converter=to_names)
     membership: str = "swim"
     failure_detector: str = "phi-accrual"
     #: Deprecated until 0.3: set ``options["swim"]["preset"]`` (``[cluster.options.swim] preset``).
@@ -95,11 +95,11 @@ class ClusterConfig(ConfigBase):
     #: read-only all the way down.
     options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, converter=_to_frozen_options, hash=False)
     #: Health checks run periodically; their aggregate travels as a tag.
-    health_checks: tuple[str, ...] = attrs.field(default=(), converter=_to_names)
+    health_checks: tuple[str, ...] = attrs.field(default=(), converter=to_names)
     health_interval: float = attrs.field(default=5.0, converter=float, validator=positive)
     health_timeout: float = attrs.field(default=2.0, converter=float, validator=positive)
     #: Gossip encryption keys (base64 AES keys of 16, 24 or 32 bytes); the first is primary.
-    gossip_keys: tuple[str, ...] = attrs.field(default=(), converter=_to_names)
+    gossip_keys: tuple[str, ...] = attrs.field(default=(), converter=to_names)
     #: A keyring file instead of gossip_keys.
     keyring_file: str | None = None
     #: Allow unencrypted gossip. Never on a network you do not control.
@@ -110,7 +110,7 @@ class ClusterConfig(ConfigBase):
     sync_timeout: float = attrs.field(default=5.0, converter=float, validator=positive)
     #: TLS for the node's outgoing sync calls; defaults to the server's own
     #: certificate (mutual TLS) and CA.
-    tls: TlsConfig | None = attrs.field(default=None, converter=_to_tls)
+    tls: TlsConfig | None = attrs.field(default=None, converter=to_tls)
 
     def __attrs_post_init__(self) -> None:
         moved = {SWIM_ALIASES[name]: getattr(self, name) for name in SWIM_ALIASES if getattr(self, name) is not None}
@@ -128,3 +128,6 @@ class ClusterConfig(ConfigBase):
         )
         swim = {**moved, **dict(self.options.get("swim", {}))}
         object.__setattr__(self, "options", _to_frozen_options({**self.options, "swim": swim}))
+        # Folded in: the options now carry them, so evolving this config does not warn again.
+        for name in names:
+            object.__setattr__(self, name, None)

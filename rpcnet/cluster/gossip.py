@@ -25,6 +25,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import ConfigError, MessageTooLargeError, RpcnetError, TransportError
+from ..transport import Address, format_address
 from .keyring import Keyring
 
 __all__ = [
@@ -47,8 +48,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-Address = tuple[str, int]
 
 #: First byte of a packet sealed with AES-GCM.
 SEALED_VERSION = 0x01
@@ -426,7 +425,7 @@ class GossipEndpoint:
             payload = unseal(data, keys=None if self._keyring is None else self._keyring.keys, label=self._label)
         except GossipPacketError as exc:
             self._counts[exc.counter] += 1
-            logger.debug("dropped gossip packet from %s:%s: %s", source[0], source[1], exc)
+            logger.debug("dropped gossip packet from %s: %s", format_address(source), exc)
             if self._on_drop is not None:
                 self._notify(self._on_drop, source, exc)
             return
@@ -439,7 +438,7 @@ class GossipEndpoint:
         try:
             callback(source, value)
         except Exception:
-            logger.exception("gossip callback %r failed for a packet from %s:%s", callback, source[0], source[1])
+            logger.exception("gossip callback %r failed for a packet from %s", callback, format_address(source))
 
     def _error_received(self, exc: Exception) -> None:
         self._counts["send_errors"] += 1
@@ -461,4 +460,4 @@ class GossipEndpoint:
 
     def __repr__(self) -> str:
         mode = "insecure" if self.insecure else f"{len(self._keyring or ())} key(s)"
-        return f"<GossipEndpoint {self._local_address[0]}:{self._local_address[1]} label={self._label!r} {mode}>"
+        return f"<GossipEndpoint {format_address(self._local_address)} label={self._label!r} {mode}>"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import logging
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, Self
 
 import attrs
@@ -45,14 +46,42 @@ _OK_TRAILER_PAYLOAD = OK_TRAILER[PREFIX_SIZE:]
 
 @attrs.frozen
 class CallMetadata:
-    """Metadata the server sent: before the first response, and with the status."""
+    """Metadata the server sent: before the first response, and with the status (read-only)."""
 
-    initial: dict[str, Any]
-    trailers: dict[str, Any]
+    initial: Mapping[str, Any] = attrs.field(converter=MappingProxyType)
+    trailers: Mapping[str, Any] = attrs.field(converter=MappingProxyType)
 
 
 class _Refused(Exception):
     """The server refused the call before running a handler; safe to retry."""
+
+
+class _Link:
+    """A connection as the client uses it: its calls in flight, and whether
+    it still takes new calls.
+
+    A connection whose server refused a call (it is shutting down) is
+    *draining*: no new call goes on it, the calls already on it finish or
+    fail on their own, and it is closed when the last of them ends.
+    """
+
+    __slots__ = ("connection", "calls", "draining")
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.calls = 0
+        self.draining = False
+
+    def call_ended(self) -> None:
+        self.calls -= 1
+        if self.draining and self.calls <= 0:
+            self.connection.close(0, "drained: the server refused new calls")
+
+
+def _refused_error() -> RpcError:
+    error = RpcError("the server refused the call: it is shutting down", code=StatusCode.UNAVAILABLE)
+    error.not_sent = True
+    return error
 
 
 def _reset_error(error_code: int) -> BaseException:
@@ -73,6 +102,9 @@ class _ClientCall:
     """Stream handler for the client side of any call kind."""
 
     __slots__ = (
+        "client",
+        "link",
+        "half_closed",
         "decode",
         "decoder",
         "max_size",
@@ -88,6 +120,9 @@ class _ClientCall:
     )
 
     def __init__(self, client: RpcClient, decode: Any, streaming: bool) -> None:
+        self.client = client
+        self.link: _Link | None = None  # set once the call has a stream
+        self.half_closed = False  # our FIN (or a reset) has gone out
         self.decode = decode
         self.decoder: FrameDecoder | None = None  # made when a reply comes in pieces
         self.max_size = client.config.max_message_size
@@ -146,6 +181,10 @@ class _ClientCall:
             self._finish(RpcError("the server ended the stream without a status", code=StatusCode.INTERNAL))
 
     def stream_reset(self, error_code: int) -> None:
+        self.half_closed = True  # a reset ends our sending side too
+        if error_code == ResetCode.REFUSED and self.link is not None:
+            # Only the connection that refused this call stops taking calls.
+            self.client._drain(self.link)
         self._finish(_reset_error(error_code))
 
     def _succeed(self) -> None:
@@ -169,6 +208,19 @@ class _ClientCall:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if not self.half_closed and self.stream is not None:
+            # The server ended the call while we still had our side open
+            # (an error before all requests were read): end it too, so the
+            # stream finishes both ways and its credit comes back.
+            self.half_closed = True
+            try:
+                self.stream.send(b"", True)
+            except TransportError:
+                pass
+        link = self.link
+        if link is not None:
+            self.link = None
+            link.call_ended()
         if self.responses is not None:
             self.responses.close(exc)
         future = self.future
@@ -185,6 +237,7 @@ class _ClientCall:
             return
         stream = self.stream
         if stream is not None:
+            self.half_closed = True
             stream.reset(reset_code)
         self._finish(exc)
 
@@ -215,7 +268,9 @@ class RpcClient(RpcEndpoint):
         self.address = parse_address(address)
         self.server_name = server_name or (self.config.tls.server_name if self.config.tls else None)
         self._connection: Connection | None = None
-        self._connecting: asyncio.Future[Connection] | None = None
+        self._link: _Link | None = None  # the connection new calls go on
+        self._draining: set[_Link] = set()  # refused calls; closed when their last call ends
+        self._connecting: asyncio.Future[_Link] | None = None
         self._closed = False
         self._header_cache: dict[str, bytes] = {}
         self._default_timeout = self.config.default_timeout
@@ -226,36 +281,62 @@ class RpcClient(RpcEndpoint):
 
     async def connect(self) -> Connection:
         """Connect now (calls connect on demand; this surfaces errors early)."""
-        connection = self._connection
-        if connection is not None and not connection.is_closed:
-            return connection
+        return (await self._usable_link()).connection
+
+    async def _usable_link(self) -> _Link:
+        """The connection new calls go on, connecting if there is none."""
+        link = self._link
+        if link is not None and not link.draining and not link.connection.is_closed:
+            return link
         if self._closed:
             raise RpcError("the client is closed", code=StatusCode.UNAVAILABLE)
         if self._connecting is not None:
             return await asyncio.shield(self._connecting)
         loop = self._loop = asyncio.get_running_loop()
-        self._connecting = loop.create_future()
+        self._connecting = connecting = loop.create_future()
         try:
             connection = await self.transport.connect(
                 self.address, tls=self.config.tls, server_name=self.server_name, alpn=ALPN
             )
         except BaseException as exc:
-            self._connecting.set_exception(exc)
-            self._connecting.exception()
+            connecting.set_exception(exc)
+            connecting.exception()
             self._connecting = None
             raise
+        link = _Link(connection)
+        self._link = link
         self._connection = connection
-        self._connecting.set_result(connection)
+        connecting.set_result(link)
         self._connecting = None
-        return connection
+        return link
+
+    def _drain(self, link: _Link) -> None:
+        """The server refused a call on ``link``'s connection: new calls go on
+        a fresh connection; the calls still on this one go on until they end,
+        then it closes. Nothing else is closed: a connection another call has
+        just opened is never touched."""
+        if link.draining:
+            return
+        link.draining = True
+        if self._link is link:
+            self._link = None
+            self._connection = None
+        if link.calls <= 0:
+            link.connection.close(0, "drained: the server refused new calls")
+        else:
+            self._draining.add(link)
+            link.connection.add_close_callback(lambda _exc: self._draining.discard(link))
 
     async def close(self) -> None:
         self._closed = True
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.close(0, "client closed")
+        links = [link for link in (self._link, *self._draining) if link is not None]
+        self._link = self._connection = None
+        self._draining.clear()
+        for link in links:
+            link.connection.close(0, "client closed")
+        for link in links:
             try:
-                await asyncio.wait_for(connection.wait_closed(), 5.0)
+                await asyncio.wait_for(link.connection.wait_closed(), 5.0)
             except (TimeoutError, TransportError):
                 pass
 
@@ -292,7 +373,8 @@ class RpcClient(RpcEndpoint):
             header = self._header_cache[method] = encode_header(method)
         return header
 
-    def _message(self, serializer: Any, value: Any) -> bytes:
+    def _message(self, serializer: Any, value: Any, head: bytes = b"") -> bytes:
+        """``head`` + the request's MESSAGE frame, in one copy."""
         try:
             payload = serializer.dumps(value)
         except MessageTooLargeError as exc:
@@ -304,16 +386,18 @@ class RpcClient(RpcEndpoint):
                 f"request of {len(payload)} bytes exceeds the {self.config.max_message_size}-byte limit",
                 code=StatusCode.RESOURCE_EXHAUSTED,
             )
-        return PREFIX.pack(MESSAGE, len(payload)) + payload
+        return b"".join((head, PREFIX.pack(MESSAGE, len(payload)), payload))
 
-    async def _open(self, call: _ClientCall, first: bytes, end_stream: bool) -> Stream:
-        """Open a stream and send its first bytes, reconnecting once if the
-        connection turned out to be closed before anything was sent."""
-        for attempt in (1, 2):
-            connection = self._connection
-            if connection is None or connection.is_closed:
+    async def _open(self, call: _ClientCall, deadline: float | None) -> Stream:
+        """A stream for ``call``: waits for stream credit (until ``deadline``)
+        and reconnects once if the connection turned out to be closed before
+        anything was sent. Nothing of the request exists yet: it is encoded
+        only once the stream is granted, so waiting calls hold no buffers."""
+        for attempt in (1, 2, 3):
+            link = self._link
+            if link is None or link.draining or link.connection.is_closed:
                 try:
-                    connection = await self.connect()
+                    link = await self._usable_link()
                 except TransportError as exc:
                     error = RpcError(
                         f"cannot connect to {self.address[0]}:{self.address[1]}: {exc}", code=StatusCode.UNAVAILABLE
@@ -321,17 +405,49 @@ class RpcClient(RpcEndpoint):
                     error.not_sent = True
                     raise error from exc
             try:
-                stream = await connection.open_stream(call)
-                stream.send(first, end_stream)
+                if deadline is None:
+                    stream = await link.connection.open_stream(call)
+                else:
+                    stream = await self._open_by(link.connection, call, deadline)
             except TransportError:
-                if attempt == 2 or not connection.is_closed:
+                if attempt == 3 or not link.connection.is_closed:
                     error = RpcError("could not start the call: the connection is closed", code=StatusCode.UNAVAILABLE)
                     error.not_sent = True
                     raise error from None
                 continue
+            if link.draining and attempt < 3:
+                # The server started refusing calls on this connection while
+                # we waited for credit: nothing was sent, go to a fresh one.
+                stream.reset(ResetCode.CANCELLED)
+                continue
             call.stream = stream
+            call.link = link
+            link.calls += 1
             return stream
         raise AssertionError("unreachable")
+
+    @staticmethod
+    async def _open_by(connection: Connection, call: _ClientCall, deadline: float) -> Stream:
+        """``open_stream``, giving up at the call's deadline: a call waiting
+        for stream credit (the connection is at its limit of concurrent
+        calls) fails with DEADLINE_EXCEEDED, without having sent anything."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await connection.open_stream(call)
+        except TimeoutError:
+            error = RpcError(
+                "deadline exceeded while waiting for a stream: the connection was at its limit of concurrent calls",
+                code=StatusCode.DEADLINE_EXCEEDED,
+            )
+            error.not_sent = True
+            raise error from None
+
+    @staticmethod
+    def _remaining(deadline: float | None) -> float | None:
+        """Seconds left to send in the header, once the stream is granted."""
+        if deadline is None:
+            return None
+        return max(deadline - asyncio.get_running_loop().time(), 0.0)
 
     def _arm(self, call: _ClientCall, deadline: float | None) -> None:
         if deadline is not None:
@@ -383,30 +499,48 @@ class RpcClient(RpcEndpoint):
         try:
             for attempt in (1, 2):
                 if timeout is None and self._default_timeout is None and deadline_var.get() is None:
-                    deadline = remaining = None
+                    deadline = None
                 else:
-                    deadline, remaining = self._timeout(timeout)
-                data = self._header(method, metadata, remaining) + self._message(codec, request)
+                    deadline = self._timeout(timeout)[0]
                 call = _ClientCall(self, codec.loads, False)
-                connection = self._connection
+                # The stream first (it may wait for credit), then the request:
+                # a call waiting for credit has encoded nothing yet.
+                link = self._link
+                stream = None
+                if deadline is None and link is not None and not link.draining:
+                    try:
+                        stream = await link.connection.open_stream(call)
+                    except TransportError:
+                        pass
+                    else:
+                        if link.draining:
+                            stream.reset(ResetCode.CANCELLED)  # refused meanwhile; nothing was sent
+                            stream = None
+                        else:
+                            call.stream = stream
+                            call.link = link
+                            link.calls += 1
+                if stream is None:
+                    stream = await self._open(call, deadline)
                 try:
-                    if connection is None or connection.is_closed:
-                        raise TransportError("not connected")
-                    stream = await connection.open_stream(call)
+                    data = self._message(codec, request, self._header(method, metadata, self._remaining(deadline)))
+                except BaseException as exc:
+                    call._abort(exc, ResetCode.CANCELLED)
+                    call.future.exception()  # raised here instead
+                    raise
+                call.half_closed = True
+                try:
                     stream.send(data, True)
-                    call.stream = stream
                 except TransportError:
-                    await self._open(call, data, True)
+                    pass  # the connection ended meanwhile: the call reports it
+                data = b""  # the transport has its copy; ours is not kept for the whole call
                 if deadline is not None:
                     call.timer = asyncio.get_running_loop().call_at(deadline, call.on_deadline)
                 try:
                     response = await call.future
                 except _Refused:
-                    self._forget_connection()
                     if attempt == 2:
-                        error = RpcError("the server refused the call: it is shutting down", code=StatusCode.UNAVAILABLE)
-                        error.not_sent = True
-                        raise error from None
+                        raise _refused_error() from None
                     continue
                 except asyncio.CancelledError:
                     call.cancel()
@@ -435,12 +569,6 @@ class RpcClient(RpcEndpoint):
         return await self.call(
             method, request, timeout=timeout, metadata=metadata, serializer=serializer, _with_metadata=True
         )
-
-    def _forget_connection(self) -> None:
-        """The server is going away on this connection; use a new one next time."""
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.close(0, "server refused calls")
 
     # -- streaming -------------------------------------------------------------
 
@@ -527,15 +655,24 @@ class _StreamCall:
         client = self._client
         try:
             self._wrapped = client._wrap_start(self._method, self._kind, self._metadata)
-            deadline, remaining = client._timeout(self._timeout)
-            first = client._header(self._method, self._metadata, remaining)
-            end = False
-            if self._kind is MethodKind.SERVER_STREAMING:
-                first += client._message(self._codec, self._requests[0])
-                end = True
+            deadline = client._timeout(self._timeout)[0]
             call = _ClientCall(client, self._codec.loads, True)
             call.responses = MessageQueue(_LazyStream(call), client.config.stream_buffer, self._decode)
-            await client._open(call, first, end)
+            stream = await client._open(call, deadline)
+            try:
+                first = client._header(self._method, self._metadata, client._remaining(deadline))
+                end = self._kind is MethodKind.SERVER_STREAMING
+                if end:
+                    first = client._message(self._codec, self._requests[0], first)
+            except BaseException as exc:
+                call._abort(exc, ResetCode.CANCELLED)
+                call.future.exception()  # raised here instead
+                raise
+            call.half_closed = end
+            try:
+                stream.send(first, end)
+            except TransportError:
+                pass  # the connection ended meanwhile: the call reports it
             client._arm(call, deadline)
         except BaseException as exc:
             self._starting.set_exception(exc)
@@ -605,8 +742,9 @@ class ResponseStream(_StreamCall):
             self._end(None)
             raise
         except _Refused:
-            self._end(None)
-            raise RpcError("the server refused the call: it is shutting down", code=StatusCode.UNAVAILABLE) from None
+            error = _refused_error()
+            self._end(error)
+            raise error from None
         except asyncio.CancelledError:
             call.cancel()
             self._end(RpcError("cancelled", code=StatusCode.CANCELLED))
@@ -680,6 +818,7 @@ class _RequestWriter(_StreamCall):
             return
         self._write_closed = True
         assert call.stream is not None
+        call.half_closed = True
         call.stream.send(b"", end_stream=True)
 
 class ClientStreamingCall(_RequestWriter):
@@ -696,8 +835,9 @@ class ClientStreamingCall(_RequestWriter):
         try:
             await call.future
         except _Refused:
-            self._end(None)
-            raise RpcError("the server refused the call: it is shutting down", code=StatusCode.UNAVAILABLE) from None
+            error = _refused_error()
+            self._end(error)
+            raise error from None
         except asyncio.CancelledError:
             call.cancel()
             raise

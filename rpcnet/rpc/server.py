@@ -168,8 +168,16 @@ class RpcServer(RpcEndpoint):
         self._idle = None
         self._closed = asyncio.Event()
         self._stopping = False
+        # The per-connection call limit is the stream credit the transport
+        # grants: a client never has more calls open on one connection than
+        # the server admits, so calls beyond it wait on the client instead of
+        # being refused.
         self._listener = await self.transport.listen(
-            parse_address(address), self._on_stream, tls=self.config.tls, alpn=ALPN
+            parse_address(address),
+            self._on_stream,
+            tls=self.config.tls,
+            alpn=ALPN,
+            max_streams=self.config.max_concurrent_calls_per_connection,
         )
         return self._listener.address
 
@@ -239,7 +247,12 @@ class RpcServer(RpcEndpoint):
         return _ServerCall(self, stream)
 
     def _admit(self, call: _ServerCall) -> str | None:
-        """Count a new call in; return why it is refused, or None."""
+        """Count a new call in; return why it is refused, or None.
+
+        The global cap is true overload: every connection is within its
+        credit, but the server as a whole is full. The per-connection check
+        cannot trip while the transport enforces the credit it was given
+        (``max_streams``); it stays as a guard for transports that do not."""
         config = self.config
         if len(self._active) >= config.max_concurrent_calls:
             return f"server is at its limit of {config.max_concurrent_calls} concurrent calls"
@@ -250,19 +263,29 @@ class RpcServer(RpcEndpoint):
                 f"connection is at its limit of {config.max_concurrent_calls_per_connection} concurrent calls"
             )
         self._per_connection[connection] = count + 1
+        call.on_connection = True
         self._active.add(call)
         return None
 
-    def _release(self, call: _ServerCall) -> None:
-        if call not in self._active:
+    def _leave_connection(self, call: _ServerCall) -> None:
+        """The call's stream is gone: it no longer counts against its
+        connection, whose credit the transport may already have returned,
+        even if its handler is still winding down."""
+        if not call.on_connection:
             return
-        self._active.discard(call)
+        call.on_connection = False
         connection = call.stream.connection
         count = self._per_connection.get(connection, 1) - 1
         if count <= 0:
             self._per_connection.pop(connection, None)
         else:
             self._per_connection[connection] = count
+
+    def _release(self, call: _ServerCall) -> None:
+        if call not in self._active:
+            return
+        self._active.discard(call)
+        self._leave_connection(call)
         if not self._active and self._idle is not None:
             self._idle.set()
 
@@ -283,6 +306,7 @@ class _ServerCall:
         "timer",
         "cancel_reason",
         "counted",
+        "on_connection",
         "info",
         "wrappers",
     )
@@ -300,6 +324,7 @@ class _ServerCall:
         self.timer: asyncio.TimerHandle | None = None
         self.cancel_reason: str | None = None
         self.counted = False
+        self.on_connection = False  # counted against its connection's limit
         self.info: CallInfo | None = None
         self.wrappers: list[Any] | None = None
 
@@ -376,6 +401,7 @@ class _ServerCall:
         task = self.task
         if task is not None and not task.done():
             self.cancel_reason = "client"
+            self.server._leave_connection(self)
             task.cancel()
         elif not was_done:
             self._finished(StatusCode.CANCELLED)

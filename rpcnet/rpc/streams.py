@@ -18,7 +18,9 @@ class MessageQueue:
     Holds at most ``limit`` undecoded payloads before it pauses the stream
     (the transport stops granting the peer credit), and resumes when the
     reader has taken half of them. ``close(exc)`` ends iteration with
-    ``exc`` (or cleanly with None) once the buffered messages are read.
+    ``exc`` (or cleanly with None) once the buffered messages are read:
+    every message that arrived before an error or a reset is delivered
+    before it.
     """
 
     __slots__ = ("_stream", "_limit", "_decode", "_items", "_waiter", "_closed", "_exc", "_paused")
@@ -47,8 +49,6 @@ class MessageQueue:
             return
         self._closed = True
         self._exc = exc
-        if exc is not None:
-            self._items.clear()
         self._wake()
 
     @property
@@ -74,7 +74,7 @@ class MessageQueue:
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
         payload = self._items.popleft()
-        if self._paused and len(self._items) <= self._limit // 2:
+        if self._paused and not self._closed and len(self._items) <= self._limit // 2:
             self._paused = False
             self._stream.resume_reading()
         return self._decode(payload)

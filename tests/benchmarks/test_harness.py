@@ -36,7 +36,7 @@ def quick_tcp_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_quick_run_reports_every_scenario_for_the_chosen_target(quick_tcp_report: dict) -> None:
-    assert set(quick_tcp_report) == {"meta", "scenarios", "results", "ratios", "paired_ratios", "goals"}
+    assert set(quick_tcp_report) == {"meta", "scenarios", "results", "ratios", "paired_ratios", "goals", "credit_goals"}
     assert set(quick_tcp_report["scenarios"]) == set(SCENARIOS)
     results = quick_tcp_report["results"]
     assert [(r["scenario"], r["target"]) for r in results] == [(s, "plain_tcp") for s in SCENARIOS]

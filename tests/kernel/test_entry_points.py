@@ -32,8 +32,8 @@ def test_the_installed_example_plugin_is_discovered_through_its_entry_point(p2c_
     assert (entry.plugin, entry.distribution) == ("p2c", "rpcnet-p2c")
     info = {p.name: p for p in host.plugins()}["p2c"]
     assert (info.distribution, info.version) == ("rpcnet-p2c", p2c_distribution.version)
-    assert info.strategies == {"load-balancer": ["p2c"]}
-    assert info.hooks == ["rpcnet_register_load_balancers"]
+    assert info.strategies == {"load-balancer": ("p2c",)}
+    assert info.hooks == ("rpcnet_register_load_balancers",)
 
 
 def test_the_example_plugin_is_selectable_by_name_with_options(p2c_distribution):

@@ -43,8 +43,8 @@ def check_registration(kind: str, hook: str, strategy: type, name: str) -> Any:
     h = host(("test-plugin", Plugin()))
     assert h.strategy(kind, name) is strategy
     info = {p.name: p for p in h.plugins()}["test-plugin"]
-    assert info.strategies == {kind: [name]}
-    assert info.hooks == [hook]
+    assert info.strategies == {kind: (name,)}
+    assert info.hooks == (hook,)
     return h
 
 

@@ -63,3 +63,15 @@ def test_the_old_workers_module_still_imports_and_says_where_it_went():
     assert result.returncode != 0
     assert "rpcnet.workers moved to rpcnet.cluster.workers" in result.stderr
     assert _modules_loaded_by("import warnings; warnings.simplefilter('ignore'); from rpcnet.workers import WorkerRegistry")
+
+
+def test_counters_that_were_dicts_still_read_by_key_with_a_warning():
+    from rpcnet_swim.core import SwimStats
+
+    from rpcnet.cluster.client import ClusterClientStats, PoolStats
+
+    for stats, key in ((PoolStats(created=2), "created"), (ClusterClientStats(retries=2), "retries"), (SwimStats(refutes=2), "refutes")):
+        with pytest.warns(DeprecationWarning, match=rf'\["{key}"\] is deprecated: read .{key}'):
+            assert stats[key] == 2
+        with pytest.raises(KeyError):
+            stats["no_such_counter"]

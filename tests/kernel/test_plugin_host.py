@@ -50,8 +50,8 @@ def test_builtin_serializers_register_through_the_serializer_hook():
     assert h.strategy("serializer", "msgpack") is MsgpackSerializer
     assert h.strategy("serializer", "json") is JsonSerializer
     info = {p.name: p for p in h.plugins()}["builtin-serializers"]
-    assert info.strategies == {"serializer": ["json", "msgpack"]}
-    assert info.hooks == ["rpcnet_register_serializers"]
+    assert info.strategies == {"serializer": ("json", "msgpack")}
+    assert info.hooks == ("rpcnet_register_serializers",)
     assert info.distribution == "rpcnet"
 
 

@@ -142,12 +142,17 @@ async def test_per_connection_cap(serve: Any) -> None:
     server, client = await serve(register, max_concurrent_calls_per_connection=2)
     held = [asyncio.ensure_future(client.call("hold", i)) for i in range(2)]
     await until(lambda: server.active_calls == 2)
-    with pytest.raises(ResourceExhaustedError) as info:
-        await client.call("hold", 3)
-    assert "limit of 2" in info.value.message
+    # The limit is the stream credit: a third call waits for a stream (here
+    # until its deadline) instead of being refused.
+    with pytest.raises(DeadlineExceededError) as info:
+        await client.call("hold", 3, timeout=0.2)
+    assert info.value.message == (
+        "deadline exceeded while waiting for a stream: the connection was at its limit of concurrent calls"
+    )
+    assert info.value.not_sent
+    waiting = asyncio.ensure_future(client.call("hold", 4))
     release.set()
-    assert await asyncio.gather(*held) == [0, 1]
-    assert await client.call("hold", 4) == 4
+    assert await asyncio.gather(*held, waiting) == [0, 1, 4]
 
 
 async def test_global_cap(setup: Any) -> None:

@@ -24,7 +24,7 @@ def test_each_check_is_discovered_through_the_entry_point_and_chosen_by_name(nam
     entry = host.registry.entry("health-check", name)
     assert (entry.cls, entry.plugin, entry.distribution) == (cls, "sysload", "rpcnet-sysload")
     info = next(p for p in host.plugins() if p.name == "sysload")
-    assert info.strategies == {"health-check": ["cpu", "memory"]}
+    assert info.strategies == {"health-check": ("cpu", "memory")}
     assert type(host.create("health-check", name)) is cls
 
 

@@ -86,7 +86,7 @@ def test_malformed_datagram_increments_decode_errors() -> None:
     core = make()
     core.receive(PEER, b"\xc1not msgpack", 0.1)
     core.receive(PEER, codec.encode_header("peer", None)[:-1], 0.1)
-    assert core.stats["decode_errors"] == 2
+    assert core.stats.decode_errors == 2
 
 
 def test_suspicion_about_me_is_refuted_with_a_higher_incarnation() -> None:
@@ -276,10 +276,10 @@ def test_heartbeats_go_to_monitors_and_silence_triggers_one_confirming_probe() -
     (watched,) = core._watched
     driver.beating = {watched}
     driver.run_until(20.0)
-    assert core.stats["confirm_probes"] == 0, "regular heartbeats raise nothing"
+    assert core.stats.confirm_probes == 0, "regular heartbeats raise nothing"
     driver.beating = set()
     driver.run_until(40.0)
-    assert core.stats["confirm_probes"] == 1, "one confirming probe per silence"
+    assert core.stats.confirm_probes == 1, "one confirming probe per silence"
     assert core.member(watched).state is MemberState.ALIVE, "the probe was answered: no suspicion"
     driver.next_beat = 41.0
     driver.beating = {watched}
@@ -287,7 +287,7 @@ def test_heartbeats_go_to_monitors_and_silence_triggers_one_confirming_probe() -
     driver.beating = set()
     driver.silent = {watched}
     driver.run_until(54.0)
-    assert core.stats["confirm_probes"] == 2
+    assert core.stats.confirm_probes == 2
     assert core.member(watched).state is MemberState.SUSPECT
 
 
@@ -339,10 +339,10 @@ def test_sync_merges_both_ways_and_a_remote_failed_is_only_a_suspicion() -> None
             MemberRecord(node="gone", address=("10.0.0.9", 1), state=MemberState.LEFT),
         ),
     )
-    reply = codec.decode_sync(core.handle_sync_request(PEER, codec.encode_sync(request), 1.0))
+    reply = codec.decode_sync(core.handle_request(PEER, codec.encode_sync(request), 1.0))
     assert reply.response and {r.node for r in reply.members} == {"me", "peer", "x"}
     follow_up = SyncMessage(sender="peer", response=True, members=(MemberRecord(node="x", address=OTHER, incarnation=2, state=MemberState.FAILED),))
-    core.handle_sync_response(PEER, codec.encode_sync(follow_up), 2.0)
+    core.handle_response(PEER, codec.encode_sync(follow_up), 2.0)
     assert core.member("x").state is MemberState.SUSPECT
     assert core.member("gone") is None, "unknown members are introduced only by alive"
 
@@ -350,7 +350,7 @@ def test_sync_merges_both_ways_and_a_remote_failed_is_only_a_suspicion() -> None
 def test_join_queues_a_sync_to_every_seed_but_itself() -> None:
     core = make()
     core.join([PEER, ME, OTHER], 0.0)
-    syncs = core.syncs_to_send()
+    syncs = core.requests_to_send()
     assert [addr for addr, _ in syncs] == [PEER, OTHER]
     assert all(codec.decode_sync(data).join for _, data in syncs)
 
@@ -385,10 +385,10 @@ def test_registered_as_swim_and_built_through_the_registry() -> None:
 
 def test_stream_ping_is_acked_only_by_its_target() -> None:
     core = make()
-    reply = codec.decode_sync(core.handle_sync_request(PEER, codec.encode_sync(StreamPing(sender="peer", seq=5, target="me")), 1.0))
+    reply = codec.decode_sync(core.handle_request(PEER, codec.encode_sync(StreamPing(sender="peer", seq=5, target="me")), 1.0))
     assert reply == StreamAck(sender="me", seq=5)
     with pytest.raises(codec.SwimDecodeError, match="reached"):
-        core.handle_sync_request(PEER, codec.encode_sync(StreamPing(sender="peer", seq=6, target="other")), 1.0)
+        core.handle_request(PEER, codec.encode_sync(StreamPing(sender="peer", seq=6, target="other")), 1.0)
 
 
 def test_missed_direct_ack_also_pings_over_the_stream_and_its_ack_saves_the_member() -> None:
@@ -398,13 +398,13 @@ def test_missed_direct_ack_also_pings_over_the_stream_and_its_ack_saves_the_memb
     target = ping.message.target
     core.handle_timer(now + 0.5)
     sent(core)
-    ((address, data),) = core.syncs_to_send()
+    ((address, data),) = core.requests_to_send()
     stream_ping = codec.decode_sync(data)
     assert stream_ping == StreamPing(sender="me", seq=ping.message.seq, target=target)
     assert address == core.member(target).address
-    core.handle_sync_response(address, codec.encode_sync(StreamAck(sender=target, seq=stream_ping.seq)), now + 0.6)
+    core.handle_response(address, codec.encode_sync(StreamAck(sender=target, seq=stream_ping.seq)), now + 0.6)
     core.handle_timer(now + 1.0)
-    assert core.member(target).state is MemberState.ALIVE and core.stats["stream_acks"] == 1
+    assert core.member(target).state is MemberState.ALIVE and core.stats.stream_acks == 1
     assert core.events_to_deliver() == []
 
 
@@ -413,7 +413,7 @@ def test_stream_fallback_can_be_disabled() -> None:
     with_peers(core, ("a", PEER), ("b", OTHER))
     now, _ = _next_probe(core, 0.0)
     core.handle_timer(now + 0.5)
-    assert core.syncs_to_send() == []
+    assert core.requests_to_send() == []
 
 
 def test_missing_nacks_lower_local_health_and_stretch_the_probe_interval() -> None:
@@ -511,9 +511,9 @@ def test_a_healthy_prober_counts_its_suspicion_from_the_unanswered_ping(nacking:
     driver.silent = {"p0"}
     sent_at = None
     while core.member("p0").state is MemberState.ALIVE:
-        before = core.stats["probes"]
+        before = core.stats.probes
         driver.run_until(driver.now + 0.05)
-        if core.stats["probes"] > before and "p0" in core._probing and sent_at is None:
+        if core.stats.probes > before and "p0" in core._probing and sent_at is None:
             sent_at = driver.now
     assert sent_at is not None
     suspected_at = driver.now
@@ -533,7 +533,7 @@ def test_refuting_a_death_from_a_previous_life_costs_no_health() -> None:
         response=True,
         members=(MemberRecord(node="peer", address=PEER), MemberRecord(node="me", address=ME, incarnation=6, state=MemberState.FAILED)),
     )
-    core.handle_sync_response(PEER, codec.encode_sync(previous_life), 1.0)
+    core.handle_response(PEER, codec.encode_sync(previous_life), 1.0)
     assert core.local_member.incarnation == 7
     assert core.health_score == 0
     core.receive(PEER, packet("peer", None, Suspect(node="me", incarnation=7, source="peer")), 2.0)

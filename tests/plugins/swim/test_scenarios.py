@@ -76,7 +76,7 @@ def test_thirty_percent_loss_on_one_node_for_a_minute_fails_nobody() -> None:
     cluster.sim.run_for(15.0)
     assert cluster.since_mark("failed") == []
     # The loss was real: probes needed the stream fallback to get through.
-    assert sum(cluster.sim.core(i).stats["stream_acks"] for i in cluster.ids) > 0
+    assert sum(cluster.sim.core(i).stats.stream_acks for i in cluster.ids) > 0
     assert cluster.converged()
     assert all(cluster.sim.view(i)["n05"].state is MemberState.ALIVE for i in cluster.ids)
 
@@ -90,7 +90,7 @@ def test_thirty_percent_loss_on_one_node_is_refuted_without_the_stream_fallback(
     cluster.sim.run_for(15.0)
     assert cluster.since_mark("failed") == []
     assert cluster.since_mark("suspect"), "30% loss never caused a suspicion; the scenario tests nothing"
-    assert cluster.sim.core("n05").stats["refutes"] > 0
+    assert cluster.sim.core("n05").stats.refutes > 0
     assert cluster.converged()
 
 
