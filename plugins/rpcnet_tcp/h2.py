@@ -334,10 +334,12 @@ class H2Connection(Connection, asyncio.Protocol):
         is_client: bool,
         alpn: str,
         on_stream: NewStreamCallback | None = None,
-        on_made: Callable[[H2Connection], bool] | None = None,
+        on_made: Callable[[H2Connection], None] | None = None,
         on_finished: Callable[[H2Connection], None] | None = None,
         identify_peer: Callable[[Any], PeerInfo] | None = None,
         describe: str = "?",
+        refusal: str | None = None,
+        source: str = "",
     ) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -349,6 +351,10 @@ class H2Connection(Connection, asyncio.Protocol):
         self._on_finished = on_finished
         self._identify_peer = identify_peer
         self._describe = describe
+        #: Servers: why the listener refused this connection (None: admitted),
+        #: and the client's IP address the admission counted.
+        self._refusal = refusal
+        self._source = source
         self.peer = PeerInfo()
         self._transport: Any = None
         self._transport_lost = False
@@ -393,6 +399,7 @@ class H2Connection(Connection, asyncio.Protocol):
         self._last_received = loop.time()
         self._keepalive_handle: asyncio.TimerHandle | None = None
         self._handshake_timer: asyncio.TimerHandle | None = None
+        self._unused_timer: asyncio.TimerHandle | None = None
         self._ready: asyncio.Future[None] = loop.create_future()
         self._closed: asyncio.Future[None] = loop.create_future()
         self._close_callbacks: list[Callable[[BaseException | None], None]] = []
@@ -510,13 +517,16 @@ class H2Connection(Connection, asyncio.Protocol):
         if self._describe == "?" and address is not None:
             host, port = address
             self._describe = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        if self._on_made is not None and not self._on_made(self):
+        if self._refusal is not None:
             # Refused (not accepting, or too many connections): a GOAWAY says so, then the socket closes.
             self._state = _CLOSED
-            reason = b"not accepting new connections"
+            logger.debug("refused connection from %s: %s", self._describe, self._refusal)
+            reason = self._refusal.encode("utf-8", "replace")[:256]
             transport.write(_pack(0, 8 + len(reason), GOAWAY, 0, 0) + _GOAWAY.pack(0, REFUSED_STREAM) + reason)
             transport.close()
             return
+        if self._on_made is not None:
+            self._on_made(self)
         ssl_object = transport.get_extra_info("ssl_object")
         negotiated = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         if negotiated != self._alpn:
@@ -530,7 +540,6 @@ class H2Connection(Connection, asyncio.Protocol):
                     ALERT_NO_APPLICATION_PROTOCOL, reason, address=self._describe, sent_certificate=True, alpn=self._alpn
                 )))
             else:
-                logger.info("refused client %s: it offered no ALPN %r", self._describe, self._alpn)
                 self._state = _CLOSING
                 self._close_transport()
                 self._finish(TlsError(f"client {self._describe} does not speak {self._alpn!r}"))
@@ -556,6 +565,9 @@ class H2Connection(Connection, asyncio.Protocol):
             self._frame(WINDOW_UPDATE, 0, 0, _U32.pack(increment))
         self._flush()
         self._handshake_timer = self._loop.call_later(self._options.handshake_timeout, self._handshake_timed_out)
+        if self._partial:
+            early, self._partial = self._partial, b""
+            self.data_received(early)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport_lost = True
@@ -609,6 +621,11 @@ class H2Connection(Connection, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._state == _CLOSED:
+            return
+        if self._transport is None:
+            # Servers: TLS delivered the client's first bytes before the
+            # listener handed this connection its transport (loop.start_tls).
+            self._partial += data
             return
         self._last_received = self._loop.time()
         if self._partial:
@@ -823,6 +840,9 @@ class H2Connection(Connection, asyncio.Protocol):
 
     def _accept_stream(self, stream_id: int, end_stream: bool) -> None:
         self._peer_highest = stream_id
+        if self._unused_timer is not None:
+            self._unused_timer.cancel()
+            self._unused_timer = None
         if self._state != _OPEN and not self._draining:
             return
         if self._peer_open >= self._options.max_streams:
@@ -1076,8 +1096,18 @@ class H2Connection(Connection, asyncio.Protocol):
             self._handshake_timer.cancel()
             self._handshake_timer = None
         self._arm_keepalive()
+        unused = self._options.unused_connection_timeout
+        if not self._is_client and unused is not None and not self._peer_highest:
+            self._unused_timer = self._loop.call_later(unused, self._unused_timed_out)
         if not self._ready.done():
             self._ready.set_result(None)
+
+    def _unused_timed_out(self) -> None:
+        self._unused_timer = None
+        if self._state == _OPEN and not self._peer_highest:
+            seconds = self._options.unused_connection_timeout
+            logger.debug("closing connection from %s: no call within %g s", self._describe, seconds)
+            self.close(0, f"no call within {seconds:g} s of connecting")
 
     def _forget(self, stream: H2Stream) -> None:
         if self._streams.get(stream.stream_id) is stream:
@@ -1098,7 +1128,8 @@ class H2Connection(Connection, asyncio.Protocol):
         if self._streams or self._state == _CLOSED:
             return
         if self._goaway_received and self._state < _CLOSING:
-            self.close(0, "the peer is going away")
+            reason = f": {self._goaway_reason}" if self._goaway_reason else ""
+            self.close(0, f"the peer is going away{reason}")
         elif self._draining and not self._is_client:
             self.close(0, "server shutting down")
 
@@ -1193,10 +1224,15 @@ class H2Connection(Connection, asyncio.Protocol):
         elif self._close_exc is None:
             self._close_exc = TransportError(f"connection to {self._describe} is closed")
         self._close_reported = exc
-        for handle in (self._keepalive_handle, self._handshake_timer):
+        if isinstance(exc, TlsError):
+            # Once per connection, here (ALPN refused, a client certificate
+            # refused as seen from the client); a failed TLS handshake itself
+            # is logged where it fails (TcpListener, TcpTransport.connect).
+            logger.info("%s: %s", "client" if self._is_client else "server", exc)
+        for handle in (self._keepalive_handle, self._handshake_timer, self._unused_timer):
             if handle is not None:
                 handle.cancel()
-        self._keepalive_handle = self._handshake_timer = None
+        self._keepalive_handle = self._handshake_timer = self._unused_timer = None
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.close()

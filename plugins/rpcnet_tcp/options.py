@@ -25,6 +25,12 @@ def _optional_float(value: Any) -> float | None:
     return float(value)
 
 
+def _optional_str(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in {"", "none", "null"}):
+        return None
+    return str(value)
+
+
 def _between(low: int, high: int) -> Any:
     def check(instance: Any, attribute: attrs.Attribute, value: int) -> None:
         if not low <= value <= high:
@@ -65,8 +71,20 @@ class TcpOptions:
     #: wait for flow-control credit or for the socket.
     send_high_water: int = attrs.field(default=256 * KIB, converter=int, validator=_between(1, 1 << 30))
     #: Connections (established or handshaking) a listener keeps at once;
-    #: clients beyond that are disconnected at once.
+    #: clients beyond that are refused (a GOAWAY that says why, right after
+    #: the TLS handshake).
     max_connections: int = attrs.field(default=10_000, converter=int, validator=_between(1, 10_000_000))
+    #: Connections (established or handshaking) a listener keeps at once
+    #: from one source IP address; more from that address are refused, so one
+    #: host cannot pin the server's memory. Clients behind one NAT or proxy
+    #: share an address: raise it for such deployments.
+    max_connections_per_source: int = attrs.field(default=100, converter=int, validator=_between(1, 10_000_000))
+    #: A server closes a connection that has not opened a call this long
+    #: after its handshake; None keeps it until the idle timeout.
+    unused_connection_timeout: float | None = attrs.field(default=10.0, converter=_optional_float, validator=positive)
+    #: Clients: the local address their TCP socket binds to before
+    #: connecting (None: the system picks one).
+    bind_address: str | None = attrs.field(default=None, converter=_optional_str)
 
     def __attrs_post_init__(self) -> None:
         if self.keepalive_interval is not None and self.keepalive_interval >= self.idle_timeout:

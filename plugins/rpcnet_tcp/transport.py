@@ -15,6 +15,7 @@ from rpcnet.config import TlsConfig
 from rpcnet.errors import ConfigError, TlsError, TransportError
 from rpcnet.transport import Address, Listener, NewStreamCallback, PeerInfo, Transport, format_address, parse_address
 
+from .h2 import _HANDSHAKE as _HANDSHAKE_STATE
 from .h2 import H2Connection
 from .options import TcpOptions
 from .tls import alert_of, client_context, explain_peer_rejection, explain_server_rejection, identity_of, server_context
@@ -32,37 +33,129 @@ def _peer_from_certificate(ssl_object: Any) -> PeerInfo:
     return PeerInfo(identity=identity_of(certificate), certificate=certificate.public_bytes(Encoding.DER))
 
 
-class TcpListener(Listener):
-    """A listening TCP socket; each accepted connection is an :class:`H2Connection`."""
+class _Acceptor(asyncio.Protocol):
+    """Holds an accepted TCP connection until its TLS handshake starts."""
 
-    def __init__(self, options: TcpOptions, on_stream: NewStreamCallback, alpn: str, mutual: bool) -> None:
+    def __init__(self, listener: TcpListener) -> None:
+        self._listener = listener
+
+    def connection_made(self, transport: Any) -> None:
+        # Nothing is read until TLS takes the socket over (loop.start_tls),
+        # so the ClientHello cannot reach this protocol.
+        transport.pause_reading()
+        self._listener._accepted(transport)
+
+
+class TcpListener(Listener):
+    """A listening TCP socket; each accepted connection is an :class:`H2Connection`.
+
+    Admission is decided when the TCP connection is accepted, before TLS:
+    the listener counts connections (handshaking or established) in total
+    and per source IP address. A connection over a limit still completes its
+    TLS handshake, so that the client learns why from the GOAWAY that
+    follows at once, and is then closed; it holds nothing but that
+    handshake meanwhile.
+    """
+
+    def __init__(
+        self, options: TcpOptions, on_stream: NewStreamCallback, alpn: str, mutual: bool, context: ssl.SSLContext
+    ) -> None:
         self._options = options
         self._on_stream = on_stream
         self._alpn = alpn
         self._mutual = mutual
+        self._context = context
         self._server: asyncio.Server | None = None
-        self._all: set[H2Connection] = set()
+        self._all: set[H2Connection] = set()  # established (TLS done, admitted)
+        self._handshakes: set[asyncio.Task[None]] = set()
+        self._per_source: dict[str, int] = {}  # admitted connections, handshaking or established, by IP address
+        self._admitted = 0
         self._accepting = True
         self._closed = False
         self.address: Address = ("", 0)
 
-    def _new_connection(self) -> H2Connection:
-        return H2Connection(
-            options=self._options,
+    def _accepted(self, raw: Any) -> None:
+        peername = raw.get_extra_info("peername")
+        source = str(peername[0]) if peername else "?"
+        options = self._options
+        refusal = None
+        if not self._accepting:
+            refusal = "not accepting new connections"
+        elif self._admitted >= options.max_connections:
+            refusal = f"too many connections: max_connections = {options.max_connections}"
+        elif self._per_source.get(source, 0) >= options.max_connections_per_source:
+            refusal = (
+                f"too many connections from {source}: "
+                f"max_connections_per_source = {options.max_connections_per_source}"
+            )
+        else:
+            self._admitted += 1
+            self._per_source[source] = self._per_source.get(source, 0) + 1
+        connection = H2Connection(
+            options=options,
             is_client=False,
             alpn=self._alpn,
             on_stream=self._on_stream,
-            on_made=self._admit,
-            on_finished=self._all.discard,
+            on_made=self._made,
+            on_finished=self._finished,
             identify_peer=_peer_from_certificate if self._mutual else None,
+            refusal=refusal,
+            source=source,
+            describe=format_address((source, int(peername[1]))) if peername else "?",
         )
+        task = asyncio.ensure_future(self._handshake(raw, connection, source, admitted=refusal is None))
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
 
-    def _admit(self, connection: H2Connection) -> bool:
-        """Called once TLS is up; False closes the connection at once."""
-        if not self._accepting or len(self._all) >= self._options.max_connections:
-            return False
+    async def _handshake(self, raw: Any, connection: H2Connection, source: str, *, admitted: bool) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            secure = await loop.start_tls(
+                raw, connection, self._context, server_side=True, ssl_handshake_timeout=self._options.handshake_timeout
+            )
+        except BaseException as exc:
+            raw.abort()
+            if admitted:
+                self._release(source)
+            # Logged here, once per connection; the client's own error says why from its side.
+            where = connection._describe
+            if isinstance(exc, ssl.SSLError):
+                logger.info("server: TLS handshake with client %s failed: %s", where, exc.reason or exc)
+            elif isinstance(exc, ConnectionResetError):
+                # A client that refuses our certificate hangs up (asyncio
+                # drops the alert it queues), so the cause is inferred.
+                logger.info(
+                    "server: TLS handshake with client %s failed: the client hung up during the handshake, "
+                    "so it most likely refused this server's certificate (or it went away)", where,
+                )
+            elif isinstance(exc, (OSError, TimeoutError)):
+                logger.debug("server: no TLS handshake with client %s: %r", connection._describe, exc)
+            elif not isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        # start_tls leaves connection_made to its caller; what TLS decrypted
+        # before this point waits in the connection (H2Connection.data_received).
+        if connection._transport_lost or connection._state != _HANDSHAKE_STATE:
+            secure.abort()
+            return
+        connection.connection_made(secure)
+
+    def _made(self, connection: H2Connection) -> None:
+        """TLS is up on an admitted connection."""
         self._all.add(connection)
-        return True
+
+    def _finished(self, connection: H2Connection) -> None:
+        self._all.discard(connection)
+        if connection._refusal is None:
+            self._release(connection._source)
+
+    def _release(self, source: str) -> None:
+        self._admitted -= 1
+        count = self._per_source.get(source, 1) - 1
+        if count > 0:
+            self._per_source[source] = count
+        else:
+            self._per_source.pop(source, None)
 
     def stop_accepting(self) -> None:
         """Close the listening socket (new clients are refused by the kernel)
@@ -84,6 +177,10 @@ class TcpListener(Listener):
         if self._closed:
             return
         self._closed = True
+        for task in list(self._handshakes):
+            task.cancel()
+        if self._handshakes:
+            await asyncio.gather(*self._handshakes, return_exceptions=True)
         connections = list(self._all)
         for connection in connections:
             connection.close(0, "server shutting down")
@@ -124,13 +221,10 @@ class TcpTransport(Transport):
             )
         context = server_context(tls, alpn)
         host, port = parse_address(address)
-        listener = TcpListener(options, on_stream, alpn, mutual=tls.require_client_cert)
+        listener = TcpListener(options, on_stream, alpn, mutual=tls.require_client_cert, context=context)
         loop = asyncio.get_running_loop()
         try:
-            server = await loop.create_server(
-                listener._new_connection, host, port, ssl=context,
-                ssl_handshake_timeout=options.handshake_timeout, backlog=1024,
-            )
+            server = await loop.create_server(lambda: _Acceptor(listener), host, port, backlog=1024)
         except OSError as exc:
             raise TransportError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         listener._server = server
@@ -166,21 +260,22 @@ class TcpTransport(Transport):
         try:
             await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: connection, host, port, ssl=context, server_hostname=name, ssl_handshake_timeout=timeout
+                    lambda: connection, host, port, ssl=context, server_hostname=name, ssl_handshake_timeout=timeout,
+                    local_addr=(self.options.bind_address, 0) if self.options.bind_address is not None else None,
                 ),
                 timeout,
             )
         except ssl.SSLCertVerificationError as exc:
             leaf = await self._refused_certificate(host, port, tls, name, alpn)
             detail = exc.verify_message or exc.reason or str(exc)
-            raise TlsError(
+            raise _logged(TlsError(
                 explain_server_rejection(leaf, server_name=name, ca_file=tls.ca_file, address=where, detail=detail)
-            ) from None
+            )) from None
         except ssl.SSLError as exc:
-            raise TlsError(explain_peer_rejection(
+            raise _logged(TlsError(explain_peer_rejection(
                 alert_of(exc), exc.reason or str(exc), address=where,
                 sent_certificate=tls.cert_file is not None, alpn=alpn,
-            )) from None
+            ))) from None
         except ConnectionRefusedError:
             raise TransportError(
                 f"the server at {where} refused the connection (nothing is listening there, "
@@ -218,6 +313,12 @@ class TcpTransport(Transport):
             return x509.load_der_x509_certificate(der) if der else None
         finally:
             transport.abort()
+
+
+def _logged(exc: TlsError) -> TlsError:
+    """A TLS failure of the client's handshake, logged once (rpcnet.tcp, INFO)."""
+    logger.info("client: %s", exc)
+    return exc
 
 
 def _require_alpn(alpn: str | None) -> str:

@@ -144,7 +144,7 @@ async def test_a_peer_that_never_starts_http2_is_dropped_after_the_handshake_tim
 async def test_clients_beyond_max_connections_are_refused_with_a_reason(start_server, connect) -> None:
     server = await start_server(max_connections=1)
     await connect(server)
-    with pytest.raises(TransportError, match="refused the connection \\(not accepting new connections\\)"):
+    with pytest.raises(TransportError, match="refused the connection \\(too many connections: max_connections = 1\\)"):
         await connect(server)
 
 
