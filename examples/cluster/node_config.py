@@ -7,6 +7,7 @@ flag falls back to an environment variable:
 =====================  ==========================================================
 RPCNET_CERTS           directory from ``rpcnet certs DIR --name 127.0.0.1``
                        (ca.pem, server.pem, server.key)
+RPCNET_TRANSPORT       RPC transport, quic (default) or tcp
 RPCNET_GOSSIP_KEY      base64 gossip key (``python -c 'from rpcnet.cluster
                        import Keyring; print(Keyring.generate())'``)
 DIRECTOR_ADDR          RPC address of the director, the seed everyone joins through
@@ -66,10 +67,15 @@ def require_security(args: argparse.Namespace, parser: argparse.ArgumentParser) 
                      "(the same key on every node)")
 
 
+def transport() -> str:
+    """The RPC transport: ``RPCNET_TRANSPORT`` (quic or tcp), quic when unset."""
+    return os.environ.get("RPCNET_TRANSPORT", "").strip() or "quic"
+
+
 def rpc_config(certs: str) -> RpcConfig:
     """Mutual TLS both ways: node certificates also carry clientAuth, so one pair serves and calls."""
     directory = Path(certs)
-    return RpcConfig(tls=TlsConfig(
+    return RpcConfig(transport=transport(), tls=TlsConfig(
         ca_file=directory / "ca.pem",
         cert_file=directory / "server.pem",
         key_file=directory / "server.key",
@@ -80,7 +86,7 @@ def rpc_config(certs: str) -> RpcConfig:
 def outgoing_config(certs: str) -> RpcConfig:
     """The configuration a node's outgoing calls use (its own certificate as client identity)."""
     directory = Path(certs)
-    return RpcConfig(tls=TlsConfig(ca_file=directory / "ca.pem", cert_file=directory / "server.pem",
+    return RpcConfig(transport=transport(), tls=TlsConfig(ca_file=directory / "ca.pem", cert_file=directory / "server.pem",
                                    key_file=directory / "server.key"))
 
 
