@@ -1,4 +1,4 @@
-"""Side-by-side RPC benchmark: rpcnet against grpc.aio, raw aioquic and plain TCP.
+"""Side-by-side RPC benchmark: rpcnet (on QUIC and on TCP) against grpc.aio, raw aioquic, and TLS and plain TCP floors.
 
 Every run starts a fresh server process and a separate client process for one
 (target, scenario) pair; this driver only launches them and collects the
@@ -47,17 +47,30 @@ BASELINES = tuple(t for t in TARGETS if t != SUBJECT)
 
 @attrs.frozen(kw_only=True)
 class Goal:
-    """rpcnet's requests/s must be at least ``minimum`` times the baseline's in the same run."""
+    """``subject``'s ``metric`` divided by ``baseline``'s, from the same run, must be
+    at least ``minimum`` (throughput) or at most ``maximum`` (latency)."""
 
     scenario: str
     baseline: str
-    minimum: float
+    minimum: float | None = None
+    maximum: float | None = None
+    subject: str = SUBJECT
+    metric: str = "requests_per_s"
 
 
 GOALS = (
     Goal(scenario="unary64_c64", baseline="raw_aioquic", minimum=0.8),
     Goal(scenario="unary64_c64", baseline="grpc_aio", minimum=3.0),
+    # The tcp transport (issue 14): bulk at least grpc.aio's, many small calls
+    # well above rpcnet on QUIC, a lone call close to the TLS floor.
+    Goal(scenario="unary_1mib", baseline="grpc_aio", minimum=1.0, subject="rpcnet_tcp"),
+    Goal(scenario="stream_throughput", baseline="grpc_aio", minimum=1.0, subject="rpcnet_tcp"),
+    Goal(scenario="unary64_c64", baseline="rpcnet", minimum=1.5, subject="rpcnet_tcp"),
+    Goal(scenario="unary64_c1", baseline="tls_tcp", maximum=1.5, subject="rpcnet_tcp", metric="p50_us"),
 )
+
+#: Printed beside the goals: what the floors cost, for the scenarios that have goals.
+FLOORS = ("tls_tcp", "plain_tcp")
 
 
 @attrs.frozen(kw_only=True)
@@ -337,13 +350,25 @@ def typed_overhead(outcomes: list[Outcome]) -> list[dict[str, Any]]:
     return report
 
 
-def goals(ratio_table: dict[str, dict[str, float | None]]) -> list[dict[str, Any]]:
+def goals(outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    """Each goal whose two targets were part of the run, with its ratio and verdict."""
+    by_pair = {(o.scenario, o.target): o for o in outcomes}
     report = []
     for goal in GOALS:
-        if goal.baseline not in ratio_table.get(goal.scenario, {}):
-            continue  # that scenario or baseline was not part of this run
-        ratio = ratio_table[goal.scenario][goal.baseline]
-        report.append({**attrs.asdict(goal), "ratio": ratio, "met": None if ratio is None else ratio >= goal.minimum})
+        subject, baseline = by_pair.get((goal.scenario, goal.subject)), by_pair.get((goal.scenario, goal.baseline))
+        if subject is None or baseline is None:
+            continue  # that scenario or one of the targets was not part of this run
+        ours, theirs = subject.median, baseline.median
+        ratio = None
+        if ours is not None and theirs is not None and ours.get(goal.metric) is not None and theirs.get(goal.metric):
+            ratio = ours[goal.metric] / theirs[goal.metric]
+        if ratio is None:
+            met = None
+        elif goal.minimum is not None:
+            met = ratio >= goal.minimum
+        else:
+            met = goal.maximum is not None and ratio <= goal.maximum
+        report.append({**attrs.asdict(goal), "ratio": ratio, "met": met})
     return report
 
 
@@ -420,7 +445,7 @@ def report_json(outcomes: list[Outcome], options: argparse.Namespace) -> dict[st
         "results": [o.as_json() for o in outcomes],
         "ratios": ratio_table,
         "paired_ratios": paired_ratios(outcomes),
-        "goals": goals(ratio_table),
+        "goals": goals(outcomes),
         "credit_goals": credit_goals(outcomes),
         "typed_overhead": typed_overhead(outcomes),
     }
@@ -460,15 +485,30 @@ def report_table(outcomes: list[Outcome], options: argparse.Namespace) -> str:
                 f"{_fmt(median['server_cpu_us_per_call'], 1):>11} {_fmt(median['client_cpu_us_per_call'], 1):>11} "
                 f"{_fmt(median.get('client_peak_rss_mib')):>8} {ratio_text:>9}"
             )
-    goal_report = goals(ratio_table)
+    goal_report = goals(outcomes)
     if goal_report:
-        lines += ["", "goals (rpcnet req/s / baseline req/s, same run):"]
+        lines += ["", "goals (subject / baseline, medians of the same run):"]
     for goal in goal_report:
         verdict = "not measured" if goal["met"] is None else ("met" if goal["met"] else "NOT met")
         measured = "-" if goal["ratio"] is None else f"{goal['ratio']:.2f}x"
+        bound = f">= {goal['minimum']:g}x" if goal["minimum"] is not None else f"<= {goal['maximum']:g}x"
+        what = "req/s" if goal["metric"] == "requests_per_s" else goal["metric"].replace("_us", " latency")
         lines.append(
-            f"  {goal['scenario']}: rpcnet / {goal['baseline']} >= {goal['minimum']:g}x: {measured} ({verdict})"
+            f"  {goal['scenario']}: {goal['subject']} / {goal['baseline']} {what} {bound}: {measured} ({verdict})"
         )
+    medians = {(o.scenario, o.target): o.median for o in outcomes}
+    floors = [t for t in FLOORS if t in options.targets]
+    if goal_report and floors:
+        lines += ["", "against the floors (server CPU us per call; p50 us):"]
+        for scenario in dict.fromkeys(g["scenario"] for g in goal_report):
+            cells = []
+            for target in options.targets:
+                median = medians.get((scenario, target))
+                if median is not None:
+                    cells.append(
+                        f"{target} {_fmt(median['server_cpu_us_per_call'], 1)}; {_fmt(median['p50_us'])}"
+                    )
+            lines.append(f"  {scenario}: " + ", ".join(cells))
     credit_report = credit_goals(outcomes)
     if credit_report:
         lines += ["", "credit goals (rpcnet against itself, same run):"]

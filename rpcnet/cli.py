@@ -645,14 +645,15 @@ def call(address: str, method: str, request: str | None, certs: str | None, clie
               help="Load balancer to drive (round-robin, random, least-connections, a plugin's), or all.")
 @click.option("--workers", default=3, show_default=True, type=click.IntRange(min=2), help="Worker processes.")
 @click.option("--rate", default=150.0, show_default=True, type=click.FloatRange(min=1), help="Calls per second.")
-def demo(duration: float, strategy: str, workers: int, rate: float) -> None:
+@click.option("--transport", default="quic", show_default=True, help="RPC transport of every process: quic or tcp.")
+def demo(duration: float, strategy: str, workers: int, rate: float, transport: str) -> None:
     """A director and workers as processes; one worker is killed with SIGKILL and restarted.
 
     Exits non-zero if any call failed.
     """
     from .demo import main as run_demo
 
-    sys.exit(run_demo(duration=duration, strategy=strategy, workers=workers, rate=rate))
+    sys.exit(run_demo(duration=duration, strategy=strategy, workers=workers, rate=rate, transport=transport))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -41,8 +41,9 @@ __all__ = [
     "load_target",
 ]
 
-#: Every target, rpcnet first: the ratios are rpcnet / each of the others.
-TARGETS = ("rpcnet", "raw_aioquic", "grpc_aio", "tcp")
+#: Every target, rpcnet first: the ratios are rpcnet / each of the others. The goals
+#: also compare rpcnet_tcp (rpcnet on its tcp transport) with grpc.aio, rpcnet and tls_tcp.
+TARGETS = ("rpcnet", "rpcnet_tcp", "raw_aioquic", "grpc_aio", "tls_tcp", "plain_tcp")
 
 #: The ALPN both QUIC targets offer; rpcnet uses its own.
 BENCH_ALPN = "rpcnet-bench"

@@ -1,4 +1,5 @@
-"""rpcnet over its QUIC transport, through the public client and server API.
+"""rpcnet over its QUIC transport, through the public client and server API
+(``rpcnet_tcp`` runs the same code over the ``tcp`` transport).
 
 Serializer, limits and transport options are rpcnet's defaults; only the TLS
 files are set, the same ones the other TLS targets load.
@@ -60,12 +61,12 @@ class RpcnetServer:
         await self._server.stop(grace=1.0)
 
 
-async def start_server(host: str, tls: TlsFiles) -> RpcnetServer:
-    config = RpcConfig(transport="quic", tls=TlsConfig(cert_file=tls.cert_file, key_file=tls.key_file))
+async def start_server(host: str, tls: TlsFiles, transport: str = "quic") -> RpcnetServer:
+    config = RpcConfig(transport=transport, tls=TlsConfig(cert_file=tls.cert_file, key_file=tls.key_file))
     try:
         server = RpcServer(config)
     except UnknownStrategyError as exc:
-        raise TargetUnavailable(f"rpcnet cannot build its QUIC transport here: {exc}") from exc
+        raise TargetUnavailable(f"rpcnet cannot build its {transport} transport here: {exc}") from exc
 
     @server.unary("echo")
     async def echo(request: bytes, ctx) -> bytes:
@@ -107,8 +108,8 @@ class RpcnetClient:
         await self._client.__aexit__(None, None, None)
 
 
-async def connect(host: str, port: int, tls: TlsFiles) -> RpcnetClient:
-    config = RpcConfig(transport="quic", tls=TlsConfig(ca_file=tls.ca_file, server_name=tls.server_name))
+async def connect(host: str, port: int, tls: TlsFiles, transport: str = "quic") -> RpcnetClient:
+    config = RpcConfig(transport=transport, tls=TlsConfig(ca_file=tls.ca_file, server_name=tls.server_name))
     client = RpcClient((host, port), config)
     await client.__aenter__()
     return RpcnetClient(client)

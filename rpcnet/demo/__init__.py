@@ -208,8 +208,9 @@ class DemoSummary:
 
 class _Demo:
     def __init__(self, *, duration: float, strategies: Sequence[str], workers: int, rate: float,
-                 concurrency: int, out: TextIO, live: bool) -> None:
+                 concurrency: int, out: TextIO, live: bool, transport: str = "quic") -> None:
         self.duration = duration
+        self.transport = transport
         self.strategies = tuple(strategies)
         self.worker_count = workers
         self.rate = rate
@@ -276,7 +277,7 @@ class _Demo:
         certs = workdir / "certs"
         write_dev_certs(certs, server_names=["127.0.0.1", "localhost"], client_names=["client"], days=2)
         key = Keyring.generate()
-        env = {"RPCNET_CERTS": str(certs), "RPCNET_GOSSIP_KEY": key}
+        env = {"RPCNET_CERTS": str(certs), "RPCNET_GOSSIP_KEY": key, "RPCNET_RPC__TRANSPORT": self.transport}
         self.note(f"certificates and a gossip key written to {workdir}")
 
         director = await ExampleProcess.launch("director", ["--director", "127.0.0.1:0", "--table-every", "0"], env=env)
@@ -291,7 +292,7 @@ class _Demo:
         self.note(f"{len(labels)} workers up: " + ", ".join(f"{w} (pid {p.pid})" for w, p in self.workers.items()))
 
         tls = TlsConfig(ca_file=certs / "ca.pem", cert_file=certs / "server.pem", key_file=certs / "server.key")
-        server = RpcServer(RpcConfig(tls=attrs.evolve(tls, require_client_cert=True)))
+        server = RpcServer(RpcConfig(transport=self.transport, tls=attrs.evolve(tls, require_client_cert=True)))
         await server.start("127.0.0.1:0")
         cluster = Cluster(server, ClusterConfig(node_id="demo-client", tags={"role": "client"}, seeds=[director.rpc],
                                                 gossip_keys=(key,)))
@@ -307,7 +308,7 @@ class _Demo:
                 registry = registries[strategy] = WorkerRegistry(cluster, strategy=strategy, filter="role=worker",
                                                                  plugins=server.plugins)
                 await registry.start()
-                clients[strategy] = ClusterClient(registry, RpcConfig(tls=tls), cluster=cluster, plugins=server.plugins,
+                clients[strategy] = ClusterClient(registry, RpcConfig(transport=self.transport, tls=tls), cluster=cluster, plugins=server.plugins,
                                                   idempotent=["infer"])
                 await clients[strategy].start()
             everyone = lambda: all(len(r.workers()) == self.worker_count for r in registries.values())  # noqa: E731
@@ -521,6 +522,7 @@ async def run_demo(
     concurrency: int = 12,
     out: TextIO | None = None,
     live: bool | None = None,
+    transport: str = "quic",
 ) -> DemoSummary:
     """Run the demo; every child process is stopped before this returns or raises."""
     if duration < 5:
@@ -533,7 +535,7 @@ async def run_demo(
     out = out or sys.stdout
     live = out.isatty() if live is None else live
     demo = _Demo(duration=duration, strategies=strategies, workers=workers, rate=rate, concurrency=concurrency,
-                 out=out, live=live)
+                 out=out, live=live, transport=transport)
     with tempfile.TemporaryDirectory(prefix="rpcnet-demo-") as workdir:
         try:
             return await demo.run(Path(workdir))
@@ -541,13 +543,19 @@ async def run_demo(
             await asyncio.shield(demo.stop_processes())
 
 
-def main(*, duration: float = 40.0, strategy: str = "all", workers: int = 3, rate: float = 150.0) -> int:
+def main(
+    *, duration: float = 40.0, strategy: str = "all", workers: int = 3, rate: float = 150.0, transport: str = "quic"
+) -> int:
     """The ``rpcnet demo`` command: run, print the summary, return the exit status."""
     strategies = STRATEGIES if strategy == "all" else (strategy,)
     if strategy != "all":
         from ..plugins import make_plugin_manager
 
         make_plugin_manager().strategy("load-balancer", strategy)  # an unknown name raises, listing the known ones
+    if transport != "quic":
+        from .plugins import make_plugin_manager
+
+        make_plugin_manager().strategy("transport", transport)
 
     terminated = []
 
@@ -561,7 +569,7 @@ def main(*, duration: float = 40.0, strategy: str = "all", workers: int = 3, rat
             task.cancel()
 
         loop.add_signal_handler(signal.SIGTERM, terminate)
-        return await run_demo(duration=duration, strategies=strategies, workers=workers, rate=rate)
+        return await run_demo(duration=duration, strategies=strategies, workers=workers, rate=rate, transport=transport)
 
     try:
         summary = asyncio.run(run())

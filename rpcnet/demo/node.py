@@ -7,6 +7,7 @@ flag falls back to an environment variable:
 =====================  ==========================================================
 RPCNET_CERTS           directory from ``rpcnet certs DIR --name 127.0.0.1``
                        (ca.pem, server.pem, server.key)
+RPCNET_RPC__TRANSPORT  RPC transport, quic (default) or tcp (as in a node's configuration)
 RPCNET_GOSSIP_KEY      base64 gossip key (``rpcnet keygen``)
 DIRECTOR_ADDR          RPC address of the director, the seed everyone joins through
 =====================  ==========================================================
@@ -63,10 +64,16 @@ def require_security(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         parser.error("no gossip key: set RPCNET_GOSSIP_KEY to the output of `rpcnet keygen` (the same key on every node)")
 
 
+def transport() -> str:
+    """The RPC transport: ``RPCNET_RPC__TRANSPORT`` (quic or tcp; ``RPCNET_TRANSPORT`` until 0.3), quic when unset."""
+    return (os.environ.get("RPCNET_RPC__TRANSPORT", "").strip() or os.environ.get("RPCNET_TRANSPORT", "").strip()
+            or "quic")
+
+
 def rpc_config(certs: str) -> RpcConfig:
     """Mutual TLS both ways: node certificates also carry clientAuth, so one pair serves and calls."""
     directory = Path(certs)
-    return RpcConfig(tls=TlsConfig(
+    return RpcConfig(transport=transport(), tls=TlsConfig(
         ca_file=directory / "ca.pem",
         cert_file=directory / "server.pem",
         key_file=directory / "server.key",
@@ -77,7 +84,7 @@ def rpc_config(certs: str) -> RpcConfig:
 def outgoing_config(certs: str) -> RpcConfig:
     """The configuration a node's outgoing calls use (its own certificate as client identity)."""
     directory = Path(certs)
-    return RpcConfig(tls=TlsConfig(ca_file=directory / "ca.pem", cert_file=directory / "server.pem",
+    return RpcConfig(transport=transport(), tls=TlsConfig(ca_file=directory / "ca.pem", cert_file=directory / "server.pem",
                                    key_file=directory / "server.key"))
 
 

@@ -24,7 +24,7 @@ TYPED_SCENARIOS = ("typed_unary64_c64", "typed_stream_throughput")
 def quick_tcp_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     output = tmp_path_factory.mktemp("bench") / "report.json"
     completed = subprocess.run(
-        [sys.executable, str(HARNESS), "--quick", "--targets", "tcp", "--json", "--output", str(output)],
+        [sys.executable, str(HARNESS), "--quick", "--targets", "plain_tcp", "--json", "--output", str(output)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -43,7 +43,7 @@ def test_quick_run_reports_every_scenario_for_the_chosen_target(quick_tcp_report
     }
     assert set(quick_tcp_report["scenarios"]) == set(SCENARIOS) | set(TYPED_SCENARIOS)
     results = quick_tcp_report["results"]
-    assert [(r["scenario"], r["target"]) for r in results] == [(s, "tcp") for s in SCENARIOS]
+    assert [(r["scenario"], r["target"]) for r in results] == [(s, "plain_tcp") for s in SCENARIOS]
     assert quick_tcp_report["meta"]["repeat"] == 1
 
 
@@ -64,9 +64,9 @@ def test_each_run_measured_calls_and_latencies(quick_tcp_report: dict) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_ratios_are_unmeasured_without_rpcnet_and_goals_need_their_baseline(quick_tcp_report: dict) -> None:
-    assert quick_tcp_report["ratios"] == {scenario: {"tcp": None} for scenario in SCENARIOS}
-    assert quick_tcp_report["paired_ratios"] == {scenario: {"tcp": None} for scenario in SCENARIOS}
-    # The goals compare rpcnet with raw aioquic and grpc.aio, neither of which ran.
+    assert quick_tcp_report["ratios"] == {scenario: {"plain_tcp": None} for scenario in SCENARIOS}
+    assert quick_tcp_report["paired_ratios"] == {scenario: {"plain_tcp": None} for scenario in SCENARIOS}
+    # Every goal compares two targets other than plain_tcp, none of which ran.
     assert quick_tcp_report["goals"] == []
     assert quick_tcp_report["typed_overhead"] == []
 
@@ -114,10 +114,10 @@ def _outcome(harness, scenario: str, target: str, rates: list[float]):
 
 def test_the_reported_run_is_the_median_by_requests_per_second() -> None:
     harness = _load_harness()
-    assert _outcome(harness, "s", "tcp", [30.0, 10.0, 20.0]).median["requests_per_s"] == 20.0
+    assert _outcome(harness, "s", "plain_tcp", [30.0, 10.0, 20.0]).median["requests_per_s"] == 20.0
     # Of two middles, the lower one: an even count never flatters a target.
-    assert _outcome(harness, "s", "tcp", [40.0, 10.0, 30.0, 20.0]).median["requests_per_s"] == 20.0
-    assert harness.Outcome(scenario="s", target="tcp").median is None
+    assert _outcome(harness, "s", "plain_tcp", [40.0, 10.0, 30.0, 20.0]).median["requests_per_s"] == 20.0
+    assert harness.Outcome(scenario="s", target="plain_tcp").median is None
 
 
 def test_ratios_divide_rpcnet_by_each_baseline_and_goals_compare_them_with_the_minimum() -> None:
@@ -133,7 +133,7 @@ def test_ratios_divide_rpcnet_by_each_baseline_and_goals_compare_them_with_the_m
     paired = harness.paired_ratios(outcomes)
     assert paired["unary64_c64"]["raw_aioquic"] == pytest.approx(0.8)
     assert paired["unary64_c64"]["grpc_aio"] == pytest.approx(3.2)
-    verdicts = {(g["baseline"], g["met"]) for g in harness.goals(ratios)}
+    verdicts = {(g["baseline"], g["met"]) for g in harness.goals(outcomes)}
     assert verdicts == {("raw_aioquic", False), ("grpc_aio", True)}
 
 
@@ -143,6 +143,28 @@ def test_ratios_are_none_when_rpcnet_measured_nothing() -> None:
     outcomes = [missing, _outcome(harness, "unary64_c64", "grpc_aio", [10.0])]
     assert harness.ratios(outcomes) == {"unary64_c64": {"grpc_aio": None}}
     assert harness.paired_ratios(outcomes) == {"unary64_c64": {"grpc_aio": None}}
-    assert harness.goals(harness.ratios(outcomes)) == [
-        {"scenario": "unary64_c64", "baseline": "grpc_aio", "minimum": 3.0, "ratio": None, "met": None}
+    assert harness.goals(outcomes) == [
+        {"scenario": "unary64_c64", "baseline": "grpc_aio", "minimum": 3.0, "maximum": None,
+         "subject": "rpcnet", "metric": "requests_per_s", "ratio": None, "met": None}
     ]
+
+
+def test_tcp_goals_compare_rpcnet_tcp_with_their_own_baselines_and_latency_must_stay_below() -> None:
+    harness = _load_harness()
+
+    def outcome(scenario: str, target: str, rate: float, p50: float):
+        found = harness.Outcome(scenario=scenario, target=target)
+        found.runs = [{"repetition": 1, "requests_per_s": rate, "p50_us": p50}]
+        return found
+
+    outcomes = [
+        outcome("unary64_c64", "rpcnet", 100.0, 10.0),
+        outcome("unary64_c64", "rpcnet_tcp", 140.0, 8.0),
+        outcome("unary64_c1", "rpcnet_tcp", 10.0, 140.0),
+        outcome("unary64_c1", "tls_tcp", 30.0, 100.0),
+    ]
+    report = {(g["scenario"], g["subject"], g["baseline"]): (g["ratio"], g["met"]) for g in harness.goals(outcomes)}
+    assert report == {
+        ("unary64_c64", "rpcnet_tcp", "rpcnet"): (pytest.approx(1.4), False),
+        ("unary64_c1", "rpcnet_tcp", "tls_tcp"): (pytest.approx(1.4), True),
+    }

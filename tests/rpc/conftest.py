@@ -16,7 +16,7 @@ _networks = itertools.count()
 
 def _available_transports() -> list[str]:
     names = make_plugin_manager().registry.names("transport")
-    return [name for name in ("memory", "quic") if name in names]
+    return [name for name in ("memory", "quic", "tcp") if name in names]
 
 
 @pytest.fixture(scope="session")
@@ -53,10 +53,10 @@ def setup(request: pytest.FixtureRequest, certs: Path) -> Setup:
         config = RpcConfig(transport="memory", options=options)
         return Setup(transport, config, config, ("server", 0))
     server = RpcConfig(
-        transport="quic",
+        transport=transport,
         tls=TlsConfig(cert_file=certs / "server.pem", key_file=certs / "server.key", ca_file=certs / "ca.pem"),
     )
-    client = RpcConfig(transport="quic", tls=TlsConfig(ca_file=certs / "ca.pem", server_name="localhost"))
+    client = RpcConfig(transport=transport, tls=TlsConfig(ca_file=certs / "ca.pem", server_name="localhost"))
     return Setup(transport, server, client, ("127.0.0.1", 0))
 
 

@@ -1,4 +1,4 @@
-"""Plain asyncio TCP: the floor. No TLS, no framework.
+"""Plain asyncio TCP: the floor. No TLS, no framework (``tls_tcp`` is the same with TLS 1.3).
 
 Frames are ``length, request id, kind`` followed by the payload; many calls
 share the one connection, told apart by request id. The server parses every
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import AsyncIterator
+from typing import Any
 
 from targets import TlsFiles, decode_download, download_message
 
@@ -74,9 +75,9 @@ class TcpServer:
         await self._server.wait_closed()
 
 
-async def start_server(host: str, tls: TlsFiles) -> TcpServer:
+async def start_server(host: str, tls: TlsFiles, ssl: Any = None) -> TcpServer:
     loop = asyncio.get_running_loop()
-    return TcpServer(await loop.create_server(ServerProtocol, host, 0))
+    return TcpServer(await loop.create_server(ServerProtocol, host, 0, ssl=ssl))
 
 
 class ClientProtocol(asyncio.Protocol):
@@ -142,7 +143,7 @@ class ClientProtocol(asyncio.Protocol):
         self._transport.close()
 
 
-async def connect(host: str, port: int, tls: TlsFiles) -> ClientProtocol:
+async def connect(host: str, port: int, tls: TlsFiles, ssl: Any = None, server_name: str | None = None) -> ClientProtocol:
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_connection(ClientProtocol, host, port)
+    _, protocol = await loop.create_connection(ClientProtocol, host, port, ssl=ssl, server_hostname=server_name)
     return protocol
