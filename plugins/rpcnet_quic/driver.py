@@ -53,6 +53,8 @@ _HANDSHAKE, _OPEN, _CLOSING, _CLOSED = range(4)
 _CLOCK_SLACK = time.get_clock_info("monotonic").resolution
 #: Datagrams a connection keeps while it holds its input; later ones are dropped.
 _HOLD_DATAGRAMS = 1024
+#: Room a held connection needs before it reads again: a full Ethernet datagram.
+_RELEASE_ROOM = 1500
 
 
 class PeerUnreachable(TransportError):
@@ -174,10 +176,7 @@ class QuicStream(Stream):
                 self._pending = bytearray()
             self._pending += data
             self._pending_fin = end_stream
-            connection = self.connection
-            connection._held += len(data)
-            if connection._hold_input is not None and not connection._holding:
-                connection._check_hold(self)
+            self.connection._held += len(data)
             return
         self._hand_over(data, end_stream)
 
@@ -420,8 +419,9 @@ class QuicConnection(Connection):
             return
         now = self._loop.time()
         self._last_received = now
-        if self._holding:
-            held = self._hold_input
+        held = self._hold_input
+        if held is not None and (self._holding or (self._held and self._no_room_for(len(data)))):
+            self._holding = True
             if len(held) < _HOLD_DATAGRAMS:
                 held.append((data, addr))
             return  # beyond that, lost like on a network: the peer resends it
@@ -430,17 +430,18 @@ class QuicConnection(Connection):
 
     # -- holding input (backends without receive-credit control) -------------
 
-    def _check_hold(self, stream: QuicStream) -> None:
+    def _no_room_for(self, size: int) -> bool:
+        """True when a datagram of ``size`` bytes could take a paused stream
+        beyond ``stream_window`` or the connection beyond
+        ``connection_window`` (its stream data is shorter than the datagram)."""
         options = self._options
-        if stream.buffered_bytes >= options.stream_window or self._held >= options.connection_window:
-            self._holding = True
+        if self._held + size > options.connection_window:
+            return True
+        room = options.stream_window - size
+        return any(s.buffered_bytes > room for s in self._streams.values())
 
     def _check_release(self) -> None:
-        options = self._options
-        if self._held >= options.connection_window:
-            return
-        window = options.stream_window
-        if any(s.buffered_bytes >= window for s in self._streams.values()):
+        if self._held and self._no_room_for(_RELEASE_ROOM):
             return
         self._holding = False
         if self._hold_input:
@@ -450,7 +451,11 @@ class QuicConnection(Connection):
         held = self._hold_input
         quic = self._quic
         while held and not self._holding and self._state != _CLOSED:
-            data, addr = held.popleft()
+            data, addr = held[0]
+            if self._held and self._no_room_for(len(data)):
+                self._holding = True
+                return
+            held.popleft()
             quic.receive_datagram(data, addr, self._loop.time())
             self._after_input()
 

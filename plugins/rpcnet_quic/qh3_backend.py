@@ -327,8 +327,8 @@ def _make_qh3_connection_class() -> type:
                 version_change_handler=self._set_version,
                 rpcnet_streams_bidi=self._rpcnet_streams_bidi,
             )
-            if self._rpcnet_request_client_cert:
-                _request_client_certificate(bridge.tls)
+            if not self._is_client:
+                _serve_with(bridge.tls, request_client_certificate=self._rpcnet_request_client_cert)
             self._tls = bridge
             return bridge
 
@@ -348,9 +348,12 @@ _context_class: type | None = None
 _lock = threading.Lock()
 
 
-def _request_client_certificate(context: Any) -> None:
-    """Make one qh3 server TLS context ask for a client certificate."""
+def _serve_with(context: Any, *, request_client_certificate: bool) -> None:
+    """Make one qh3 server TLS context rpcnet's: it refuses a client without
+    a common ALPN with no_application_protocol (qh3 says handshake_failure),
+    and with ``request_client_certificate`` asks for a client certificate."""
     context.__class__ = _client_cert_context_class()
+    context._rpcnet_request = request_client_certificate
     context._rpcnet_stage = None
     context._rpcnet_requested = False
     context._rpcnet_alps = False
@@ -384,16 +387,24 @@ def _build_client_cert_context_class() -> type:
 
     tls.push_certificate = write_certificate_with_request
 
+    class _AlertNoApplicationProtocol(tls.Alert):
+        description = tls.AlertDescription.no_application_protocol
+
     class _ClientCertContext(tls.Context):
-        """A qh3 server TLS context that asks for a client certificate."""
+        """A qh3 server TLS context (see :func:`_serve_with`)."""
 
         _rpcnet_stage: int | None = None
+        _rpcnet_request = False
 
         def _server_handle_hello(self, input_buf: Any, initial_buf: Any, handshake_buf: Any, onertt_buf: Any) -> None:
             self._rpcnet_requested = False
-            _writing.context = self
+            _writing.context = self if self._rpcnet_request else None
             try:
                 super()._server_handle_hello(input_buf, initial_buf, handshake_buf, onertt_buf)
+            except tls.AlertHandshakeFailure as exc:
+                if "ALPN" in str(exc):
+                    raise _AlertNoApplicationProtocol(str(exc)) from None
+                raise
             finally:
                 _writing.context = None
             if self._rpcnet_requested:
