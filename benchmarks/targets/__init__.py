@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 #: Every target, rpcnet first: the ratios are rpcnet / each of the others.
-TARGETS = ("rpcnet", "raw_aioquic", "grpc_aio", "tcp")
+TARGETS = ("rpcnet", "rpcnet_qh3", "raw_aioquic", "raw_qh3", "grpc_aio", "tcp")
 
 #: The ALPN both QUIC targets offer; rpcnet uses its own.
 BENCH_ALPN = "rpcnet-bench"

@@ -6,6 +6,7 @@ files are set, the same ones the other TLS targets load.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 from targets import TargetUnavailable, TlsFiles, decode_download, download_message
@@ -19,6 +20,18 @@ except ImportError as exc:
     ) from exc
 
 
+#: The QUIC backend (rpcnet_qh3 sets "qh3"; this target stays on aioquic).
+BACKEND = "aioquic"
+
+
+def _quic_options() -> dict:
+    options = {"backend": BACKEND}
+    size = os.environ.get("RPCNET_BENCH_MAX_DATAGRAM")
+    if size:
+        options["max_datagram_size"] = int(size)
+    return {"quic": options}
+
+
 class RpcnetServer:
     def __init__(self, server: RpcServer) -> None:
         self._server = server
@@ -29,7 +42,9 @@ class RpcnetServer:
 
 
 async def start_server(host: str, tls: TlsFiles) -> RpcnetServer:
-    config = RpcConfig(transport="quic", tls=TlsConfig(cert_file=tls.cert_file, key_file=tls.key_file))
+    config = RpcConfig(
+        transport="quic", tls=TlsConfig(cert_file=tls.cert_file, key_file=tls.key_file), options=_quic_options()
+    )
     try:
         server = RpcServer(config)
     except UnknownStrategyError as exc:
@@ -66,7 +81,9 @@ class RpcnetClient:
 
 
 async def connect(host: str, port: int, tls: TlsFiles) -> RpcnetClient:
-    config = RpcConfig(transport="quic", tls=TlsConfig(ca_file=tls.ca_file, server_name=tls.server_name))
+    config = RpcConfig(
+        transport="quic", tls=TlsConfig(ca_file=tls.ca_file, server_name=tls.server_name), options=_quic_options()
+    )
     client = RpcClient((host, port), config)
     await client.__aenter__()
     return RpcnetClient(client)
