@@ -124,6 +124,8 @@ class SwimStats:
     recontacts: int = 0
     #: Failed or left members forgotten because another member now holds their address.
     reclaimed_addresses: int = 0
+    #: Full-state syncs with a member whose ack said it did not know us.
+    stranger_syncs: int = 0
 
 _EVENT_TYPES: dict[str, type[ClusterEvent]] = {
     "joined": MemberJoined,
@@ -275,6 +277,8 @@ class SwimMembership(Membership):
         self._told_gone: dict[str, float] = {}
         #: Member id -> when a reconnect round last synced with it.
         self._recontacted: dict[str, float] = {}
+        #: Member id -> when we last synced with it because it did not know us.
+        self._synced_strangers: dict[str, float] = {}
 
     # ------------------------------------------------------------------
     # lifecycle
@@ -616,6 +620,7 @@ class SwimMembership(Membership):
         del self._nodes[node_id]
         self._told_gone.pop(node_id, None)
         self._recontacted.pop(node_id, None)
+        self._synced_strangers.pop(node_id, None)
         self._end_suspicion(node_id)
         self._changed = True
 
@@ -696,7 +701,9 @@ class SwimMembership(Membership):
     def _handle_message(self, sender: str, source: Address, message: DirectMessage, now: float) -> None:
         if isinstance(message, Ping):
             if message.target == self._self.id:
-                self._send(source, Ack(seq=message.seq))
+                # A pinger we do not know knows us: we restarted with nobody
+                # to join through, or missed its join. The flag asks it to sync.
+                self._send(source, Ack(seq=message.seq, unknown_sender=sender not in self._nodes))
         elif isinstance(message, Ack):
             waiter = self._waiters.get(message.seq)
             if waiter is None:
@@ -716,6 +723,8 @@ class SwimMembership(Membership):
                     return
                 self._finish_probe(message.seq, waiter)
                 self._awareness.apply_delta(-1)
+                if message.unknown_sender and sender == waiter.target:
+                    self._sync_with_stranger(sender, now)
         elif isinstance(message, Heartbeat):
             if self.failure_detector is not None and sender in self._watched:
                 self.failure_detector.heartbeat(sender, now)
@@ -995,6 +1004,20 @@ class SwimMembership(Membership):
             self._recontacted[target.id] = now
             self._counts["recontacts"] += 1
             self._queue_sync(target.address)
+
+    def _sync_with_stranger(self, node_id: str, now: float) -> None:
+        """A member we probed does not know us (it restarted with no seeds and
+        nobody noticed): a full-state sync gives it our view, at most once per
+        probe interval."""
+        node = self._nodes.get(node_id)
+        if node is None:
+            return
+        last = self._synced_strangers.get(node_id)
+        if last is not None and now - last < self._opts.probe_interval:
+            return
+        self._synced_strangers[node_id] = now
+        self._counts["stranger_syncs"] += 1
+        self._queue_sync(node.address)
 
     def _tell_if_gone(self, node_id: str, address: Address, now: float) -> None:
         """Tell a member we hold failed or left, heard from at ``address``, what we hold.

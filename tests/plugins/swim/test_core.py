@@ -65,7 +65,11 @@ def test_ping_for_me_is_acked_with_the_same_sequence_number() -> None:
     core = make()
     core.receive(PEER, packet("peer", Ping(seq=42, target="me")), 0.1)
     replies = sent(core)
-    assert [(addr, p.message) for addr, p in replies] == [(PEER, Ack(seq=42))]
+    # "peer" is not in our view: the ack says so, so that it syncs with us.
+    assert [(addr, p.message) for addr, p in replies] == [(PEER, Ack(seq=42, unknown_sender=True))]
+    with_peers(core, ("peer", PEER), now=0.2)
+    core.receive(PEER, packet("peer", Ping(seq=43, target="me")), 0.3)
+    assert [(addr, p.message) for addr, p in sent(core)] == [(PEER, Ack(seq=43))]
 
 
 def test_ping_meant_for_another_node_is_not_acked() -> None:
@@ -97,7 +101,7 @@ def test_suspicion_about_me_is_refuted_with_a_higher_incarnation() -> None:
     assert core.health_score == 1, "having to refute counts against local health"
     # The refutation rides on the ack that answers the ping.
     (addr, reply), = sent(core)
-    assert reply.message == Ack(seq=1)
+    assert reply.message == Ack(seq=1, unknown_sender=True)
     assert Alive(node="me", incarnation=4, address=ME, tags={}) in reply.updates
 
 

@@ -97,6 +97,23 @@ def test_a_member_that_left_and_restarts_through_a_seed_is_back_at_once() -> Non
         assert sim.run_until_true(lambda sim=sim: all_alive(sim, IDS), timeout=1.0, step=0.05), f"seed {seed}"
 
 
+def test_a_seed_restarted_before_anyone_noticed_learns_the_cluster_at_once() -> None:
+    """Killed and restarted with no seeds within a second: nobody suspected
+    it, so nobody tells it anything, and it knows nobody. The first member
+    to probe it gets an ack that says "I do not know you" and syncs with it."""
+    slowest = 0.0
+    for seed in range(1, 21):
+        sim = cluster(seed)
+        sim.crash("n0")
+        sim.run_for(0.3)
+        sim.restart("n0")
+        restarted = sim.now
+        assert sim.run_until_true(lambda sim=sim: all_alive(sim, IDS), timeout=10.0, step=0.05), f"seed {seed}"
+        slowest = max(slowest, sim.now - restarted)
+        assert sum(sim.core(i).stats.stranger_syncs for i in IDS[1:]) >= 1
+    assert slowest <= 3.0, slowest
+
+
 def test_recontacting_the_dead_stops_after_recontact_time() -> None:
     sim = cluster(3, SwimOptions.lan(recontact_time=40.0, reconnect_interval=5.0))
     sim.crash("n4")
