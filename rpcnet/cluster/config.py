@@ -104,6 +104,11 @@ class ClusterConfig(ConfigBase):
     keyring_file: str | None = None
     #: Allow unencrypted gossip. Never on a network you do not control.
     insecure_gossip: bool = attrs.field(default=False, converter=to_bool)
+    #: Seconds a sealed gossip packet's timestamp may differ from this
+    #: node's clock; further off, it is dropped (counted as ``dropped_stale``
+    #: and logged). Bounds how long a captured packet could be replayed to a
+    #: node that forgot its sender; keep the clocks within it (NTP).
+    gossip_clock_skew: float = attrs.field(default=60.0, converter=float, validator=positive)
     #: Cluster label: nodes with different labels never merge.
     label: str = ""
     #: Seconds to keep trying the seeds before ``Cluster.joined()`` raises

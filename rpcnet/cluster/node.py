@@ -109,6 +109,7 @@ class Cluster:
                 keyring=keyring,
                 label=config.label,
                 insecure=config.insecure_gossip,
+                max_clock_skew=config.gossip_clock_skew,
                 on_datagram=self._on_datagram,
             )
         try:

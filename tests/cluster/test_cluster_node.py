@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from rpcnet_swim.messages import Alive, Packet
 
 from rpcnet import RpcConfig, RpcServer, TlsConfig
 from rpcnet.cluster import Cluster, ClusterConfig, Keyring
-from rpcnet.cluster.gossip import NONCE_SIZE, seal
+from rpcnet.cluster.gossip import NONCE_SIZE, seal_datagram
 from rpcnet.errors import ConfigError, UnavailableError
 from rpcnet.membership import MemberState
 from rpcnet.testing import wait_until as until
@@ -124,12 +125,17 @@ async def test_wrong_gossip_key_packets_are_dropped_and_counted(nodes: Nodes) ->
     transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=a.gossip_address)
     try:
         before = a.gossip_stats.dropped_auth
-        for _ in range(5):
-            transport.sendto(seal(packet, key=Keyring([wrong]).primary_key, label="", nonce=os.urandom(NONCE_SIZE)))
+
+        def sealed(key: str, counter: int) -> bytes:
+            return seal_datagram(packet, key=Keyring([key]).primary_key, label="", nonce=os.urandom(NONCE_SIZE),
+                                 epoch=b"intruder", counter=counter, timestamp=int(time.time()))
+
+        for counter in range(5):
+            transport.sendto(sealed(wrong, counter))
         await until(lambda: a.gossip_stats.dropped_auth >= before + 5)
         assert a.member("intruder") is None and alive_ids(a) == {"a", "b"}
         # The same bytes under the right key are accepted: the key is what kept it out.
-        transport.sendto(seal(packet, key=Keyring([key]).primary_key, label="", nonce=os.urandom(NONCE_SIZE)))
+        transport.sendto(sealed(key, 1))
         await until(lambda: a.member("intruder") is not None)
     finally:
         transport.close()
