@@ -60,6 +60,20 @@ class RetryPolicy:
     #: ...plus this many retries per second regardless of traffic.
     budget_min_per_second: float = attrs.field(default=10.0, converter=float, validator=non_negative)
     budget_window: float = attrs.field(default=10.0, converter=float, validator=positive)
+    #: An idempotent call with a deadline gives each attempt but the last
+    #: this fraction of the time remaining; an attempt that runs out of it
+    #: ejects its worker and is retried on another. A hung worker (frozen,
+    #: overloaded, cut off by a silent network) then costs a retry, not the
+    #: call. 1 gives every attempt the whole deadline.
+    attempt_timeout_fraction: float = attrs.field(default=0.5, converter=float)
+
+    @attempt_timeout_fraction.validator
+    def _check_fraction(self, attribute: attrs.Attribute, value: float) -> None:
+        if not 0 < value <= 1:
+            raise ConfigError(
+                f"attempt_timeout_fraction must be in (0, 1] (a share of the remaining deadline), got {value!r}; "
+                "1 gives every attempt the whole deadline"
+            )
 
     def backoff(self, retry: int, rng: random.Random) -> float:
         """Full-jitter backoff before retry number ``retry`` (1-based)."""
@@ -138,6 +152,8 @@ class ClusterClientStats:
     failovers: int = 0
     budget_exhausted: int = 0
     ejections: int = 0
+    #: Attempts that ran out of their share of the deadline (attempt_timeout_fraction).
+    attempt_timeouts: int = 0
 
 
 class ConnectionPool:
@@ -367,6 +383,16 @@ class ClusterClient:
             return error.code in _IDEMPOTENT_CODES
         return False
 
+    def _attempt_timeout(self, remaining: float | None, attempt: int, method: str, idempotent: bool | None) -> float | None:
+        """The time this attempt gets: a share of ``remaining`` when another
+        attempt could follow it (idempotent calls only), else all of it."""
+        fraction = self.retry.attempt_timeout_fraction
+        if remaining is None or fraction >= 1 or attempt >= self.retry.max_attempts:
+            return remaining
+        if not (idempotent if idempotent is not None else method in self.idempotent):
+            return remaining
+        return remaining * fraction
+
     async def _attempts(self, method: str, filter: Any, timeout: float | None, idempotent: bool | None, run: Callable[[Any, float | None], Any]) -> Any:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -381,18 +407,26 @@ class ClusterClient:
                 raise RpcError(f"deadline exceeded after {attempt - 1} attempt(s) of {method!r}", code=StatusCode.DEADLINE_EXCEEDED)
             worker = self._select(filter, tried)
             stats = self.registry.stats(worker.node_id)
+            budget = self._attempt_timeout(remaining, attempt, method, idempotent)
             try:
                 client = self._client_for(worker)
                 with stats.track():
-                    result = await run(client, remaining)
-                self._ejected.pop(worker.node_id, None)
+                    result = await run(client, budget)
+                if self._ejected:
+                    self._ejected.pop(worker.node_id, None)
                 return result
             except RpcError as error:
                 tried.add(worker.node_id)
+                # Out of its share while the call still has time: the worker
+                # is hung or far behind. Skip it, and retry elsewhere.
+                timed_out = budget != remaining and error.code is StatusCode.DEADLINE_EXCEEDED
                 if error.code is StatusCode.UNAVAILABLE:
                     self.pool.evict(worker.node_id, "error")
                     self.eject(worker.node_id)
-                if attempt >= self.retry.max_attempts or not self._retryable(error, method, idempotent):
+                elif timed_out:
+                    self._counts["attempt_timeouts"] += 1
+                    self.eject(worker.node_id)
+                if attempt >= self.retry.max_attempts or not (timed_out or self._retryable(error, method, idempotent)):
                     raise
                 if not self.budget.try_retry():
                     self._counts["budget_exhausted"] += 1
