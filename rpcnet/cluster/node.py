@@ -143,7 +143,11 @@ class Cluster:
             self.server, checks, get_tags=lambda: self.local_node.tags, set_tag=self.set_tag,
             interval=config.health_interval, timeout=config.health_timeout,
         )
-        await self._health.start()
+        try:
+            await self._health.start()
+        except BaseException:
+            await self.close()
+            raise
         if config.seeds:
             # Joining never blocks start: a seed may come up later, or restart.
             self._seed_task = asyncio.get_running_loop().create_task(self._keep_seeds(config.seeds), name="rpcnet-cluster-seeds")
