@@ -56,10 +56,10 @@ __all__ = [
     "MAX_SYNC_SIZE",
 ]
 
-#: 2 (rpcnet 0.3): acks may flag an unknown sender. 1: rpcnet 0.2 and earlier.
+#: 2 (rpcnet 0.2): acks may flag an unknown sender. 1: rpcnet 0.1.
 PROTOCOL_VERSION = 2
 #: What each protocol version shipped in, for errors between releases.
-_RELEASES = {1: "rpcnet 0.2 and earlier", 2: "rpcnet 0.3"}
+_RELEASES = {1: "rpcnet 0.1", 2: "rpcnet 0.2"}
 #: Upper bound accepted for one full-state sync message.
 MAX_SYNC_SIZE = 16 * 1024 * 1024
 

@@ -71,10 +71,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: First byte of a request-channel message sealed with AES-GCM (format 1;
-#: gossip datagrams used it too up to rpcnet 0.2).
+#: gossip datagrams used it too in rpcnet 0.1).
 SEALED_VERSION = 0x01
 #: First byte of a gossip datagram sealed with AES-GCM, with epoch, counter
-#: and timestamp inside (format 2, rpcnet 0.3).
+#: and timestamp inside (format 2, rpcnet 0.2).
 DATAGRAM_VERSION = 0x02
 #: Epoch (8 bytes), counter (8, big-endian), sender clock in seconds (4).
 DATAGRAM_HEADER_SIZE = 20
@@ -210,7 +210,7 @@ class OpenedDatagram:
 def open_datagram(packet: bytes, *, keys: Sequence[bytes], label: str) -> OpenedDatagram:
     """Open a format-2 gossip datagram; raises a :class:`GossipPacketError` subclass.
 
-    A format-1 packet (rpcnet 0.2 and earlier) raises :class:`VersionMismatchError`
+    A format-1 packet (rpcnet 0.1) raises :class:`VersionMismatchError`
     naming both formats. Replay and clock checks are :class:`ReplayGuard`'s.
     """
     packet = bytes(packet)
@@ -220,8 +220,8 @@ def open_datagram(packet: bytes, *, keys: Sequence[bytes], label: str) -> Opened
     version = packet[0]
     if version == SEALED_VERSION:
         raise VersionMismatchError(
-            "gossip packet sealed in format 1 (rpcnet 0.2 and earlier); this node seals and accepts format 2 "
-            "(rpcnet 0.3, with replay protection): run one release on every node of a cluster"
+            "gossip packet sealed in format 1 (rpcnet 0.1); this node seals and accepts format 2 "
+            "(rpcnet 0.2, with replay protection): run one release on every node of a cluster"
         )
     if version == INSECURE_VERSION:
         raise SecurityMismatchError("unencrypted packet, but this node requires encryption")
@@ -371,7 +371,7 @@ class GossipStats:
     dropped_malformed: int = 0
     #: Unencrypted packet at a node with a keyring, or the other way round.
     dropped_insecure_mismatch: int = 0
-    #: Sealed in another release's format (format 1: rpcnet 0.2 and earlier).
+    #: Sealed in another release's format (format 1: rpcnet 0.1).
     dropped_version: int = 0
     #: A packet already received (same epoch and counter), or too far behind.
     dropped_replay: int = 0

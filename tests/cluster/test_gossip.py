@@ -67,7 +67,7 @@ def test_datagram_layout_puts_epoch_counter_and_clock_inside_the_encryption():
 
 
 def test_a_datagram_of_the_previous_format_is_refused_naming_both_formats():
-    with pytest.raises(VersionMismatchError, match=r"format 1 \(rpcnet 0.2 and earlier\).*format 2 \(rpcnet 0.3"):
+    with pytest.raises(VersionMismatchError, match=r"format 1 \(rpcnet 0.1\).*format 2 \(rpcnet 0.2"):
         open_datagram(seal(b"payload", key=KEY_A, label=LABEL, nonce=NONCE), keys=[KEY_A], label=LABEL)
     assert VersionMismatchError.counter == "dropped_version"
 
@@ -356,7 +356,7 @@ async def test_a_packet_of_the_previous_release_is_dropped_and_logged(open_node,
         raw_socket.sendto(seal(b"alive node-a", key=KEY_A, label=LABEL, nonce=NONCE), b.address)
         await b.drops.wait_for(1)
     assert b.endpoint.stats.dropped_version == 1
-    assert any("format 1 (rpcnet 0.2 and earlier)" in r.getMessage() for r in caplog.records)
+    assert any("format 1 (rpcnet 0.1)" in r.getMessage() for r in caplog.records)
 
 
 async def test_wrong_key_is_dropped_counted_and_never_delivered(open_node):

@@ -156,14 +156,14 @@ def test_reliable_channel_layout_is_stable() -> None:
 
 
 def test_the_previous_protocol_is_refused_naming_both_versions() -> None:
-    """rpcnet 0.2 spoke protocol 1 (no unknown-sender flag); its datagrams and
-    syncs are refused with an error that names both versions, and 0.2 says
+    """rpcnet 0.1 spoke protocol 1 (no unknown-sender flag); its datagrams and
+    syncs are refused with an error that names both versions, and 0.1 says
     "protocol version 2 is not supported (expected 1)" of ours."""
     old_datagram = msgpack.packb([1, "old", [1, 5, "me"]])
     old_sync = msgpack.packb([1, "old", 0, False, True, [["old", "h", 9, {}, 0, 0]]])
     for decode, data in ((codec.decode_packet, old_datagram), (codec.decode_sync, old_sync)):
         error = rejected(decode, data, "protocol version 1 is not supported")
-        assert "rpcnet 0.2" in str(error) and f"this node protocol {codec.PROTOCOL_VERSION}" in str(error)
+        assert "rpcnet 0.1" in str(error) and f"this node protocol {codec.PROTOCOL_VERSION}" in str(error)
 
 
 def test_encoding_something_that_is_not_a_swim_message_is_a_type_error() -> None:
