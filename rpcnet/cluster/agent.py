@@ -91,7 +91,17 @@ async def run_node(rpc_config: RpcConfig, cluster_config: ClusterConfig, listen:
             else:
                 _emit({"error": f"unknown command {command!r}"})
 
-    tasks = [asyncio.ensure_future(pump_events())]
+    async def watch_join() -> None:
+        # With a join_timeout, a node no seed ever answered stops (status 1).
+        try:
+            await cluster.joined()
+        except Exception as exc:
+            sys.stderr.write(f"rpcnet node: {exc}\n")
+            failed.append(exc)
+            stop.set()
+
+    failed: list[BaseException] = []
+    tasks = [asyncio.ensure_future(pump_events()), asyncio.ensure_future(watch_join())]
     if not sys.stdin.isatty():
         tasks.append(asyncio.ensure_future(read_commands()))
     await stop.wait()
@@ -99,7 +109,7 @@ async def run_node(rpc_config: RpcConfig, cluster_config: ClusterConfig, listen:
         task.cancel()
     await cluster.close()
     await server.stop(grace=1)
-    return 0
+    return 1 if failed else 0
 
 
 def node_configs(
