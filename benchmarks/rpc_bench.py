@@ -165,9 +165,12 @@ async def run_once(target: str, scenario: str, options: argparse.Namespace, tls_
         common.append("--uvloop")
     server_cpu = ["--cpu", str(options.cpus[0])] if options.pin else []
     client_cpu = ["--cpu", str(options.cpus[1])] if options.pin else []
+    env = dict(os.environ)
+    if SCENARIOS[scenario].max_datagram is not None:
+        env["RPCNET_BENCH_MAX_DATAGRAM"] = str(SCENARIOS[scenario].max_datagram)
     with tempfile.TemporaryFile(mode="w+") as server_errors:
         server = await asyncio.create_subprocess_exec(
-            sys.executable, str(WORKER), "server", *common, *server_cpu,
+            sys.executable, str(WORKER), "server", *common, *server_cpu, env=env,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=server_errors,
         )
         try:
@@ -197,6 +200,7 @@ async def run_once(target: str, scenario: str, options: argparse.Namespace, tls_
                 "--warmup", str(options.warmup), "--duration", str(options.duration),
                 "--server-pid", str(server.pid),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env=env,
             )
             # Callers finish the call they are in after the window: with many
             # more callers than stream credit that takes a while.

@@ -34,6 +34,8 @@ class Scenario:
 
     def runs_on(self, target: str) -> bool:
         return not self.targets or target in self.targets
+    #: Largest UDP payload every QUIC target sends (None: each stack's default).
+    max_datagram: int | None = None
 
     @property
     def bytes_per_call(self) -> int:
@@ -46,6 +48,12 @@ class Scenario:
     def messages_per_call(self) -> int:
         return self.stream_messages if self.kind == "download" else 1
 
+
+#: A real Ethernet path: 1500-byte MTU minus IPv4 (20) and UDP (8) headers,
+#: minus 20 more for IPv6 headroom.
+ETHERNET_DATAGRAM = 1452
+#: Datagrams loopback carries without fragmentation, for the extra rows.
+LOOPBACK_DATAGRAM = 16 * KIB
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
@@ -66,18 +74,39 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             name="unary_1mib",
-            description="1 MiB echo (1 MiB up, 1 MiB down), one caller: bulk unary",
+            description="1 MiB echo (1 MiB up, 1 MiB down), one caller, 1452-byte datagrams: bulk unary",
             kind="unary",
             concurrency=1,
             payload_size=1 * MIB,
+            max_datagram=ETHERNET_DATAGRAM,
+        ),
+        Scenario(
+            name="unary_1mib_lo",
+            description="unary_1mib with loopback-sized datagrams (16 KiB)",
+            kind="unary",
+            concurrency=1,
+            payload_size=1 * MIB,
+            max_datagram=LOOPBACK_DATAGRAM,
+            default=False,
         ),
         Scenario(
             name="stream_throughput",
-            description="server streams 64 messages of 16 KiB per call, one caller: streaming throughput",
+            description="server streams 64 messages of 16 KiB per call, one caller, 1452-byte datagrams: streaming throughput",
             kind="download",
             concurrency=1,
             stream_messages=64,
             stream_message_size=16 * KIB,
+            max_datagram=ETHERNET_DATAGRAM,
+        ),
+        Scenario(
+            name="stream_throughput_lo",
+            description="stream_throughput with loopback-sized datagrams (16 KiB)",
+            kind="download",
+            concurrency=1,
+            stream_messages=64,
+            stream_message_size=16 * KIB,
+            max_datagram=LOOPBACK_DATAGRAM,
+            default=False,
         ),
         Scenario(
             name="typed_unary64_c64",

@@ -27,6 +27,8 @@ __all__ = [
     "HealthStatus",
     "HealthResult",
     "HealthCheck",
+    "InvalidHealthResult",
+    "as_health_result",
     "status_from_tags",
     "threshold_result",
 ]
@@ -60,8 +62,42 @@ class HealthStatus(enum.Enum):
 _SEVERITY = {HealthStatus.HEALTHY: 0, HealthStatus.DEGRADED: 1, HealthStatus.UNHEALTHY: 2}
 
 
+class InvalidHealthResult(ValueError):
+    """A health check returned something that is not a verdict."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        super().__init__(
+            f"returned {value!r} ({type(value).__name__}); a health check returns a HealthResult, a HealthStatus "
+            f"or one of the strings {', '.join(repr(s.value) for s in HealthStatus)}"
+        )
+
+
 def _status(value: HealthStatus | str) -> HealthStatus:
-    return value if isinstance(value, HealthStatus) else HealthStatus(value)
+    if isinstance(value, HealthStatus):
+        return value
+    if isinstance(value, str):
+        try:
+            return HealthStatus(value.strip().lower())
+        except ValueError:
+            pass
+    raise InvalidHealthResult(value)
+
+
+def as_health_result(value: Any) -> HealthResult:
+    """What a check returned, as a :class:`HealthResult`: the one definition
+    of what a check may return, which the runner applies.
+
+    Accepted: a :class:`HealthResult`; a :class:`HealthStatus`; a status
+    string (``"healthy"``, ``"degraded"``, ``"unhealthy"``, in any case,
+    surrounding spaces ignored), as ``HealthResult(status)`` also accepts.
+    Anything else raises :class:`InvalidHealthResult` naming the value.
+    """
+    if isinstance(value, HealthResult):
+        return value
+    if isinstance(value, HealthStatus | str):
+        return HealthResult(_status(value))
+    raise InvalidHealthResult(value)
 
 
 @attrs.frozen
@@ -127,8 +163,9 @@ class HealthCheck(abc.ABC):
     """Strategy interface; register with ``rpcnet_register_health_checks``.
 
     Built as ``cls(options=<Options>)`` when the class declares ``Options``,
-    else ``cls()``. ``check()`` returns a :class:`HealthResult` (or a bare
-    :class:`HealthStatus`), directly or as a coroutine. A plain ``check()``
+    else ``cls()``. ``check()`` returns what :func:`as_health_result` accepts
+    (a :class:`HealthResult`, a :class:`HealthStatus` or a status string),
+    directly or as a coroutine. A plain ``check()``
     runs in a worker thread, so a slow one cannot stall the event loop and its
     time limit holds; a coroutine runs on the loop and must not block it.
     """

@@ -42,8 +42,9 @@ __all__ = [
 ]
 
 #: Every target, rpcnet first: the ratios are rpcnet / each of the others. The goals
-#: also compare rpcnet_tcp (rpcnet on its tcp transport) with grpc.aio, rpcnet and tls_tcp.
-TARGETS = ("rpcnet", "rpcnet_tcp", "raw_aioquic", "grpc_aio", "tls_tcp", "plain_tcp")
+#: also compare rpcnet_qh3 and rpcnet_tcp (rpcnet on the qh3 backend and on the tcp
+#: transport) with their own baselines.
+TARGETS = ("rpcnet", "rpcnet_qh3", "rpcnet_tcp", "raw_aioquic", "raw_qh3", "grpc_aio", "tls_tcp", "plain_tcp")
 
 #: The ALPN both QUIC targets offer; rpcnet uses its own.
 BENCH_ALPN = "rpcnet-bench"

@@ -7,6 +7,7 @@ files are set, the same ones the other TLS targets load.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -52,6 +53,18 @@ class BenchService(Bench):
             yield message
 
 
+#: The QUIC backend (rpcnet_qh3 sets "qh3"; this target stays on aioquic).
+BACKEND = "aioquic"
+
+
+def _quic_options() -> dict:
+    options = {"backend": BACKEND}
+    size = os.environ.get("RPCNET_BENCH_MAX_DATAGRAM")
+    if size:
+        options["max_datagram_size"] = int(size)
+    return {"quic": options}
+
+
 class RpcnetServer:
     def __init__(self, server: RpcServer) -> None:
         self._server = server
@@ -62,7 +75,11 @@ class RpcnetServer:
 
 
 async def start_server(host: str, tls: TlsFiles, transport: str = "quic") -> RpcnetServer:
-    config = RpcConfig(transport=transport, tls=TlsConfig(cert_file=tls.cert_file, key_file=tls.key_file))
+    config = RpcConfig(
+        transport=transport,
+        tls=TlsConfig(cert_file=tls.cert_file, key_file=tls.key_file),
+        options=_quic_options() if transport == "quic" else {},
+    )
     try:
         server = RpcServer(config)
     except UnknownStrategyError as exc:
@@ -109,7 +126,11 @@ class RpcnetClient:
 
 
 async def connect(host: str, port: int, tls: TlsFiles, transport: str = "quic") -> RpcnetClient:
-    config = RpcConfig(transport=transport, tls=TlsConfig(ca_file=tls.ca_file, server_name=tls.server_name))
+    config = RpcConfig(
+        transport=transport,
+        tls=TlsConfig(ca_file=tls.ca_file, server_name=tls.server_name),
+        options=_quic_options() if transport == "quic" else {},
+    )
     client = RpcClient((host, port), config)
     await client.__aenter__()
     return RpcnetClient(client)

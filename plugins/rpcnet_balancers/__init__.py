@@ -84,8 +84,9 @@ class LeastConnections(LoadBalancer):
         _require_workers(self.name, workers)
         if len(workers) == 1:
             return workers[0]
-        lowest = min(effective_load(worker) for worker in workers)
-        tied = [worker for worker in workers if effective_load(worker) == lowest]
+        loads = [effective_load(worker) for worker in workers]
+        lowest = min(loads)
+        tied = [worker for worker, load in zip(workers, loads) if load == lowest]
         if len(tied) == 1:
             return tied[0]
         # Among equally loaded workers, draw with weights inversely

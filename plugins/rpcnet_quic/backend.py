@@ -7,7 +7,8 @@ The driver (:mod:`rpcnet_quic.driver`) and the endpoints speak to a sans-IO
 ``connect``, ``get_next_available_stream_id``), which aioquic and qh3 share. Everything else (building configurations, packet helpers, the few
 pieces of connection state the public API does not expose, and receive-credit
 control) goes through a :class:`QuicBackend`. A second library becomes a
-second backend plus a transport subclass naming it; see docs/transport.md.
+second backend, chosen by the ``backend`` option (:mod:`rpcnet_quic.qh3_backend`
+is one); see docs/transport.md.
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ class QuicBackend(abc.ABC):
 
     name: ClassVar[str]
     events: EventTypes
+    #: False when the library raises receive windows by itself (qh3): the
+    #: driver then bounds what paused streams hold by holding the
+    #: connection's incoming datagrams instead.
+    controls_receive_credit: ClassVar[bool] = True
+    #: What the library raises for an operation on a stream it has already
+    #: finished and forgotten (ignored when aborting such a stream).
+    stream_errors: tuple[type[BaseException], ...] = (ValueError, RuntimeError)
 
     # -- configuration and connections -----------------------------------
 

@@ -51,6 +51,10 @@ STREAM_REFUSED = 0x1
 
 _HANDSHAKE, _OPEN, _CLOSING, _CLOSED = range(4)
 _CLOCK_SLACK = time.get_clock_info("monotonic").resolution
+#: Datagrams a connection keeps while it holds its input; later ones are dropped.
+_HOLD_DATAGRAMS = 1024
+#: Room a held connection needs before it reads again: a full Ethernet datagram.
+_RELEASE_ROOM = 1500
 
 
 class PeerUnreachable(TransportError):
@@ -230,8 +234,11 @@ class QuicStream(Stream):
     def _drop_pending(self) -> None:
         pending = self._pending
         if pending is not None:
-            self.connection._held -= len(pending)
+            connection = self.connection
+            connection._held -= len(pending)
             self._pending = None
+            if connection._holding:
+                connection._check_release()
 
     def _fail_drain(self) -> None:
         waiter = self._drain_waiter
@@ -288,6 +295,15 @@ class QuicConnection(Connection):
         self._transmit_handle: asyncio.Handle | None = None
         self._data_pending = False  # stream data written since the last transmit
         self._held = 0  # bytes received and held for paused streams
+        # Backends whose library grants receive credit by itself (qh3): once
+        # a paused stream holds a stream window, or paused streams hold a
+        # connection window, incoming datagrams wait here unprocessed (so
+        # unacknowledged: the peer's congestion window stops it) until
+        # enough is read. None when the backend controls credit itself.
+        self._hold_input: collections.deque[tuple[bytes, Any]] | None = (
+            None if backend.controls_receive_credit else collections.deque()
+        )
+        self._holding = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._keepalive_handle: asyncio.TimerHandle | None = None
@@ -403,8 +419,45 @@ class QuicConnection(Connection):
             return
         now = self._loop.time()
         self._last_received = now
+        held = self._hold_input
+        if held is not None and (self._holding or (self._held and self._no_room_for(len(data)))):
+            self._holding = True
+            if len(held) < _HOLD_DATAGRAMS:
+                held.append((data, addr))
+            return  # beyond that, lost like on a network: the peer resends it
         self._quic.receive_datagram(data, addr, now)
         self._after_input()
+
+    # -- holding input (backends without receive-credit control) -------------
+
+    def _no_room_for(self, size: int) -> bool:
+        """True when a datagram of ``size`` bytes could take a paused stream
+        beyond ``stream_window`` or the connection beyond
+        ``connection_window`` (its stream data is shorter than the datagram)."""
+        options = self._options
+        if self._held + size > options.connection_window:
+            return True
+        room = options.stream_window - size
+        return any(s.buffered_bytes > room for s in self._streams.values())
+
+    def _check_release(self) -> None:
+        if self._held and self._no_room_for(_RELEASE_ROOM):
+            return
+        self._holding = False
+        if self._hold_input:
+            self._loop.call_soon(self._release_input)
+
+    def _release_input(self) -> None:
+        held = self._hold_input
+        quic = self._quic
+        while held and not self._holding and self._state != _CLOSED:
+            data, addr = held[0]
+            if self._held and self._no_room_for(len(data)):
+                self._holding = True
+                return
+            held.popleft()
+            quic.receive_datagram(data, addr, self._loop.time())
+            self._after_input()
 
     def error_received(self, exc: OSError) -> None:
         # ICMP errors (port unreachable) on a client socket mean nobody listens.
@@ -615,7 +668,7 @@ class QuicConnection(Connection):
                 quic.reset_stream(stream_id, error_code)
             if receive:
                 quic.stop_stream(stream_id, error_code)
-        except (ValueError, RuntimeError):
+        except self._backend.stream_errors:
             pass  # already finished and discarded by the QUIC stack
 
     def _forget(self, stream: QuicStream) -> None:

@@ -102,8 +102,13 @@ class QuicOptions:
     listener_read_batch: int = attrs.field(default=8, converter=int, validator=_between(1, 1024))
     #: Largest UDP payload we send; raise only where the path MTU allows.
     max_datagram_size: int = attrs.field(default=1200, converter=int, validator=_between(1200, 65527))
-    #: Congestion controller: "reno" or "cubic".
+    #: Congestion controller: "reno" or "cubic" (aioquic only: qh3's core
+    #: runs its own and ignores this).
     congestion_control: str = attrs.field(default="reno", converter=str, validator=_one_of("reno", "cubic"))
+    #: The QUIC library underneath: "aioquic" (pure Python) or "qh3" (native
+    #: core; ``pip install rpcnet[qh3]``). Both speak the same QUIC, so a
+    #: client on one talks to a server on the other.
+    backend: str = attrs.field(default="aioquic", converter=str, validator=_one_of("aioquic", "qh3"))
 
     def __attrs_post_init__(self) -> None:
         if self.keepalive_interval is not None and self.keepalive_interval >= self.idle_timeout:

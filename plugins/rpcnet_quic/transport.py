@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,14 +25,24 @@ from .udp import bind_udp_socket, connect_udp_socket
 __all__ = ["QuicTransport"]
 
 
+def _qh3_backend_class() -> type[QuicBackend]:
+    from .qh3_backend import Qh3Backend
+
+    return Qh3Backend
+
+
 class QuicTransport(Transport):
-    """QUIC on aioquic. A subclass naming another :class:`QuicBackend` is
-    another QUIC strategy; nothing above the transport changes."""
+    """QUIC on aioquic or qh3, chosen by the ``backend`` option; nothing
+    above the transport changes."""
 
     name: ClassVar[str] = "quic"
     Options: ClassVar[type] = QuicOptions
-    #: Built on first use, so importing the plugin never imports the library.
-    backend_class: ClassVar[type[QuicBackend]] = AioquicBackend
+    #: Backend classes by the name the ``backend`` option gives, built on
+    #: first use, so importing the plugin never imports a QUIC library.
+    backends: ClassVar[dict[str, Callable[[], type[QuicBackend]]]] = {
+        "aioquic": lambda: AioquicBackend,
+        "qh3": _qh3_backend_class,
+    }
 
     def __init__(self, options: QuicOptions | None = None) -> None:
         super().__init__(options if options is not None else QuicOptions())
@@ -40,7 +51,7 @@ class QuicTransport(Transport):
     @property
     def backend(self) -> QuicBackend:
         if self._backend is None:
-            self._backend = self.backend_class()
+            self._backend = self.backends[self.options.backend]()()
         return self._backend
 
     async def listen(

@@ -56,7 +56,10 @@ __all__ = [
     "MAX_SYNC_SIZE",
 ]
 
-PROTOCOL_VERSION = 1
+#: 2 (rpcnet 0.2): acks may flag an unknown sender. 1: rpcnet 0.1.
+PROTOCOL_VERSION = 2
+#: What each protocol version shipped in, for errors between releases.
+_RELEASES = {1: "rpcnet 0.1", 2: "rpcnet 0.2"}
 #: Upper bound accepted for one full-state sync message.
 MAX_SYNC_SIZE = 16 * 1024 * 1024
 
@@ -76,7 +79,7 @@ def _message_fields(message: DirectMessage | None) -> list[Any] | None:
     if isinstance(message, Ping):
         return [_PING, message.seq, message.target]
     if isinstance(message, Ack):
-        return [_ACK, message.seq]
+        return [_ACK, message.seq, True] if message.unknown_sender else [_ACK, message.seq]
     if isinstance(message, Heartbeat):
         return [_HEARTBEAT]
     if isinstance(message, PingReq):
@@ -166,6 +169,10 @@ def _decode_message(value: Any) -> DirectMessage | None:
         f = _fields(value, 3, "ping")
         return Ping(seq=_int(f[1], "seq"), target=_str(f[2], "target"))
     if code == _ACK:
+        if type(value) is list and len(value) == 3:
+            if type(value[2]) is not bool:
+                raise SwimDecodeError(f"ack unknown-sender flag must be a boolean, got {_show(value[2])}")
+            return Ack(seq=_int(value[1], "seq"), unknown_sender=value[2])
         f = _fields(value, 2, "ack")
         return Ack(seq=_int(f[1], "seq"))
     if code == _HEARTBEAT:
@@ -222,6 +229,17 @@ def _reject_ext(code: int, data: bytes) -> Any:
     raise SwimDecodeError(f"msgpack extension type {code} is not part of the SWIM protocol")
 
 
+def _check_version(value: Any) -> None:
+    if _code(value) == PROTOCOL_VERSION:
+        return
+    theirs = _RELEASES.get(_code(value) or 0)
+    raise SwimDecodeError(
+        f"protocol version {_show(value)} is not supported (expected {PROTOCOL_VERSION}): the peer speaks SWIM "
+        f"protocol {_show(value)}{f' ({theirs})' if theirs else ''}, this node protocol {PROTOCOL_VERSION} "
+        f"({_RELEASES[PROTOCOL_VERSION]}); run one release on every node of a cluster"
+    )
+
+
 def decode_packet(data: bytes) -> Packet:
     """Decode a datagram; raises :class:`SwimDecodeError` on anything malformed."""
     unpacker = _unpacker(len(data))
@@ -242,8 +260,7 @@ def decode_packet(data: bytes) -> Packet:
     if not items:
         raise SwimDecodeError("empty datagram")
     header = _fields(items[0], 3, "header")
-    if _code(header[0]) != PROTOCOL_VERSION:
-        raise SwimDecodeError(f"protocol version {_show(header[0])} is not supported (expected {PROTOCOL_VERSION})")
+    _check_version(header[0])
     return Packet(
         sender=_str(header[1], "sender"),
         message=_decode_message(header[2]),
@@ -278,8 +295,7 @@ def decode_sync(data: bytes) -> SyncMessage | StreamPing | StreamAck:
         raise SwimDecodeError(f"sync message is not valid msgpack: {exc}") from None
     if type(value) is not list or len(value) < 3:
         raise SwimDecodeError(f"sync message must be an array of at least 3 fields, got {_show(value)}")
-    if _code(value[0]) != PROTOCOL_VERSION:
-        raise SwimDecodeError(f"protocol version {_show(value[0])} is not supported (expected {PROTOCOL_VERSION})")
+    _check_version(value[0])
     sender = _str(value[1], "sender")
     kind = _code(value[2])
     if kind == _STREAM_PING:

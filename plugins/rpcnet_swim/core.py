@@ -42,6 +42,7 @@ refutation, a tag change or a leave.
 from __future__ import annotations
 
 import collections
+import hashlib
 import heapq
 import random
 import zlib
@@ -111,6 +112,21 @@ class SwimStats(IndexedCounters):
     confirm_probes: int = 0
     #: Probes answered over the reliable channel after the datagram path failed.
     stream_acks: int = 0
+    #: Acks, nacks and stream acks dropped because their sender was neither
+    #: the probed member nor a member asked to relay (forged or misrouted).
+    forged_acks: int = 0
+    #: Ping-reqs refused: the requester is not a live member, or the target
+    #: is not a member this node knows.
+    refused_ping_reqs: int = 0
+    #: Direct notices sent to a member heard from while held failed or left,
+    #: so that it refutes and rejoins at once (reclaim after a restart).
+    gone_notices: int = 0
+    #: Failed or left members contacted again with a full-state sync.
+    recontacts: int = 0
+    #: Failed or left members forgotten because another member now holds their address.
+    reclaimed_addresses: int = 0
+    #: Full-state syncs with a member whose ack said it did not know us.
+    stranger_syncs: int = 0
 
 _EVENT_TYPES: dict[str, type[ClusterEvent]] = {
     "joined": MemberJoined,
@@ -121,6 +137,7 @@ _EVENT_TYPES: dict[str, type[ClusterEvent]] = {
 }
 
 _LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
+_GONE = (MemberState.FAILED, MemberState.LEFT)
 
 # Timer keys that are not per-member or per-sequence-number.
 _PROBE, _GOSSIP, _HEARTBEAT, _PUSH_PULL, _RECONNECT = "probe", "gossip", "heartbeat", "push-pull", "reconnect"
@@ -146,7 +163,7 @@ class _Node:
 class _Probe:
     """A probe this node started: direct ping, then indirect, then verdict."""
 
-    __slots__ = ("target", "incarnation", "sent", "indirect", "nacks", "expected_nacks", "end")
+    __slots__ = ("target", "incarnation", "sent", "indirect", "nacks", "expected_nacks", "end", "helpers")
 
     def __init__(self, target: str, incarnation: int, sent: float, end: float) -> None:
         self.target = target
@@ -158,16 +175,21 @@ class _Probe:
         self.nacks = 0
         self.expected_nacks = 0
         self.end = end
+        #: Members asked to relay (ping-req): their acks and nacks count too.
+        self.helpers: frozenset[str] = frozenset()
 
 
 class _Relay:
     """A ping this node sends on behalf of a ping-req."""
 
-    __slots__ = ("seq", "requester", "nack", "expires")
+    __slots__ = ("seq", "requester", "target", "nack", "expires")
 
-    def __init__(self, seq: int, requester: Address, nack: bool, expires: float) -> None:
+    def __init__(self, seq: int, requester: Address, target: str, nack: bool, expires: float) -> None:
         self.seq = seq
+        #: The requester's address as this node knows it (never the packet's source).
         self.requester = requester
+        #: Only an ack from this member is relayed.
+        self.target = target
         self.nack = nack
         self.expires = expires
 
@@ -175,6 +197,19 @@ class _Relay:
 #: reaches the prober before its verdict (ping-req leaves at one probe
 #: timeout, the verdict falls at two).
 NACK_FRACTION = 0.8
+
+
+def _first_seq(rng: random.Random) -> int:
+    """Where this life's sequence numbers start: unpredictable, so a restarted
+    node does not reuse the numbers of its previous life (whose acks may
+    still be in flight) and nobody can guess them.
+
+    Derived from the rng's state without drawing from it, so a seeded
+    simulation takes the same random path as before; within [2**16, 2**31),
+    so every sequence number encodes in the same five bytes.
+    """
+    digest = hashlib.blake2b(repr(rng.getstate()).encode(), digest_size=4).digest()
+    return (1 << 16) + int.from_bytes(digest, "big") % ((1 << 31) - (1 << 16))
 
 
 def _ring_key(node_id: str) -> tuple[int, str]:
@@ -222,7 +257,7 @@ class SwimMembership(Membership):
         self._probing: dict[str, int] = {}
         self._probe_order: list[str] = []
         self._probe_index = 0
-        self._seq = 0
+        self._seq = _first_seq(self.rng)
         self._timers: list[tuple[float, int, Any]] = []
         self._deadlines: dict[Any, float] = {}
         self._timer_order = 0
@@ -239,6 +274,12 @@ class SwimMembership(Membership):
         self._confirming_since: dict[str, float] = {}
         self._live_count = 1
         self._counts = collections.Counter[str]()
+        #: Member id -> when it was last told it is held failed or left.
+        self._told_gone: dict[str, float] = {}
+        #: Member id -> when a reconnect round last synced with it.
+        self._recontacted: dict[str, float] = {}
+        #: Member id -> when we last synced with it because it did not know us.
+        self._synced_strangers: dict[str, float] = {}
 
     # ------------------------------------------------------------------
     # lifecycle
@@ -310,8 +351,17 @@ class SwimMembership(Membership):
         except codec.SwimDecodeError:
             self._counts["decode_errors"] += 1
             return
+        me = self._self
+        stale_news = False
         for update in packet.updates:
+            if update.node == me.id and isinstance(update, Dead) and update.incarnation < me.incarnation:
+                stale_news = True
             self._apply(update, now)
+        if stale_news and not self._leaving:
+            # The sender still holds an older life of ours failed or left (it
+            # missed our refutation): tell it directly that we are back.
+            self._send(source, None, self._alive_update())
+        self._tell_if_gone(packet.sender, source, now)
         message = packet.message
         if message is not None:
             self._handle_message(packet.sender, source, message, now)
@@ -353,7 +403,9 @@ class SwimMembership(Membership):
             return
         if isinstance(message, StreamAck):
             waiter = self._waiters.get(message.seq)
-            if isinstance(waiter, _Probe):
+            if isinstance(waiter, _Probe) and message.sender != waiter.target:
+                self._counts["forged_acks"] += 1
+            elif isinstance(waiter, _Probe):
                 # Reached over the stream only: neither a health gain nor a loss.
                 self._counts["stream_acks"] += 1
                 self._finish_probe(message.seq, waiter)
@@ -494,10 +546,14 @@ class SwimMembership(Membership):
         is rare and this costs one datagram per member.
         """
         me = self._self
-        alive = codec.encode_update(Alive(node=me.id, incarnation=me.incarnation, address=me.address, tags=dict(me.tags)))
+        alive = self._alive_update()
         for node in self._nodes.values():
             if node is not me and node.state is not MemberState.LEFT:
                 self._send(node.address, None, alive)
+
+    def _alive_update(self) -> bytes:
+        me = self._self
+        return codec.encode_update(Alive(node=me.id, incarnation=me.incarnation, address=me.address, tags=dict(me.tags)))
 
     def _announce_self(self) -> None:
         me = self._self
@@ -559,8 +615,15 @@ class SwimMembership(Membership):
             if (node.state is MemberState.FAILED and now - node.since > opts.failed_member_retention) or (
                 node.state is MemberState.LEFT and now - node.since > opts.left_member_retention
             ):
-                del self._nodes[node_id]
-                self._changed = True
+                self._forget(node_id)
+
+    def _forget(self, node_id: str) -> None:
+        del self._nodes[node_id]
+        self._told_gone.pop(node_id, None)
+        self._recontacted.pop(node_id, None)
+        self._synced_strangers.pop(node_id, None)
+        self._end_suspicion(node_id)
+        self._changed = True
 
     def _start_probe(self, target: _Node, now: float) -> None:
         seq = self._next_seq()
@@ -597,6 +660,7 @@ class SwimMembership(Membership):
         if not waiter.indirect:
             waiter.indirect = True
             helpers = self._random_nodes(self._opts.indirect_checks, exclude=(target.id,), states=(MemberState.ALIVE,))
+            waiter.helpers = frozenset(helper.id for helper in helpers)
             for helper in helpers:
                 self._send(helper.address, PingReq(seq=seq, target=target.id, target_address=target.address, nack=True))
             waiter.expected_nacks = len(helpers)
@@ -638,29 +702,54 @@ class SwimMembership(Membership):
     def _handle_message(self, sender: str, source: Address, message: DirectMessage, now: float) -> None:
         if isinstance(message, Ping):
             if message.target == self._self.id:
-                self._send(source, Ack(seq=message.seq))
+                # A pinger we do not know knows us: we restarted with nobody
+                # to join through, or missed its join. The flag asks it to sync.
+                self._send(source, Ack(seq=message.seq, unknown_sender=sender not in self._nodes))
         elif isinstance(message, Ack):
             waiter = self._waiters.get(message.seq)
+            if waiter is None:
+                return
             if isinstance(waiter, _Relay):
+                if sender != waiter.target:
+                    self._counts["forged_acks"] += 1
+                    return
                 del self._waiters[message.seq]
                 self._cancel(message.seq)
                 self._send(waiter.requester, Ack(seq=waiter.seq))
-            elif waiter is not None:
+            else:
+                # Acks come from the probed member, or relayed by a helper
+                # this probe asked; anything else is forged or stray.
+                if sender != waiter.target and sender not in waiter.helpers:
+                    self._counts["forged_acks"] += 1
+                    return
                 self._finish_probe(message.seq, waiter)
                 self._awareness.apply_delta(-1)
+                if message.unknown_sender and sender == waiter.target:
+                    self._sync_with_stranger(sender, now)
         elif isinstance(message, Heartbeat):
             if self.failure_detector is not None and sender in self._watched:
                 self.failure_detector.heartbeat(sender, now)
                 self._last_beat[sender] = now
         elif isinstance(message, PingReq):
+            # Only for a live member, about a member we know, at the address
+            # we know: a replayed or forged ping-req cannot aim our pings or
+            # answers at an address of its choosing.
+            requester = self._nodes.get(sender)
+            target = self._nodes.get(message.target)
+            if requester is None or requester is self._self or requester.state not in _LIVE or target is None or target is self._self:
+                self._counts["refused_ping_reqs"] += 1
+                return
             seq = self._next_seq()
             timeout = self._opts.probe_timeout
-            self._waiters[seq] = _Relay(message.seq, source, message.nack, now + timeout)
-            self._send(message.target_address, Ping(seq=seq, target=message.target))
+            self._waiters[seq] = _Relay(message.seq, requester.address, target.id, message.nack, now + timeout)
+            self._send(target.address, Ping(seq=seq, target=target.id))
             self._schedule(seq, now + (timeout * NACK_FRACTION if message.nack else timeout))
         elif isinstance(message, Nack):
             waiter = self._waiters.get(message.seq)
             if isinstance(waiter, _Probe):
+                if sender not in waiter.helpers:
+                    self._counts["forged_acks"] += 1
+                    return
                 waiter.nacks += 1
 
     # ------------------------------------------------------------------
@@ -704,6 +793,11 @@ class SwimMembership(Membership):
             update.incarnation,
         )
         if verdict is Verdict.IGNORE:
+            if node is not None and isinstance(update, Alive):
+                # An older life of a member we hold failed or left: it came
+                # back (a restart starts at incarnation 0). Tell it, so it
+                # refutes with a higher incarnation and is re-admitted at once.
+                self._tell_if_gone(node.id, update.address, now)
             return
         if verdict is Verdict.CONFIRM:
             suspicion = self._suspicions.get(update.node)
@@ -716,6 +810,7 @@ class SwimMembership(Membership):
         if node is None:
             assert isinstance(update, Alive)
             node = _Node(update.node, update.address, dict(update.tags), update.incarnation, MemberState.ALIVE, now)
+            self._reclaim_address(node, now)
             self._nodes[node.id] = node
             self._add_to_probe_order(node.id)
         elif previous not in _LIVE and claimed in _LIVE:
@@ -868,7 +963,13 @@ class SwimMembership(Membership):
         self._syncs.append((address, codec.encode_sync(self._sync_message(response=False, join=join))))
 
     def _merge(self, message: SyncMessage, now: float) -> None:
+        me = self._self
         for record in message.members:
+            if record.node == me.id and record.state in _GONE and record.incarnation < me.incarnation and not self._leaving:
+                # We refuted already (a direct notice came first), but this
+                # peer's view, which we just merged, may name members that
+                # have not heard: announce ourselves to everyone again.
+                self._schedule(_REJOINED, now)
             if record.state is MemberState.ALIVE:
                 self._apply(Alive(node=record.node, incarnation=record.incarnation, address=record.address, tags=record.tags), now)
             elif record.state is MemberState.LEFT:
@@ -886,10 +987,67 @@ class SwimMembership(Membership):
             self._queue_sync(peers[0].address)
 
     def _reconnect(self, now: float) -> None:
-        self._schedule(_RECONNECT, now + self._opts.reconnect_interval)
-        failed = [n for n in self._nodes.values() if n.state is MemberState.FAILED]
-        if failed and self.rng.random() < len(failed) / self._live_count:
-            self._queue_sync(self.rng.choice(failed).address)
+        """Sync with a member that failed or left within ``recontact_time``.
+
+        Heals partitions, and finds a member that restarted with nobody to
+        join through: our sync tells it it is held failed or left, it
+        refutes and is back. The member contacted least recently goes first,
+        so every one of them is tried in turn, none left to chance; with
+        probability ``gone / live`` per round, so a dead member draws about
+        one sync per round from the whole cluster, whatever its size.
+        """
+        opts = self._opts
+        self._schedule(_RECONNECT, now + opts.reconnect_interval)
+        horizon = now - opts.recontact_time
+        gone = [n for n in self._nodes.values() if n.state in _GONE and n.since >= horizon]
+        if gone and self.rng.random() < len(gone) / self._live_count:
+            target = min(gone, key=lambda n: (self._recontacted.get(n.id, float("-inf")), n.id))
+            self._recontacted[target.id] = now
+            self._counts["recontacts"] += 1
+            self._queue_sync(target.address)
+
+    def _sync_with_stranger(self, node_id: str, now: float) -> None:
+        """A member we probed does not know us (it restarted with no seeds and
+        nobody noticed): a full-state sync gives it our view, at most once per
+        probe interval."""
+        node = self._nodes.get(node_id)
+        if node is None:
+            return
+        last = self._synced_strangers.get(node_id)
+        if last is not None and now - last < self._opts.probe_interval:
+            return
+        self._synced_strangers[node_id] = now
+        self._counts["stranger_syncs"] += 1
+        self._queue_sync(node.address)
+
+    def _tell_if_gone(self, node_id: str, address: Address, now: float) -> None:
+        """Tell a member we hold failed or left, heard from at ``address``, what we hold.
+
+        It is running again (restarted, or resumed after a pause): the notice
+        makes it refute with a higher incarnation, which re-admits it
+        everywhere. At most once per probe interval per member.
+        """
+        node = self._nodes.get(node_id)
+        if node is None or node is self._self or node.state not in _GONE or self._leaving:
+            return
+        last = self._told_gone.get(node_id)
+        if last is not None and now - last < self._opts.probe_interval:
+            return
+        self._told_gone[node_id] = now
+        self._counts["gone_notices"] += 1
+        source = node_id if node.state is MemberState.LEFT else self._self.id
+        self._send(address, None, codec.encode_update(Dead(node=node_id, incarnation=node.incarnation, source=source)))
+
+    def _reclaim_address(self, newcomer: _Node, now: float) -> None:
+        """A new member at the address of one that left, or failed at least
+        ``dead_node_reclaim_time`` ago, replaces it (memberlist's reclaim)."""
+        reclaim = self._opts.dead_node_reclaim_time
+        for node_id, node in list(self._nodes.items()):
+            if node is self._self or node.address != newcomer.address:
+                continue
+            if node.state is MemberState.LEFT or (node.state is MemberState.FAILED and now - node.since >= reclaim):
+                self._forget(node_id)
+                self._counts["reclaimed_addresses"] += 1
 
     # ------------------------------------------------------------------
     # after every input

@@ -52,6 +52,9 @@ class PingReq:
 @attrs.frozen(kw_only=True)
 class Ack:
     seq: int
+    #: The pinger is not in the acking node's view (it restarted with nobody
+    #: to join through, say): the pinger should sync with it (protocol 2).
+    unknown_sender: bool = False
 
 
 @attrs.frozen(kw_only=True)

@@ -106,6 +106,15 @@ class SwimOptions:
     heartbeat_interval: float = attrs.field(default=1.0, converter=float, validator=positive)
     #: Try a full-state sync with a random failed member this often (heals partitions); 0 disables.
     reconnect_interval: float = attrs.field(default=10.0, converter=float, validator=non_negative)
+    #: Members that failed or left are recontacted (one full-state sync per
+    #: reconnect round, least recently tried first) for this long after the
+    #: verdict, so one that restarted with nobody to join through is found
+    #: again (memberlist's gossip to the dead, over the reliable channel); 0 disables.
+    recontact_time: float = attrs.field(default=300.0, converter=float, validator=non_negative)
+    #: A new member may take the address of a member that failed this long
+    #: ago, which is then forgotten (memberlist's DeadNodeReclaimTime); the
+    #: address of a member that left is free at once.
+    dead_node_reclaim_time: float = attrs.field(default=0.0, converter=float, validator=non_negative)
     #: Failed members are forgotten after this long (they may come back through a sync until then).
     failed_member_retention: float = attrs.field(default=3600.0, converter=float, validator=positive)
     #: Left members are forgotten after this long.

@@ -361,14 +361,30 @@ async def run_node(config: NodeConfig, *, plugins: PluginHost | None = None) -> 
             except Exception as exc:  # a bad command must not stop the node
                 _emit({"error": f"{command}: {exc}"})
 
-    tasks = [asyncio.ensure_future(pump_events())]
+    failed: list[BaseException] = []
+
+    async def watch_join() -> None:
+        # With [cluster] join_timeout, a node no seed ever answered stops (status 1).
+        try:
+            await cluster.joined()
+        except Exception as exc:
+            failed.append(exc)
+            hint = "check that the seeds run and that --seed gives their RPC address (host:port)"
+            if "PERMISSION_DENIED" in str(exc) or "refused" in str(exc):
+                hint = ("the seeds use another gossip key or label: give this node the cluster's key "
+                        "(--key-file or RPCNET_GOSSIP_KEY)")
+            sys.stderr.write(f"Error: cannot join the cluster: {exc}\nHint: {hint}\n")
+            sys.stderr.flush()
+            stop.set()
+
+    tasks = [asyncio.ensure_future(pump_events()), asyncio.ensure_future(watch_join())]
     if _stdin_is_a_pipe():
         tasks.append(asyncio.ensure_future(read_commands()))
     if config.node.reload_interval > 0:
         tasks.append(asyncio.ensure_future(reloader.watch(config.node.reload_interval)))
     try:
         await stop.wait()
-        if not left:
+        if not left and not failed:
             try:
                 await cluster.leave(timeout=config.node.leave_timeout)
             except Exception as exc:
@@ -382,4 +398,4 @@ async def run_node(config: NodeConfig, *, plugins: PluginHost | None = None) -> 
         await asyncio.gather(*tasks, return_exceptions=True)
         await cluster.close()
         await server.stop(grace=1)
-    return 0
+    return 1 if failed else 0

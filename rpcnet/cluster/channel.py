@@ -96,7 +96,7 @@ class RequestChannel:
         self.tls = tls
         self.timeout = timeout
         self.method = method
-        self._clients: dict[Address, RpcClient] = {}
+        self._clients: dict[tuple[Address, str | None], RpcClient] = {}
         self._counts = dict.fromkeys(attrs.fields_dict(RequestChannelStats), 0)
 
     @property
@@ -118,16 +118,21 @@ class RequestChannel:
 
     # -- sending --------------------------------------------------------
 
-    def _client_for(self, address: Address) -> RpcClient:
-        client = self._clients.get(address)
+    def _client_for(self, address: Address, server_name: str | None = None) -> RpcClient:
+        key = (address, server_name)
+        client = self._clients.get(key)
         if client is None:
             base: RpcConfig = self.server.config
-            client = RpcClient(address, base.evolve(tls=self.tls), plugins=self.server.plugins, server_name=address[0])
-            self._clients[address] = client
+            client = RpcClient(address, base.evolve(tls=self.tls), plugins=self.server.plugins, server_name=server_name or address[0])
+            self._clients[key] = client
         return client
 
-    async def request(self, address: Address, data: bytes) -> bytes:
+    async def request(self, address: Address, data: bytes, *, server_name: str | None = None) -> bytes:
         """Send ``data`` to the RPC server at ``address``; its opened reply.
+
+        ``server_name`` is the name TLS checks the peer's certificate for
+        (default: the host of ``address``), as when a seed's host name was
+        resolved to ``address``.
 
         Raises :class:`~rpcnet.errors.RpcError` when the call fails or the
         reply does not open (``PERMISSION_DENIED``); the connection to that
@@ -135,7 +140,7 @@ class RequestChannel:
         """
         self._counts["requests_sent"] += 1
         try:
-            sealed = await self._client_for(address).call(self.method, self.seal(data), timeout=self.timeout)
+            sealed = await self._client_for(address, server_name).call(self.method, self.seal(data), timeout=self.timeout)
             if not isinstance(sealed, bytes):
                 raise RpcError("malformed reply: not bytes", code=StatusCode.INTERNAL)
             try:
@@ -145,7 +150,7 @@ class RequestChannel:
                 raise RpcError(f"reply refused: {exc}", code=StatusCode.PERMISSION_DENIED) from None
         except Exception:
             self._counts["requests_failed"] += 1
-            client = self._clients.pop(address, None)
+            client = self._clients.pop((address, server_name), None)
             if client is not None:
                 await client.close()
             raise

@@ -29,7 +29,7 @@ from ..plugins import PluginHost, make_plugin_manager
 from ..rpc import RpcClient
 from ..transport import Address, parse_address
 from .config import RPC_ADDRESS_TAG
-from .workers import WorkerRegistry
+from .workers import WORKER_FAULT_CODES, WorkerRegistry
 
 __all__ = [
     "ClusterClient",
@@ -61,6 +61,20 @@ class RetryPolicy:
     #: ...plus this many retries per second regardless of traffic.
     budget_min_per_second: float = attrs.field(default=10.0, converter=float, validator=non_negative)
     budget_window: float = attrs.field(default=10.0, converter=float, validator=positive)
+    #: An idempotent call with a deadline gives each attempt but the last
+    #: this fraction of the time remaining; an attempt that runs out of it
+    #: ejects its worker and is retried on another. A hung worker (frozen,
+    #: overloaded, cut off by a silent network) then costs a retry, not the
+    #: call. 1 gives every attempt the whole deadline.
+    attempt_timeout_fraction: float = attrs.field(default=0.5, converter=float)
+
+    @attempt_timeout_fraction.validator
+    def _check_fraction(self, attribute: attrs.Attribute, value: float) -> None:
+        if not 0 < value <= 1:
+            raise ConfigError(
+                f"attempt_timeout_fraction must be in (0, 1] (a share of the remaining deadline), got {value!r}; "
+                "1 gives every attempt the whole deadline"
+            )
 
     def backoff(self, retry: int, rng: random.Random) -> float:
         """Full-jitter backoff before retry number ``retry`` (1-based)."""
@@ -71,27 +85,45 @@ class RetryPolicy:
 class RetryBudget:
     """Retries allowed = ratio x calls + min_per_second x window, over a sliding window."""
 
+    #: Calls are counted per slice of the window (a tenth of it): memory stays
+    #: bounded whatever the call rate, and the window slides a slice at a time.
+    _SLICES = 10
+
     def __init__(self, policy: RetryPolicy, clock: Callable[[], float] = time.monotonic) -> None:
         self._policy = policy
         self._clock = clock
-        self._calls: collections.deque[float] = collections.deque()
+        self._slice = policy.budget_window / self._SLICES
+        #: [slice number, calls in it], oldest first.
+        self._calls: collections.deque[list[int]] = collections.deque()
+        self._call_count = 0
         self._retries: collections.deque[float] = collections.deque()
 
     def _trim(self, now: float) -> None:
         horizon = now - self._policy.budget_window
-        for queue in (self._calls, self._retries):
-            while queue and queue[0] < horizon:
-                queue.popleft()
+        calls = self._calls
+        oldest = int(horizon // self._slice)
+        while calls and calls[0][0] < oldest:
+            self._call_count -= calls.popleft()[1]
+        while self._retries and self._retries[0] < horizon:
+            self._retries.popleft()
 
     def record_call(self) -> None:
-        self._calls.append(self._clock())
+        number = int(self._clock() // self._slice)
+        calls = self._calls
+        if calls and calls[-1][0] == number:
+            calls[-1][1] += 1
+        else:
+            calls.append([number, 1])
+            if len(calls) > self._SLICES + 1:
+                self._call_count -= calls.popleft()[1]
+        self._call_count += 1
 
     def try_retry(self) -> bool:
         """Take one retry from the budget; False when it is spent."""
         now = self._clock()
         self._trim(now)
         policy = self._policy
-        allowed = policy.budget_ratio * len(self._calls) + policy.budget_min_per_second * policy.budget_window
+        allowed = policy.budget_ratio * self._call_count + policy.budget_min_per_second * policy.budget_window
         if len(self._retries) + 1 > allowed:
             return False
         self._retries.append(now)
@@ -139,6 +171,8 @@ class ClusterClientStats(IndexedCounters):
     failovers: int = 0
     budget_exhausted: int = 0
     ejections: int = 0
+    #: Attempts that ran out of their share of the deadline (attempt_timeout_fraction).
+    attempt_timeouts: int = 0
 
 
 class ConnectionPool:
@@ -165,6 +199,9 @@ class ConnectionPool:
         self._entries: collections.OrderedDict[str, _Pooled] = collections.OrderedDict()
         self._closing: set[asyncio.Task[None]] = set()
         self._counts: collections.Counter[str] = collections.Counter()
+        #: Idle connections are looked for at most this often, not on every call.
+        self._idle_check_every = min(1.0, idle_timeout / 10) if idle_timeout > 0 else 0.0
+        self._next_idle_check = float("-inf")
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -176,14 +213,17 @@ class ConnectionPool:
         """The client for ``node_id`` at ``address``; a new one if the address
         or incarnation changed."""
         now = self._clock()
-        self.evict_idle(now)
+        if now >= self._next_idle_check:
+            self._next_idle_check = now + self._idle_check_every
+            self.evict_idle(now)
         entry = self._entries.get(node_id)
         if entry is not None:
             if entry.address != address or (incarnation is not None and entry.incarnation is not None and entry.incarnation != incarnation):
                 self.evict(node_id, "restart")
             else:
                 entry.last_used = now
-                self._entries.move_to_end(node_id)
+                if len(self._entries) > 1:
+                    self._entries.move_to_end(node_id)
                 self._counts["reused"] += 1
                 return entry.client
         while len(self._entries) >= self.max_connections:
@@ -294,6 +334,8 @@ class ClusterClient:
         #: node id -> (ejected until, ejection length): workers that just
         #: proved unreachable are skipped locally until membership catches up.
         self._ejected: dict[str, tuple[float, float]] = {}
+        #: node id -> (its RPC tag, parsed): parsed once per value, not per call.
+        self._addresses: dict[str, tuple[str, Address]] = {}
         self._counts: collections.Counter[str] = collections.Counter()
 
     @property
@@ -331,14 +373,20 @@ class ClusterClient:
     # -- choosing and connecting ------------------------------------------------
 
     def _client_for(self, worker: Any) -> Any:
+        node_id = worker.node_id
         rpc = worker.tags.get(RPC_ADDRESS_TAG)
         if not rpc:
-            raise RpcError(f"worker {worker.node_id!r} advertises no RPC address (tag {RPC_ADDRESS_TAG!r})", code=StatusCode.UNAVAILABLE)
+            raise RpcError(f"worker {node_id!r} advertises no RPC address (tag {RPC_ADDRESS_TAG!r})", code=StatusCode.UNAVAILABLE)
+        known = self._addresses.get(node_id)
+        if known is None or known[0] != rpc:
+            known = self._addresses[node_id] = (rpc, parse_address(rpc))
         incarnation = None
         if self.cluster is not None:
-            member = self.cluster.member(worker.node_id)
+            # The registry holds the member as of the last event about it;
+            # asking the cluster would copy the member out of the core per call.
+            member = self.registry.member(node_id) if hasattr(self.registry, "member") else self.cluster.member(node_id)
             incarnation = member.incarnation if member is not None else None
-        return self.pool.get(worker.node_id, parse_address(rpc), incarnation)
+        return self.pool.get(node_id, known[1], incarnation)
 
     def eject(self, node_id: str) -> None:
         """Skip ``node_id`` for a while (1 s, doubling up to 30 s while it keeps failing)."""
@@ -357,6 +405,8 @@ class ClusterClient:
     def _select(self, filter: Any, tried: set[str]) -> Any:
         # Workers this call already tried, and those ejected as unreachable,
         # are avoided unless nobody else is left.
+        if not self._ejected:
+            return self.registry.select_worker(filter, avoid=tried)
         return self.registry.select_worker(filter, avoid=tried | self._ejected_now())
 
     def _retryable(self, error: BaseException, method: str, idempotent: bool | None) -> bool:
@@ -367,6 +417,16 @@ class ClusterClient:
         if idempotent if idempotent is not None else method in self.idempotent:
             return error.code in _IDEMPOTENT_CODES
         return False
+
+    def _attempt_timeout(self, remaining: float | None, attempt: int, method: str, idempotent: bool | None) -> float | None:
+        """The time this attempt gets: a share of ``remaining`` when another
+        attempt could follow it (idempotent calls only), else all of it."""
+        fraction = self.retry.attempt_timeout_fraction
+        if remaining is None or fraction >= 1 or attempt >= self.retry.max_attempts:
+            return remaining
+        if not (idempotent if idempotent is not None else method in self.idempotent):
+            return remaining
+        return remaining * fraction
 
     async def _attempts(self, method: str, filter: Any, timeout: float | None, idempotent: bool | None, run: Callable[[Any, float | None], Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -382,18 +442,39 @@ class ClusterClient:
                 raise RpcError(f"deadline exceeded after {attempt - 1} attempt(s) of {method!r}", code=StatusCode.DEADLINE_EXCEEDED)
             worker = self._select(filter, tried)
             stats = self.registry.stats(worker.node_id)
+            budget = self._attempt_timeout(remaining, attempt, method, idempotent)
             try:
                 client = self._client_for(worker)
-                with stats.track():
-                    result = await run(client, remaining)
-                self._ejected.pop(worker.node_id, None)
+                # WorkerStats.track(), inlined: this runs once per call.
+                started = self._clock()
+                stats.begin()
+                try:
+                    result = await run(client, budget)
+                except asyncio.CancelledError:
+                    stats.abandon()
+                    raise
+                except RpcError as exc:
+                    stats.end(exc.code not in WORKER_FAULT_CODES, self._clock() - started)
+                    raise
+                except BaseException:
+                    stats.end(False, self._clock() - started)
+                    raise
+                stats.end(True, self._clock() - started)
+                if self._ejected:
+                    self._ejected.pop(worker.node_id, None)
                 return result
             except RpcError as error:
                 tried.add(worker.node_id)
+                # Out of its share while the call still has time: the worker
+                # is hung or far behind. Skip it, and retry elsewhere.
+                timed_out = budget != remaining and error.code is StatusCode.DEADLINE_EXCEEDED
                 if error.code is StatusCode.UNAVAILABLE:
                     self.pool.evict(worker.node_id, "error")
                     self.eject(worker.node_id)
-                if attempt >= self.retry.max_attempts or not self._retryable(error, method, idempotent):
+                elif timed_out:
+                    self._counts["attempt_timeouts"] += 1
+                    self.eject(worker.node_id)
+                if attempt >= self.retry.max_attempts or not (timed_out or self._retryable(error, method, idempotent)):
                     raise
                 if not self.budget.try_retry():
                     self._counts["budget_exhausted"] += 1

@@ -108,8 +108,22 @@ class ClusterConfig(ConfigBase):
     keyring_file: str | None = None
     #: Allow unencrypted gossip. Never on a network you do not control.
     insecure_gossip: bool = attrs.field(default=False, converter=to_bool)
+    #: Seconds a sealed gossip packet's timestamp may differ from this
+    #: node's clock; further off, it is dropped (counted as ``dropped_stale``
+    #: and logged). Bounds how long a captured packet could be replayed to a
+    #: node that forgot its sender; keep the clocks within it (NTP).
+    gossip_clock_skew: float = attrs.field(default=60.0, converter=float, validator=positive)
     #: Cluster label: nodes with different labels never merge.
     label: str = ""
+    #: Seconds to keep trying the seeds before ``Cluster.joined()`` raises
+    #: UNAVAILABLE (and ``rpcnet node`` exits); unset: keep trying, so nodes
+    #: may start in any order.
+    join_timeout: float | None = attrs.field(default=None, converter=optional(float), validator=positive)
+    #: Seconds between join attempts at most (they start at 0.1 s and double),
+    #: and between checks, once joined, that every seed is alive in the view:
+    #: a seed that is not (restarted with no seeds of its own), or every seed
+    #: when nobody else is alive, gets a full-state sync.
+    rejoin_interval: float = attrs.field(default=1.0, converter=float, validator=positive)
     #: Seconds a full-state sync may take.
     sync_timeout: float = attrs.field(default=5.0, converter=float, validator=positive)
     #: TLS for the node's outgoing sync calls; defaults to the server's own

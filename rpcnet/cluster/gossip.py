@@ -5,9 +5,18 @@ budget); this module seals each one into a single UDP packet and opens what
 arrives. Sealing is AES-GCM with the keyring's primary key and the cluster
 label as associated data, so a packet sealed with a key the receiver does not
 hold, or for another cluster label, fails authentication and is dropped.
-See "Gossip packet format" in docs/cluster.md for the bytes.
 
-:func:`seal`, :func:`seal_insecure` and :func:`unseal` are pure functions;
+A sealed datagram (format 2) also carries, inside the encryption, the
+sender's boot epoch (8 random bytes drawn when its endpoint opens), a counter
+and the sender's clock in seconds. :class:`ReplayGuard` drops a packet whose
+(epoch, counter) was seen already or is too far behind the newest of its
+epoch, and one stamped further from the local clock than the configured skew:
+a captured packet cannot be played again, and a restarted sender, with a new
+epoch, is accepted at once. See "Gossip packet format" in docs/cluster.md.
+
+:func:`seal_datagram`, :func:`open_datagram`, :func:`seal_insecure` and the
+request channel's :func:`seal` / :func:`unseal` (format 1, whose transport,
+mutual TLS, already refuses replays) are pure functions;
 :class:`GossipEndpoint` is the asyncio driver around them.
 """
 
@@ -17,6 +26,8 @@ import asyncio
 import ipaddress
 import logging
 import os
+import struct
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -30,6 +41,16 @@ from .keyring import Keyring
 
 __all__ = [
     "SEALED_VERSION",
+    "DATAGRAM_VERSION",
+    "DATAGRAM_HEADER_SIZE",
+    "DEFAULT_MAX_CLOCK_SKEW",
+    "ReplayGuard",
+    "ReplayedPacketError",
+    "StalePacketError",
+    "VersionMismatchError",
+    "OpenedDatagram",
+    "seal_datagram",
+    "open_datagram",
     "INSECURE_VERSION",
     "NONCE_SIZE",
     "TAG_SIZE",
@@ -49,8 +70,17 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: First byte of a packet sealed with AES-GCM.
+#: First byte of a request-channel message sealed with AES-GCM (format 1;
+#: gossip datagrams used it too in rpcnet 0.1).
 SEALED_VERSION = 0x01
+#: First byte of a gossip datagram sealed with AES-GCM, with epoch, counter
+#: and timestamp inside (format 2, rpcnet 0.2).
+DATAGRAM_VERSION = 0x02
+#: Epoch (8 bytes), counter (8, big-endian), sender clock in seconds (4).
+DATAGRAM_HEADER_SIZE = 20
+_HEADER = struct.Struct(">8sQI")
+#: Default tolerance between a sender's clock and ours, seconds.
+DEFAULT_MAX_CLOCK_SKEW = 60.0
 #: First byte of an unencrypted packet (insecure mode). Distinct so neither
 #: side ever mistakes one kind for the other.
 INSECURE_VERSION = 0x80
@@ -91,6 +121,24 @@ class SecurityMismatchError(GossipPacketError):
     counter = "dropped_insecure_mismatch"
 
 
+class VersionMismatchError(GossipPacketError):
+    """Sealed in the gossip format of another release."""
+
+    counter = "dropped_version"
+
+
+class ReplayedPacketError(GossipPacketError):
+    """Opened, but its (epoch, counter) was seen already or is too old to tell."""
+
+    counter = "dropped_replay"
+
+
+class StalePacketError(GossipPacketError):
+    """Opened, but stamped further from this node's clock than the allowed skew."""
+
+    counter = "dropped_stale"
+
+
 # -- sealing (pure) -------------------------------------------------------
 
 
@@ -109,10 +157,11 @@ def _associated_data(label: bytes) -> bytes:
 
 
 def sealing_overhead(label: str, *, insecure: bool) -> int:
-    """Bytes a sealed (or, if ``insecure``, labelled plaintext) packet adds to its payload."""
+    """Bytes a sealed gossip datagram (or, if ``insecure``, a labelled
+    plaintext one) adds to its payload."""
     if insecure:
         return 2 + len(_label_bytes(label))
-    return 1 + NONCE_SIZE + TAG_SIZE
+    return 1 + NONCE_SIZE + DATAGRAM_HEADER_SIZE + TAG_SIZE
 
 
 def seal(plaintext: bytes, *, key: bytes, label: str, nonce: bytes) -> bytes:
@@ -133,6 +182,138 @@ def seal_insecure(plaintext: bytes, *, label: str) -> bytes:
     return bytes((INSECURE_VERSION, len(raw_label))) + raw_label + bytes(plaintext)
 
 
+def seal_datagram(
+    payload: bytes, *, key: bytes, label: str, nonce: bytes, epoch: bytes, counter: int, timestamp: int
+) -> bytes:
+    """``0x02 | nonce | AES-GCM(key, nonce, epoch | counter | timestamp | payload, aad=0x02 | label)``.
+
+    ``epoch`` is the sender's 8 random bytes for this boot, ``counter`` its
+    packet count in that epoch, ``timestamp`` its clock in whole seconds.
+    """
+    if len(nonce) != NONCE_SIZE:
+        raise ValueError(f"nonce must be {NONCE_SIZE} bytes, got {len(nonce)}")
+    plaintext = _HEADER.pack(epoch, counter, timestamp & 0xFFFFFFFF) + bytes(payload)
+    aad = bytes((DATAGRAM_VERSION,)) + _label_bytes(label)
+    return bytes((DATAGRAM_VERSION,)) + nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+@attrs.frozen
+class OpenedDatagram:
+    """What :func:`open_datagram` found inside a sealed datagram."""
+
+    epoch: bytes
+    counter: int
+    timestamp: int
+    payload: bytes
+
+
+def open_datagram(packet: bytes, *, keys: Sequence[bytes], label: str) -> OpenedDatagram:
+    """Open a format-2 gossip datagram; raises a :class:`GossipPacketError` subclass.
+
+    A format-1 packet (rpcnet 0.1) raises :class:`VersionMismatchError`
+    naming both formats. Replay and clock checks are :class:`ReplayGuard`'s.
+    """
+    packet = bytes(packet)
+    raw_label = _label_bytes(label)
+    if not packet:
+        raise MalformedPacketError("empty packet")
+    version = packet[0]
+    if version == SEALED_VERSION:
+        raise VersionMismatchError(
+            "gossip packet sealed in format 1 (rpcnet 0.1); this node seals and accepts format 2 "
+            "(rpcnet 0.2, with replay protection): run one release on every node of a cluster"
+        )
+    if version == INSECURE_VERSION:
+        raise SecurityMismatchError("unencrypted packet, but this node requires encryption")
+    if version != DATAGRAM_VERSION:
+        raise MalformedPacketError(f"unknown gossip packet version 0x{version:02x} (this node speaks 0x{DATAGRAM_VERSION:02x})")
+    if len(packet) < 1 + NONCE_SIZE + DATAGRAM_HEADER_SIZE + TAG_SIZE:
+        raise MalformedPacketError(f"sealed packet of {len(packet)} bytes is shorter than nonce, header and tag")
+    nonce = packet[1 : 1 + NONCE_SIZE]
+    sealed = packet[1 + NONCE_SIZE :]
+    aad = bytes((DATAGRAM_VERSION,)) + raw_label
+    for key in keys:
+        try:
+            plaintext = AESGCM(key).decrypt(nonce, sealed, aad)
+        except InvalidTag:
+            continue
+        epoch, counter, timestamp = _HEADER.unpack_from(plaintext)
+        return OpenedDatagram(epoch, counter, timestamp, plaintext[DATAGRAM_HEADER_SIZE:])
+    raise PacketAuthError("no installed key opens this packet for this cluster label")
+
+
+class _Window:
+    __slots__ = ("highest", "seen", "last")
+
+    def __init__(self, counter: int, now: float) -> None:
+        self.highest = counter
+        #: Bit i set: counter ``highest - i`` was seen.
+        self.seen = 1
+        self.last = now
+
+
+class ReplayGuard:
+    """Drops replayed and stale datagrams; pure, with time passed in.
+
+    Per sender epoch it keeps the highest counter and a bitmap of the
+    ``window`` counters below it (as IPsec and DTLS do): a counter already
+    seen, or ``window`` or more behind, is a replay. A packet stamped more
+    than ``max_skew`` seconds from ``now`` is stale. An epoch silent for
+    ``2 * max_skew`` is forgotten: any packet of it is stale by then, so
+    forgetting opens no door. At most ``max_epochs`` epochs are kept (the
+    longest silent goes first); epochs only come from holders of the key.
+    """
+
+    def __init__(self, *, max_skew: float = DEFAULT_MAX_CLOCK_SKEW, window: int = 1024, max_epochs: int = 4096) -> None:
+        if not max_skew > 0:
+            raise ConfigError(f"max_skew must be > 0 seconds, got {max_skew!r}")
+        self.max_skew = float(max_skew)
+        self.window = int(window)
+        self.max_epochs = int(max_epochs)
+        self._epochs: dict[bytes, _Window] = {}
+        self._next_sweep = 0.0
+
+    def __len__(self) -> int:
+        return len(self._epochs)
+
+    def check(self, epoch: bytes, counter: int, timestamp: int, now: float) -> None:
+        """Accept (record) the packet, or raise :class:`ReplayedPacketError` / :class:`StalePacketError`."""
+        skew = timestamp - now
+        if abs(skew) > self.max_skew:
+            raise StalePacketError(
+                f"packet stamped {skew:+.0f} s from this node's clock (tolerance {self.max_skew:g} s): "
+                "synchronise the clocks (NTP), or raise ClusterConfig.gossip_clock_skew"
+            )
+        if now >= self._next_sweep:
+            self._sweep(now)
+        state = self._epochs.get(epoch)
+        if state is None:
+            if len(self._epochs) >= self.max_epochs:
+                oldest = min(self._epochs, key=lambda e: self._epochs[e].last)
+                del self._epochs[oldest]
+            self._epochs[epoch] = _Window(counter, now)
+            return
+        if counter > state.highest:
+            shift = counter - state.highest
+            state.seen = ((state.seen << shift) | 1) & ((1 << self.window) - 1) if shift < self.window else 1
+            state.highest = counter
+        else:
+            behind = state.highest - counter
+            if behind >= self.window:
+                raise ReplayedPacketError(f"counter {counter} is {behind} behind the newest of its epoch (window {self.window})")
+            bit = 1 << behind
+            if state.seen & bit:
+                raise ReplayedPacketError(f"counter {counter} of this epoch was seen already")
+            state.seen |= bit
+        state.last = now
+
+    def _sweep(self, now: float) -> None:
+        horizon = now - 2 * self.max_skew
+        for epoch in [e for e, w in self._epochs.items() if w.last < horizon]:
+            del self._epochs[epoch]
+        self._next_sweep = now + self.max_skew
+
+
 def unseal(packet: bytes, *, keys: Sequence[bytes] | None, label: str) -> bytes:
     """Open one packet and return its payload.
 
@@ -145,6 +326,8 @@ def unseal(packet: bytes, *, keys: Sequence[bytes] | None, label: str) -> bytes:
     if not packet:
         raise MalformedPacketError("empty packet")
     version = packet[0]
+    if version == DATAGRAM_VERSION and keys is None:
+        raise SecurityMismatchError("encrypted packet, but this node runs insecure (no keyring)")
     if version == SEALED_VERSION:
         if keys is None:
             raise SecurityMismatchError("encrypted packet, but this node runs insecure (no keyring)")
@@ -188,6 +371,12 @@ class GossipStats:
     dropped_malformed: int = 0
     #: Unencrypted packet at a node with a keyring, or the other way round.
     dropped_insecure_mismatch: int = 0
+    #: Sealed in another release's format (format 1: rpcnet 0.1).
+    dropped_version: int = 0
+    #: A packet already received (same epoch and counter), or too far behind.
+    dropped_replay: int = 0
+    #: Stamped further from this node's clock than ``max_clock_skew``.
+    dropped_stale: int = 0
     #: ``send`` calls refused because the payload was over ``max_payload``.
     oversize_refused: int = 0
     #: Errors the socket reported (such as ICMP port unreachable from an earlier send).
@@ -255,6 +444,8 @@ class GossipEndpoint:
         max_packet_size: int,
         on_datagram: Callable[[Address, bytes], None],
         on_drop: Callable[[Address, GossipPacketError], None] | None = None,
+        max_clock_skew: float = DEFAULT_MAX_CLOCK_SKEW,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         # Built by open(), which attaches the socket once it is bound.
         self._transport: asyncio.DatagramTransport | None = None
@@ -267,6 +458,13 @@ class GossipEndpoint:
         self._counts = dict.fromkeys(attrs.fields_dict(GossipStats), 0)
         self._local_address: Address = ("", 0)
         self._advertise_address = advertise
+        self._clock = clock
+        self._guard = ReplayGuard(max_skew=max_clock_skew)
+        #: This boot's epoch: a restarted node is a new sender to everyone.
+        self._epoch = os.urandom(8)
+        self._counter = 0
+        #: Drop kinds an operator must hear about -> source -> when last logged.
+        self._warned: dict[tuple[str, Address], float] = {}
 
     def _attach(self, transport: asyncio.DatagramTransport) -> None:
         self._transport = transport
@@ -287,6 +485,8 @@ class GossipEndpoint:
         advertise: Address | None = None,
         max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
         on_drop: Callable[[Address, GossipPacketError], None] | None = None,
+        max_clock_skew: float = DEFAULT_MAX_CLOCK_SKEW,
+        clock: Callable[[], float] = time.time,
     ) -> GossipEndpoint:
         """Bind a UDP socket on ``bind`` and start delivering opened payloads to ``on_datagram(addr, payload)``.
 
@@ -295,7 +495,9 @@ class GossipEndpoint:
         packets to one cluster. ``advertise`` is the address peers should send
         to; it defaults to the bound address. ``on_drop(addr, error)``, if
         given, is called for every refused packet after it is counted (for
-        logs or metrics; ``error.counter`` names the stat).
+        logs or metrics; ``error.counter`` names the stat). Sealed packets
+        stamped more than ``max_clock_skew`` seconds from ``clock()`` are
+        dropped as stale, and replays as replays.
         """
         if keyring is None and not insecure:
             raise ConfigError(
@@ -331,6 +533,8 @@ class GossipEndpoint:
             raise ConfigError("on_datagram must be a callable taking (address, payload)")
         if on_drop is not None and not callable(on_drop):
             raise ConfigError("on_drop must be None or a callable taking (address, error)")
+        if not isinstance(max_clock_skew, int | float) or not max_clock_skew > 0:
+            raise ConfigError(f"max_clock_skew must be a number of seconds > 0, got {max_clock_skew!r}")
 
         endpoint = cls(
             keyring=keyring,
@@ -339,6 +543,8 @@ class GossipEndpoint:
             max_packet_size=max_packet_size,
             on_datagram=on_datagram,
             on_drop=on_drop,
+            max_clock_skew=float(max_clock_skew),
+            clock=clock,
         )
         # The protocol exists before the endpoint has its socket, so a packet
         # arriving straight after the bind is already counted and delivered.
@@ -413,7 +619,11 @@ class GossipEndpoint:
         if self._keyring is None:
             packet = seal_insecure(plaintext, label=self._label)
         else:
-            packet = seal(plaintext, key=self._keyring.primary_key, label=self._label, nonce=os.urandom(NONCE_SIZE))
+            self._counter += 1
+            packet = seal_datagram(
+                plaintext, key=self._keyring.primary_key, label=self._label, nonce=os.urandom(NONCE_SIZE),
+                epoch=self._epoch, counter=self._counter, timestamp=int(self._clock()),
+            )
         self._transport.sendto(packet, addr)
         self._counts["sent"] += 1
 
@@ -422,15 +632,33 @@ class GossipEndpoint:
     def _datagram_received(self, data: bytes, addr: Any) -> None:
         source: Address = (addr[0], addr[1])
         try:
-            payload = unseal(data, keys=None if self._keyring is None else self._keyring.keys, label=self._label)
+            if self._keyring is None:
+                payload = unseal(data, keys=None, label=self._label)
+            else:
+                opened = open_datagram(data, keys=self._keyring.keys, label=self._label)
+                self._guard.check(opened.epoch, opened.counter, opened.timestamp, self._clock())
+                payload = opened.payload
         except GossipPacketError as exc:
             self._counts[exc.counter] += 1
-            logger.debug("dropped gossip packet from %s: %s", format_address(source), exc)
+            self._log_drop(source, exc)
             if self._on_drop is not None:
                 self._notify(self._on_drop, source, exc)
             return
         self._counts["received"] += 1
         self._notify(self._on_datagram, source, payload)
+
+    def _log_drop(self, source: Address, exc: GossipPacketError) -> None:
+        # A peer of another release or with a skewed clock is the operator's
+        # to fix: say so at WARNING, once a minute per source. Anything else
+        # (replays, wrong keys, noise) is counted and logged at DEBUG.
+        if isinstance(exc, VersionMismatchError | StalePacketError):
+            now = time.monotonic()
+            key = (exc.counter, source)
+            if now - self._warned.get(key, float("-inf")) >= 60.0:
+                self._warned[key] = now
+                logger.warning("dropped gossip from %s: %s", format_address(source), exc)
+                return
+        logger.debug("dropped gossip packet from %s: %s", format_address(source), exc)
 
     @staticmethod
     def _notify(callback: Callable[[Address, Any], None], source: Address, value: Any) -> None:

@@ -19,7 +19,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from ..health import HEALTH_METHOD, HealthResult, HealthStatus
+from ..errors import ConfigError
+from ..health import HEALTH_METHOD, HealthResult, HealthStatus, InvalidHealthResult, as_health_result
 from ..rpc import RpcServer
 
 __all__ = ["HealthMonitor", "aggregate", "run_checks", "register_health_service"]
@@ -42,7 +43,8 @@ def _named(checks: Mapping[str, Any] | Sequence[Any]) -> dict[str, Any]:
     return named
 
 
-async def _run_one(check: Any, timeout: float) -> HealthResult:
+async def _run_one(check: Any, timeout: float) -> tuple[HealthResult, InvalidHealthResult | None]:
+    """One check's result, and the error if what it returned was no verdict."""
     try:
         async with asyncio.timeout(timeout):
             if inspect.iscoroutinefunction(check.check):
@@ -52,14 +54,19 @@ async def _run_one(check: Any, timeout: float) -> HealthResult:
                 if inspect.isawaitable(value):
                     value = await value
     except TimeoutError:
-        return HealthResult.unhealthy(f"timed out after {timeout:g} s")
+        return HealthResult.unhealthy(f"timed out after {timeout:g} s"), None
     except Exception as exc:
-        return HealthResult.unhealthy(f"raised {type(exc).__name__}: {exc}")
-    if isinstance(value, HealthStatus):
-        return HealthResult(value)
-    if not isinstance(value, HealthResult):
-        return HealthResult.unhealthy(f"returned {value!r}; a check must return a HealthResult or HealthStatus")
-    return value
+        return HealthResult.unhealthy(f"raised {type(exc).__name__}: {exc}"), None
+    try:
+        return as_health_result(value), None
+    except InvalidHealthResult as exc:
+        return HealthResult.unhealthy(str(exc)), exc
+
+
+async def _run_all(checks: Mapping[str, Any], timeout: float) -> tuple[HealthResult, dict[str, InvalidHealthResult]]:
+    results = await asyncio.gather(*(_run_one(check, timeout) for check in checks.values()))
+    invalid = {name: error for name, (_, error) in zip(checks, results, strict=True) if error is not None}
+    return aggregate({name: result for name, (result, _) in zip(checks, results, strict=True)}), invalid
 
 
 def aggregate(results: Mapping[str, HealthResult]) -> HealthResult:
@@ -87,9 +94,8 @@ async def run_checks(checks: Mapping[str, Any] | Sequence[Any], timeout: float) 
     """
     if timeout <= 0:
         raise ValueError(f"health check timeout must be > 0 seconds, got {timeout}")
-    named = _named(checks)
-    results = await asyncio.gather(*(_run_one(check, timeout) for check in named.values()))
-    return aggregate(dict(zip(named, results, strict=True)))
+    result, _ = await _run_all(_named(checks), timeout)
+    return result
 
 
 Publish = Callable[[HealthResult], Any]
@@ -130,12 +136,29 @@ class HealthMonitor:
         self.published: HealthStatus | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def check_now(self) -> HealthResult:
-        """Run one round now; publish if the status changed; return the aggregate."""
-        result = await run_checks(self.checks, self.timeout)
+    async def check_now(self, *, strict: bool = False) -> HealthResult:
+        """Run one round now; publish if the status changed; return the aggregate.
+
+        A check that returned no verdict (see :func:`~rpcnet.health.as_health_result`)
+        counts as unhealthy and is logged at ERROR; with ``strict`` (the first
+        round, from :meth:`start`) it raises :class:`~rpcnet.errors.ConfigError`
+        instead, before anything is published.
+        """
+        result, invalid = await _run_all(self.checks, self.timeout)
+        for name, error in invalid.items():
+            if strict:
+                raise ConfigError(
+                    f"health check {name!r} {error}; fix the check (its first run is at start, so this node did not start)"
+                )
+            log.error("health check %r %s; counted as unhealthy", name, error)
         self.last = result
         if result.status is not self.published:
-            self.published = result.status
+            previous, self.published = self.published, result.status
+            level = logging.INFO if result.status is HealthStatus.HEALTHY else logging.WARNING
+            log.log(
+                level, "health %s -> %s: %s",
+                previous.value if previous is not None else "(first check)", result.status.value, result.reason,
+            )
             if self._publish is not None:
                 try:
                     outcome = self._publish(result)
@@ -159,11 +182,13 @@ class HealthMonitor:
     async def start(self) -> None:
         """Run the first round, then keep checking every ``interval`` in a task.
 
-        When it returns, :attr:`last` is set and the first status was published.
+        When it returns, :attr:`last` is set and the first status was
+        published. A check whose first result is no verdict raises
+        :class:`~rpcnet.errors.ConfigError` naming the check and the value.
         """
         if self._task is not None and not self._task.done():
             raise RuntimeError("this HealthMonitor is already running")
-        await self.check_now()
+        await self.check_now(strict=True)
         self._task = asyncio.get_running_loop().create_task(
             self._rounds_after_the_first(), name="rpcnet-health-monitor"
         )

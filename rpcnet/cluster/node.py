@@ -21,13 +21,16 @@ applications use (view, tags, events, join/leave):
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
+import socket
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..config import TlsConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, RpcError, StatusCode
 from ..membership import Member, Membership, MemberState, build_core
 from ..rpc import RpcServer
 from ..transport import Address, format_address, parse_address
@@ -41,6 +44,13 @@ from .publication import HealthPublication
 __all__ = ["Cluster", "Subscription", "enable_cluster", "REQUEST_METHOD", "MEMBERS_METHOD"]
 
 MEMBERS_METHOD = "rpcnet.cluster/Members"
+
+log = logging.getLogger("rpcnet.cluster")
+
+#: First pause between join attempts; it doubles up to ``rejoin_interval``.
+_FIRST_JOIN_BACKOFF = 0.1
+#: Join progress is logged at WARNING at most this often (seconds).
+_JOIN_LOG_EVERY = 10.0
 
 
 def __getattr__(name: str) -> Any:
@@ -69,6 +79,11 @@ class Cluster:
         self._early: set[Subscription] = set()
         self._closed = False
         self._rpc_address: Address | None = None
+        self._joined = asyncio.Event()
+        self._join_error: RpcError | None = None
+        self._seed_task: asyncio.Task[None] | None = None
+        #: Resolved seed address -> the host name it came from (TLS checks the name).
+        self._server_names: dict[Address, str] = {}
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -94,6 +109,7 @@ class Cluster:
                 keyring=keyring,
                 label=config.label,
                 insecure=config.insecure_gossip,
+                max_clock_skew=config.gossip_clock_skew,
                 on_datagram=self._on_datagram,
             )
         try:
@@ -127,9 +143,131 @@ class Cluster:
             self.server, checks, get_tags=lambda: self.local_node.tags, set_tag=self.set_tag,
             interval=config.health_interval, timeout=config.health_timeout,
         )
-        await self._health.start()
+        try:
+            await self._health.start()
+        except BaseException:
+            await self.close()
+            raise
         if config.seeds:
-            await self.join(config.seeds)
+            # Joining never blocks start: a seed may come up later, or restart.
+            self._seed_task = asyncio.get_running_loop().create_task(self._keep_seeds(config.seeds), name="rpcnet-cluster-seeds")
+        else:
+            self._joined.set()
+
+    async def joined(self, timeout: float | None = None) -> None:
+        """Wait until this node has joined through one of its seeds (at once
+        without seeds).
+
+        Raises :class:`TimeoutError` when ``timeout`` seconds pass first (the
+        node goes on trying), and ``UNAVAILABLE`` when
+        ``ClusterConfig.join_timeout`` ran out with no seed answering.
+        """
+        self._require_driver()
+        try:
+            await asyncio.wait_for(self._joined.wait(), timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"node {self.node_id!r} has not joined within {timeout:g} s; it is still trying its seeds "
+                f"{', '.join(self.config.seeds)} (the log says why each attempt failed)"
+            ) from None
+        if self._join_error is not None:
+            raise self._join_error
+
+    @property
+    def is_joined(self) -> bool:
+        """True once a seed answered (or when there are no seeds)."""
+        return self._joined.is_set() and self._join_error is None
+
+    async def _resolve_seeds(self, seeds: Iterable[str]) -> tuple[list[Address], list[str]]:
+        """Every address each seed resolves to now (host names are looked up
+        on every call), this node's own left out; and what failed to resolve."""
+        loop = asyncio.get_running_loop()
+        own = self._rpc_address
+        addresses: list[Address] = []
+        problems: list[str] = []
+        for seed in seeds:
+            host, port = parse_address(seed)
+            try:
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+                resolved = [(str(info[4][0]), int(info[4][1])) for info in infos]
+            except OSError as exc:
+                # Not in DNS (yet, or a name only the transport knows, such
+                # as the memory transport's): the transport may still dial it.
+                problems.append(f"{seed}: cannot resolve {host!r}: {exc}")
+                resolved = [(host, port)]
+            for address in resolved:
+                if address != own and address not in addresses:
+                    addresses.append(address)
+                    if address[0] != host:
+                        self._server_names[address] = host
+        return addresses, problems
+
+    async def _join_once(self, seeds: Iterable[str]) -> None:
+        addresses, problems = await self._resolve_seeds(seeds)
+        if not addresses:
+            return  # every seed is this node
+        try:
+            await self._require_driver().join(addresses)
+        except RpcError as exc:
+            if problems:
+                raise RpcError(f"{exc.message} ({'; '.join(problems)})", code=exc.code) from None
+            raise
+
+    async def _keep_seeds(self, seeds: tuple[str, ...]) -> None:
+        """Join through the seeds until one answers (backing off up to
+        ``rejoin_interval``, at most ``join_timeout``), then keep checking:
+        a seed not alive in the view, or a view with nobody else alive, gets
+        a sync again every ``rejoin_interval``. That finds a seed restarted
+        with no seeds of its own, and rejoins a node that lost everyone."""
+        config = self.config
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        attempts = 0
+        delay = _FIRST_JOIN_BACKOFF
+        logged = started
+        while True:
+            attempts += 1
+            try:
+                await self._join_once(seeds)
+                break
+            except RpcError as exc:
+                elapsed = loop.time() - started
+                if config.join_timeout is not None and elapsed >= config.join_timeout:
+                    self._join_error = RpcError(
+                        f"could not join through any seed within join_timeout {config.join_timeout:g} s "
+                        f"({attempts} attempts): {exc.message}; check that a seed is running and reachable, "
+                        "or raise ClusterConfig.join_timeout (unset: keep trying)",
+                        code=StatusCode.UNAVAILABLE,
+                    )
+                    log.error("%s", self._join_error.message)
+                    self._joined.set()
+                    return
+                now = loop.time()
+                if attempts == 1:
+                    log.info("joining through %s: not yet (%s); trying again", ", ".join(seeds), exc.message)
+                elif now - logged >= _JOIN_LOG_EVERY:
+                    logged = now
+                    log.warning("still joining through %s after %.0f s and %d attempts: %s", ", ".join(seeds), elapsed, attempts, exc.message)
+                await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
+                delay = min(delay * 2, config.rejoin_interval)
+        log.info("joined through %s after %d attempt(s)", ", ".join(seeds), attempts)
+        self._joined.set()
+        while True:
+            await asyncio.sleep(config.rejoin_interval * self._rng.uniform(0.8, 1.0))
+            try:
+                targets, _ = await self._resolve_seeds(seeds)
+                live = {
+                    self.rpc_address(m)
+                    for m in self.core.members()
+                    if m.id != self.node_id and m.state in (MemberState.ALIVE, MemberState.SUSPECT)
+                }
+                if live:
+                    targets = [a for a in targets if a not in live]
+                if targets:
+                    log.debug("syncing with seeds not alive in the view: %s", ", ".join(map(format_address, targets)))
+                    await self._require_driver().join(targets)
+            except RpcError as exc:
+                log.debug("seed check: %s", exc.message)
 
     def _keyring(self, *, required: bool) -> Keyring | None:
         config = self.config
@@ -164,11 +302,12 @@ class Cluster:
         )
 
     async def join(self, seeds: Iterable[str | Address]) -> None:
-        """Join through each seed (an RPC address of a member); returns once
-        at least one answered, or raises UNAVAILABLE naming every failure."""
-        driver = self._require_driver()
-        own = self._rpc_address
-        await driver.join([a for a in (parse_address(seed) for seed in seeds) if a != own])
+        """Join through each seed (an RPC address of a member) once; returns
+        once at least one answered, or raises UNAVAILABLE naming every
+        failure. (``ClusterConfig.seeds`` are joined in the background, with
+        retries: see :meth:`joined`.)"""
+        self._require_driver()
+        await self._join_once([seed if isinstance(seed, str) else format_address(seed) for seed in seeds])
 
     async def leave(self, timeout: float = 5.0) -> None:
         """Announce a graceful leave (peers report ``left``, never ``failed``)
@@ -180,6 +319,9 @@ class Cluster:
         if self._closed:
             return
         self._closed = True
+        if self._seed_task is not None:
+            self._seed_task.cancel()
+            await asyncio.gather(self._seed_task, return_exceptions=True)
         if self._health is not None:
             await self._health.stop()
         if self._driver is not None:
@@ -334,7 +476,8 @@ class Cluster:
 
     async def _send_request(self, address: Address, data: bytes) -> bytes:
         assert self._channel is not None
-        return await self._channel.request(self._rpc_address_for(address), data)
+        rpc = self._rpc_address_for(address)
+        return await self._channel.request(rpc, data, server_name=self._server_names.get(rpc))
 
     def _request_tls(self) -> TlsConfig | None:
         if self.config.tls is not None:

@@ -464,6 +464,8 @@ class WorkerRegistry:
         self._dirty: set[str] = set()
         self._window_step = error_window / _WINDOW_STEPS
         self._window_bucket: int | None = None
+        #: When the current step of the error window ends (views then age).
+        self._window_ends = float("-inf")
         # Build the default route now: an unknown strategy fails here, not on the first call.
         self._route(self.filter)
 
@@ -516,7 +518,8 @@ class WorkerRegistry:
                 or [e for e in route.degraded if e.member.id not in avoid]
                 or pool
             )
-        self._refresh_views()
+        if self._dirty or self._clock() >= self._window_ends:
+            self._refresh_views()
         views = [entry.view for entry in pool]
         chosen = route.balancer.select(views)
         if not any(chosen is view for view in views):
@@ -535,6 +538,11 @@ class WorkerRegistry:
             for entry in self._sorted_entries()
             if not entry.suspect and entry.health is not HealthStatus.UNHEALTHY and tag_filter.matches(entry.member.tags)
         ]
+
+    def member(self, node_id: str) -> Member | None:
+        """The member as of the last event about it (alive or suspect), or None."""
+        entry = self._table.get(node_id)
+        return entry.member if entry is not None else None
 
     def stats(self, node_id: str) -> WorkerStats:
         """The live statistics of a known member (alive or suspect), to feed with each call."""
@@ -697,6 +705,7 @@ class WorkerRegistry:
         bucket = math.floor(self._clock() / self._window_step)
         if bucket != self._window_bucket:
             self._window_bucket = bucket
+            self._window_ends = (bucket + 1) * self._window_step
             self._dirty.update(n for n, e in self._table.items() if e.stats.has_recent)
         for node_id in self._dirty:
             entry = self._table.get(node_id)

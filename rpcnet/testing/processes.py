@@ -31,6 +31,8 @@ class NodeProcess:
         self.stdin = asyncio.subprocess.PIPE if stdin is None else stdin
         self.lines: list[dict[str, Any]] = []
         self.ready: dict[str, Any] | None = None
+        #: When the ready line was read (wall clock), the node's "up" moment.
+        self.ready_at: float | None = None
         self.process: asyncio.subprocess.Process | None = None
         self._changed: asyncio.Event | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -98,9 +100,12 @@ class NodeProcess:
             if not raw:
                 break
             try:
-                self.lines.append(orjson.loads(raw))
+                line = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 continue
+            if self.ready_at is None and isinstance(line, dict) and line.get("ready"):
+                self.ready_at = time.time()
+            self.lines.append(line)
             assert self._changed is not None
             self._changed.set()
         if self.process.stderr is not None:

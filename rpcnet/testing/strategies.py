@@ -3,8 +3,9 @@
 - :func:`run_health_check` runs a check once as a node runs it (by name with
   its options, or an instance; a plain ``check()`` in a worker thread, a
   coroutine on the loop; under the time limit) and holds it to the contract
-  (docs/plugins.md, "Health checks"): it must return a ``HealthResult`` or a
-  ``HealthStatus``, in time, without raising, and ``close()`` must work.
+  (docs/plugins.md, "Health checks"): it must return what
+  :func:`rpcnet.health.as_health_result` accepts, in time, without raising,
+  and ``close()`` must work.
 - :class:`LocalCluster` starts a few real nodes in this process (memory
   transport for RPC, insecure gossip on loopback, the ``local`` timing
   preset) where workers run the health checks you name, and a client node
@@ -31,7 +32,7 @@ import attrs
 from ..config import RpcConfig
 from ..errors import ConfigError
 from ..events import MemberJoined, MemberSuspect
-from ..health import HEALTH_TAG, HealthCheck, HealthResult, HealthStatus
+from ..health import HEALTH_TAG, HealthCheck, HealthResult, HealthStatus, InvalidHealthResult, as_health_result
 from ..members import Member, MemberState
 from ..plugins import PluginHost, make_plugin_manager
 from .waiting import wait_until
@@ -87,8 +88,9 @@ async def run_health_check(
     objects to register, or None for every installed plugin) with its
     ``options``, or an instance. Raises :class:`HealthCheckContractError`
     when a round raises, takes longer than ``timeout`` seconds or returns
-    anything but a ``HealthResult`` or ``HealthStatus``, and when ``close()``
-    raises; a bare status comes back as a ``HealthResult`` without a reason.
+    anything :func:`~rpcnet.health.as_health_result` refuses (a node refuses
+    to start on that in its first round), and when ``close()`` raises; a
+    bare status comes back as a ``HealthResult`` without a reason.
     """
     host = _host(plugins)
     name, instance = _build_check(check, options, host)
@@ -117,14 +119,10 @@ async def run_health_check(
                     f"health check {name!r} raised {type(exc).__name__}: {exc} (round {round_number}); "
                     "return HealthResult.unhealthy(reason) instead"
                 ) from exc
-            if isinstance(value, HealthStatus):
-                value = HealthResult(value)
-            if not isinstance(value, HealthResult):
-                raise HealthCheckContractError(
-                    f"health check {name!r} returned {value!r} (round {round_number}); "
-                    "a check returns a HealthResult or a HealthStatus"
-                )
-            result = value
+            try:
+                result = as_health_result(value)  # the one definition of a verdict, as the node applies it
+            except InvalidHealthResult as exc:
+                raise HealthCheckContractError(f"health check {name!r} {exc} (round {round_number})") from None
     finally:
         if close:
             try:

@@ -75,7 +75,7 @@ def test_ratios_are_unmeasured_without_rpcnet_and_goals_need_their_baseline(quic
 @pytest.mark.timeout(240)
 def test_typed_scenarios_run_beside_their_untyped_twins_on_rpcnet(tmp_path: Path) -> None:
     completed = subprocess.run(
-        [sys.executable, str(HARNESS), "--quick", "--targets", "rpcnet,tcp", "--json",
+        [sys.executable, str(HARNESS), "--quick", "--targets", "rpcnet,plain_tcp", "--json",
          "--scenarios", "unary64_c64,typed_unary64_c64"],
         capture_output=True, text=True, timeout=180,
     )
@@ -83,7 +83,7 @@ def test_typed_scenarios_run_beside_their_untyped_twins_on_rpcnet(tmp_path: Path
     report = json.loads(completed.stdout)
     # The typed scenario runs on rpcnet only; the untyped one on both.
     assert [(r["scenario"], r["target"], r["status"]) for r in report["results"]] == [
-        ("unary64_c64", "rpcnet", "ok"), ("unary64_c64", "tcp", "ok"), ("typed_unary64_c64", "rpcnet", "ok"),
+        ("unary64_c64", "rpcnet", "ok"), ("unary64_c64", "plain_tcp", "ok"), ("typed_unary64_c64", "rpcnet", "ok"),
     ]
     (row,) = report["typed_overhead"]
     assert (row["typed"], row["untyped"], row["minimum"]) == ("typed_unary64_c64", "unary64_c64", 0.9)

@@ -19,7 +19,7 @@ import pytest
 from rpcnet.cluster import Cluster, ClusterClient, ClusterConfig, RetryPolicy
 from rpcnet.cluster.workers import NoWorkerError, WorkerRegistry
 from rpcnet.config import RpcConfig
-from rpcnet.errors import RpcError, StatusCode, UnavailableError
+from rpcnet.errors import ConfigError, RpcError, StatusCode, UnavailableError
 from rpcnet.events import MemberFailed, MemberRecovered, MemberTagsUpdated
 from rpcnet.rpc import RpcServer
 
@@ -175,6 +175,33 @@ async def test_idempotent_call_fails_over_when_its_worker_stops_mid_call(lab: La
     # Further calls go on working while membership catches up.
     answers = [await client.call_worker("infer", {"n": 100 + i}, timeout=5, idempotent=True) for i in range(10)]
     assert all(a == {"worker": "a"} for a in answers)
+
+
+async def test_a_hung_worker_costs_no_idempotent_call(lab: Lab) -> None:
+    """Worker b takes calls and never answers (a frozen process). Each
+    idempotent call with a 1 s deadline gives its first attempt half of it;
+    the attempt that lands on b times out, b is ejected, and the call is
+    answered by a. Before, the first attempt had the whole deadline and the
+    call failed with DEADLINE_EXCEEDED."""
+    entered = asyncio.Event()
+    await lab.worker("a")
+    hung = await lab.worker("b", blocking_handler(entered))
+    client = await lab.client(workers=2)
+    answers = await asyncio.gather(*(client.call_worker("infer", {"n": i}, timeout=1.0, idempotent=True) for i in range(20)))
+    assert all(a == {"worker": "a"} for a in answers)
+    assert hung.received, "some attempts did land on the hung worker"
+    assert client.stats.attempt_timeouts >= 1 and client.stats.ejections >= 1
+    # A non-idempotent call is never retried once sent, so it keeps the whole deadline.
+    assert client._attempt_timeout(1.0, 1, "infer", False) == 1.0
+    assert client._attempt_timeout(1.0, 1, "infer", True) == 0.5
+    assert client._attempt_timeout(0.4, client.retry.max_attempts, "infer", True) == 0.4
+
+
+def test_attempt_timeout_fraction_is_validated() -> None:
+    assert RetryPolicy(attempt_timeout_fraction=1).attempt_timeout_fraction == 1.0
+    for bad in (0, -0.5, 1.5):
+        with pytest.raises(ConfigError, match=r"attempt_timeout_fraction must be in \(0, 1\]"):
+            RetryPolicy(attempt_timeout_fraction=bad)
 
 
 async def test_non_idempotent_call_is_not_retried_once_sent(lab: Lab) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from rpcnet.cluster.gossip import (
+    DATAGRAM_VERSION,
     DEFAULT_MAX_PACKET_SIZE,
     INSECURE_VERSION,
     SEALED_VERSION,
@@ -17,8 +19,14 @@ from rpcnet.cluster.gossip import (
     GossipPacketError,
     MalformedPacketError,
     PacketAuthError,
+    ReplayedPacketError,
+    ReplayGuard,
     SecurityMismatchError,
+    StalePacketError,
+    VersionMismatchError,
+    open_datagram,
     seal,
+    seal_datagram,
     seal_insecure,
     sealing_overhead,
     unseal,
@@ -36,13 +44,82 @@ DEADLINE = 5.0
 
 
 def test_sealed_packet_layout_is_version_nonce_then_aes_gcm_with_label_as_associated_data():
+    """The request channel's format (1): version, nonce, AES-GCM."""
     packet = seal(b"payload", key=KEY_A, label=LABEL, nonce=NONCE)
     assert packet[0] == SEALED_VERSION == 0x01
     assert packet[1:13] == NONCE
     # Anyone holding the key can open it from the documented layout alone.
     aad = bytes([SEALED_VERSION]) + LABEL.encode()
     assert AESGCM(KEY_A).decrypt(packet[1:13], packet[13:], aad) == b"payload"
-    assert len(packet) == len(b"payload") + sealing_overhead(LABEL, insecure=False) == 7 + 29
+    assert len(packet) == len(b"payload") + 29
+
+
+def test_datagram_layout_puts_epoch_counter_and_clock_inside_the_encryption():
+    """Gossip datagrams (format 2): the same, with 20 bytes of header sealed in."""
+    packet = seal_datagram(b"payload", key=KEY_A, label=LABEL, nonce=NONCE, epoch=b"EPOCH-01", counter=7, timestamp=1_700_000_000)
+    assert packet[0] == DATAGRAM_VERSION == 0x02
+    assert packet[1:13] == NONCE
+    plain = AESGCM(KEY_A).decrypt(packet[1:13], packet[13:], bytes([DATAGRAM_VERSION]) + LABEL.encode())
+    assert plain == b"EPOCH-01" + (7).to_bytes(8, "big") + (1_700_000_000).to_bytes(4, "big") + b"payload"
+    assert len(packet) == len(b"payload") + sealing_overhead(LABEL, insecure=False) == 7 + 49
+    opened = open_datagram(packet, keys=[KEY_B, KEY_A], label=LABEL)
+    assert (opened.epoch, opened.counter, opened.timestamp, opened.payload) == (b"EPOCH-01", 7, 1_700_000_000, b"payload")
+
+
+def test_a_datagram_of_the_previous_format_is_refused_naming_both_formats():
+    with pytest.raises(VersionMismatchError, match=r"format 1 \(rpcnet 0.1\).*format 2 \(rpcnet 0.2"):
+        open_datagram(seal(b"payload", key=KEY_A, label=LABEL, nonce=NONCE), keys=[KEY_A], label=LABEL)
+    assert VersionMismatchError.counter == "dropped_version"
+
+
+# -- the replay guard (pure, explicit time) -------------------------------------
+
+
+def test_replay_guard_accepts_each_counter_once_in_any_order_within_the_window():
+    guard = ReplayGuard(max_skew=60, window=64)
+    now = 1_000_000.0
+    for counter in (5, 3, 4, 9, 1):
+        guard.check(b"e1", counter, int(now), now)
+    for counter in (5, 3, 9):
+        with pytest.raises(ReplayedPacketError, match="seen already"):
+            guard.check(b"e1", counter, int(now), now)
+    guard.check(b"e1", 200, int(now), now)
+    with pytest.raises(ReplayedPacketError, match="behind the newest"):
+        guard.check(b"e1", 100, int(now), now)  # unseen, but too old to tell
+    guard.check(b"e1", 150, int(now), now)  # within the window of 200
+
+
+def test_replay_guard_accepts_a_restarted_sender_at_once():
+    """A restart draws a new epoch: counter 1 again is a new packet."""
+    guard = ReplayGuard(max_skew=60)
+    now = 1_000_000.0
+    for counter in range(1, 100):
+        guard.check(b"boot-1", counter, int(now), now)
+    guard.check(b"boot-2", 1, int(now), now + 0.5)
+    with pytest.raises(ReplayedPacketError):
+        guard.check(b"boot-1", 50, int(now), now + 0.5)
+
+
+def test_replay_guard_drops_stale_packets_and_forgets_quiet_epochs_safely():
+    guard = ReplayGuard(max_skew=30)
+    now = 1_000_000.0
+    guard.check(b"e", 1, int(now) - 29, now)
+    for stamp in (now - 31, now + 31):
+        with pytest.raises(StalePacketError, match=r"tolerance 30 s.*gossip_clock_skew"):
+            guard.check(b"e", 2, int(stamp), now)
+    # Silent for 2 x skew: forgotten. Its old packets are stale by then.
+    later = now + 61
+    guard.check(b"other", 1, int(later), later)
+    assert len(guard) == 1
+    with pytest.raises(StalePacketError):
+        guard.check(b"e", 1, int(now), later)
+
+
+def test_replay_guard_bounds_its_memory():
+    guard = ReplayGuard(max_skew=60, max_epochs=3)
+    for i in range(10):
+        guard.check(bytes([i]) * 8, 1, 1000, 1000.0 + i)
+    assert len(guard) == 3
 
 
 def test_insecure_packet_layout_is_version_label_length_label_then_payload():
@@ -226,10 +303,60 @@ async def test_on_the_wire_the_payload_is_encrypted_with_a_fresh_nonce_per_packe
     a.endpoint.send(raw_socket.getsockname(), payload)
     a.endpoint.send(raw_socket.getsockname(), payload)
     first, second = await recv_raw(raw_socket), await recv_raw(raw_socket)
-    assert first[0] == SEALED_VERSION
+    assert first[0] == DATAGRAM_VERSION
     assert payload not in first
     assert first[1:13] != second[1:13]
-    assert unseal(first, keys=[KEY_A], label=LABEL) == unseal(second, keys=[KEY_A], label=LABEL) == payload
+    one, two = open_datagram(first, keys=[KEY_A], label=LABEL), open_datagram(second, keys=[KEY_A], label=LABEL)
+    assert one.payload == two.payload == payload
+    assert one.epoch == two.epoch and (one.counter, two.counter) == (1, 2)
+
+
+async def test_a_replayed_packet_is_dropped_and_counted(open_node, raw_socket):
+    a = await open_node(keyring=Keyring([KEY_A]))
+    b = await open_node(keyring=Keyring([KEY_A]))
+    a.endpoint.send(raw_socket.getsockname(), b"ping node-b seq 7")
+    captured = await recv_raw(raw_socket)
+    for _ in range(3):
+        raw_socket.sendto(captured, b.address)
+    await b.drops.wait_for(2)
+    assert b.inbox.values == [b"ping node-b seq 7"]
+    assert b.endpoint.stats.dropped_replay == 2
+    # The sender itself goes on being heard: its next packets are new.
+    a.endpoint.send(b.address, b"next")
+    await b.inbox.wait_for(2)
+
+
+async def test_a_restarted_sender_is_heard_at_once(open_node):
+    b = await open_node(keyring=Keyring([KEY_A]))
+    first = await open_node(keyring=Keyring([KEY_A]))
+    first.endpoint.send(b.address, b"life 1")
+    await b.inbox.wait_for(1)
+    first.endpoint.close()
+    again = await open_node(keyring=Keyring([KEY_A]))  # counter starts at 1 again, with a new epoch
+    again.endpoint.send(b.address, b"life 2")
+    await b.inbox.wait_for(2)
+    assert b.endpoint.stats.dropped_replay == 0
+
+
+async def test_a_sender_with_a_skewed_clock_is_dropped_and_logged(open_node, caplog):
+    b = await open_node(keyring=Keyring([KEY_A]), max_clock_skew=30)
+    late = await open_node(keyring=Keyring([KEY_A]), clock=lambda: time.time() - 120)
+    with caplog.at_level("WARNING", logger="rpcnet.cluster.gossip"):
+        late.endpoint.send(b.address, b"from the past")
+        late.endpoint.send(b.address, b"again")
+        await b.drops.wait_for(2)
+    assert b.inbox.items == [] and b.endpoint.stats.dropped_stale == 2
+    warnings = [r.getMessage() for r in caplog.records if "dropped gossip" in r.getMessage()]
+    assert len(warnings) == 1 and "tolerance 30 s" in warnings[0], "logged once a minute per sender"
+
+
+async def test_a_packet_of_the_previous_release_is_dropped_and_logged(open_node, raw_socket, caplog):
+    b = await open_node(keyring=Keyring([KEY_A]))
+    with caplog.at_level("WARNING", logger="rpcnet.cluster.gossip"):
+        raw_socket.sendto(seal(b"alive node-a", key=KEY_A, label=LABEL, nonce=NONCE), b.address)
+        await b.drops.wait_for(1)
+    assert b.endpoint.stats.dropped_version == 1
+    assert any("format 1 (rpcnet 0.1)" in r.getMessage() for r in caplog.records)
 
 
 async def test_wrong_key_is_dropped_counted_and_never_delivered(open_node):
@@ -315,9 +442,13 @@ async def test_insecure_nodes_talk_to_each_other_within_a_label(open_node, raw_s
     assert b.endpoint.stats.dropped_auth == 1
 
 
+def datagram(payload: bytes, counter: int = 1) -> bytes:
+    return seal_datagram(payload, key=KEY_A, label=LABEL, nonce=NONCE, epoch=b"test-ep0", counter=counter, timestamp=int(time.time()))
+
+
 async def test_tampered_packet_is_dropped(open_node, raw_socket):
     b = await open_node(keyring=Keyring([KEY_A]))
-    packet = seal(b"alive node-a", key=KEY_A, label=LABEL, nonce=NONCE)
+    packet = datagram(b"alive node-a")
     raw_socket.sendto(_flip(packet, 20), b.address)
     await b.drops.wait_for(1)
     raw_socket.sendto(packet, b.address)  # the untouched packet still opens
@@ -333,7 +464,7 @@ async def test_tampered_packet_is_dropped(open_node, raw_socket):
 )
 async def test_truncated_packet_is_dropped(open_node, raw_socket, cut, counter):
     b = await open_node(keyring=Keyring([KEY_A]))
-    packet = seal(b"alive node-a", key=KEY_A, label=LABEL, nonce=NONCE)
+    packet = datagram(b"alive node-a")
     raw_socket.sendto(packet[:cut], b.address)
     await b.drops.wait_for(1)
     assert b.inbox.items == []
@@ -351,11 +482,11 @@ async def test_garbage_is_counted_as_malformed(open_node, raw_socket):
 async def test_max_payload_fills_a_1400_byte_packet_and_one_more_byte_is_refused(open_node, raw_socket):
     a = await open_node(keyring=Keyring([KEY_A]))
     assert a.endpoint.max_packet_size == DEFAULT_MAX_PACKET_SIZE == 1400
-    assert a.endpoint.max_payload == 1400 - 29
+    assert a.endpoint.max_payload == 1400 - 49
     a.endpoint.send(raw_socket.getsockname(), bytes(a.endpoint.max_payload))
     assert len(await recv_raw(raw_socket)) == 1400
 
-    with pytest.raises(MessageTooLargeError, match=r"1372 bytes is over max_payload 1371.*packet budget"):
+    with pytest.raises(MessageTooLargeError, match=r"1352 bytes is over max_payload 1351.*packet budget"):
         a.endpoint.send(raw_socket.getsockname(), bytes(a.endpoint.max_payload + 1))
     assert a.endpoint.stats.oversize_refused == 1
     assert a.endpoint.stats.sent == 1
@@ -364,7 +495,7 @@ async def test_max_payload_fills_a_1400_byte_packet_and_one_more_byte_is_refused
 async def test_max_payload_follows_the_configured_packet_size_and_mode(open_node):
     a = await open_node(keyring=Keyring([KEY_A]), max_packet_size=512)
     b = await open_node(insecure=True, label="abc", max_packet_size=512)
-    assert a.endpoint.max_payload == 512 - 29
+    assert a.endpoint.max_payload == 512 - 49
     assert b.endpoint.max_payload == 512 - 5
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from rpcnet import RpcClient, RpcConfig, RpcServer
 from rpcnet.cluster.health import HealthMonitor, register_health_service, run_checks
-from rpcnet.health import HEALTH_METHOD, HealthCheck, HealthResult, HealthStatus
+from rpcnet.errors import ConfigError
+from rpcnet.health import HEALTH_METHOD, HealthCheck, HealthResult, HealthStatus, InvalidHealthResult, as_health_result
 
 HEALTHY, DEGRADED, UNHEALTHY = HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY
 
@@ -123,7 +124,57 @@ async def test_a_blocking_sync_check_past_its_time_limit_is_unhealthy_and_does_n
 async def test_a_check_returning_something_else_is_unhealthy():
     result = await run_checks([Fixed("odd", True)], timeout=5)  # type: ignore[arg-type]
     assert result.checks["odd"].status is UNHEALTHY
-    assert "returned True; a check must return a HealthResult" in result.checks["odd"].reason
+    assert "returned True (bool); a health check returns a HealthResult" in result.checks["odd"].reason
+
+
+@pytest.mark.parametrize("value", ["healthy", "Degraded", " unhealthy ", HealthStatus.DEGRADED, HealthResult.healthy("ok")])
+async def test_what_health_result_accepts_the_runner_accepts(value):
+    """One definition: a status string is a verdict for HealthResult and for
+    the runner alike (the runner used to drop a worker returning "healthy")."""
+    expected = as_health_result(value)
+    assert expected.status is HealthResult(expected.status).status
+    if isinstance(value, str):
+        assert HealthResult(value).status is expected.status
+    result = await run_checks([Fixed("c", value)], timeout=5)  # type: ignore[arg-type]
+    assert result.checks["c"].status is expected.status
+
+
+@pytest.mark.parametrize("value", [None, True, 1, "fine", {"status": "healthy"}])
+def test_anything_else_is_no_verdict_for_either(value):
+    with pytest.raises(InvalidHealthResult, match="a health check returns a HealthResult, a HealthStatus or one of"):
+        as_health_result(value)
+    if isinstance(value, str):
+        with pytest.raises(InvalidHealthResult):
+            HealthResult(value)
+
+
+async def test_an_invalid_first_result_fails_start_naming_the_check_and_the_value():
+    published = []
+    monitor = HealthMonitor([Fixed("good", HEALTHY), Fixed("bad", "fine")], interval=60, publish=published.append)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"health check 'bad' returned 'fine' \(str\).*did not start"):
+        await monitor.start()
+    assert published == [], "nothing was published"
+
+
+async def test_later_invalid_results_are_logged_at_error_and_count_as_unhealthy(caplog):
+    check = Fixed("flaky", HEALTHY)
+    published = []
+    monitor = HealthMonitor([check], interval=60, publish=published.append)
+    with caplog.at_level(logging.INFO, logger="rpcnet.health"):
+        await monitor.start()
+        check.result = 42  # type: ignore[assignment]
+        result = await monitor.check_now()
+        check.result = "healthy"  # type: ignore[assignment]
+        await monitor.check_now()
+    await monitor.stop()
+    assert result.status is UNHEALTHY
+    assert [r.status for r in published] == [HEALTHY, UNHEALTHY, HEALTHY]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "'flaky' returned 42 (int)" in errors[0].getMessage()
+    changes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("health ") and "->" in r.getMessage()]
+    assert changes[0].startswith("health (first check) -> healthy")
+    assert changes[1].startswith("health healthy -> unhealthy: flaky unhealthy: returned 42")
+    assert changes[2].startswith("health unhealthy -> healthy")
 
 
 async def test_checks_need_distinct_names_and_a_positive_timeout():

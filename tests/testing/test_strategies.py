@@ -74,8 +74,9 @@ async def test_a_check_by_name_with_its_options(tmp_path: Path) -> None:
     assert result == HealthResult.unhealthy(f"drained: {flag} exists")
 
 
-async def test_a_bare_status_and_a_coroutine_are_fine() -> None:
+async def test_a_bare_status_a_status_string_and_a_coroutine_are_fine() -> None:
     assert await run_health_check(AsyncCheck()) == HealthResult(HealthStatus.DEGRADED)
+    assert await run_health_check(Returns(" Unhealthy ")) == HealthResult(HealthStatus.UNHEALTHY)
     check = Returns(HealthStatus.HEALTHY)
     assert await run_health_check(check) == HealthResult(HealthStatus.HEALTHY)
     assert check.closed
@@ -84,8 +85,9 @@ async def test_a_bare_status_and_a_coroutine_are_fine() -> None:
 @pytest.mark.parametrize(
     "value, message",
     [
-        ("ok", "health check 'returns' returned 'ok' (round 1); a check returns a HealthResult or a HealthStatus"),
-        (None, "health check 'returns' returned None (round 1)"),
+        ("ok", "health check 'returns' returned 'ok' (str); a health check returns a HealthResult, a HealthStatus "
+               "or one of the strings 'healthy', 'degraded', 'unhealthy' (round 1)"),
+        (None, "health check 'returns' returned None (NoneType)"),
         (RuntimeError("disk gone"), "health check 'returns' raised RuntimeError: disk gone (round 1); return HealthResult.unhealthy(reason) instead"),
     ],
     ids=["string", "none", "raises"],

@@ -29,6 +29,8 @@ class Server:
     listener: Any
     accepted: asyncio.Queue[tuple[Stream, Recorder]]
     tls: TlsConfig
+    #: The backend clients of this server use (the ``quic_backends`` fixture).
+    client_backend: str = "aioquic"
 
     @property
     def address(self) -> tuple[str, int]:
@@ -74,11 +76,19 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 
 @pytest.fixture
-async def start_server(certs: Certs) -> AsyncIterator[Callable[..., Any]]:
+def quic_backends() -> tuple[str, str]:
+    """The QUIC backends of (servers, clients) these fixtures start; modules
+    that run the same cases on qh3 and across backends override it."""
+    return ("aioquic", "aioquic")
+
+
+@pytest.fixture
+async def start_server(certs: Certs, quic_backends: tuple[str, str]) -> AsyncIterator[Callable[..., Any]]:
     """``await start_server(handler=Echo, tls=..., **options)`` -> :class:`Server`."""
     servers: list[Server] = []
 
     async def start(handler: type[Recorder] = Echo, tls: TlsConfig | None = None, **options: Any) -> Server:
+        options.setdefault("backend", quic_backends[0])
         transport = QuicTransport(QuicOptions(**options))
         accepted: asyncio.Queue[tuple[Stream, Recorder]] = asyncio.Queue()
 
@@ -90,7 +100,7 @@ async def start_server(certs: Certs) -> AsyncIterator[Callable[..., Any]]:
 
         tls = tls or certs.server_tls()
         listener = await transport.listen(("127.0.0.1", 0), on_stream, alpn=ALPN, tls=tls)
-        server = Server(transport, listener, accepted, tls)
+        server = Server(transport, listener, accepted, tls, client_backend=quic_backends[1])
         servers.append(server)
         return server
 
@@ -100,11 +110,12 @@ async def start_server(certs: Certs) -> AsyncIterator[Callable[..., Any]]:
 
 
 @pytest.fixture
-async def connect(certs: Certs) -> AsyncIterator[Callable[..., Any]]:
+async def connect(certs: Certs, quic_backends: tuple[str, str]) -> AsyncIterator[Callable[..., Any]]:
     """``await connect(server, tls=..., **options)`` -> a client connection, closed afterwards."""
     connections: list[Any] = []
 
     async def open_connection(server: Server, tls: TlsConfig | None = None, **options: Any) -> Any:
+        options.setdefault("backend", quic_backends[1])
         transport = QuicTransport(QuicOptions(**options))
         connection = await asyncio.wait_for(
             transport.connect(server.address, alpn=ALPN, tls=tls or certs.client_tls()), DEADLINE

@@ -216,8 +216,7 @@ async def test_paused_stream_buffers_at_most_one_window(start_server, connect) -
     sending = asyncio.ensure_future(send_all())
     # The peer may send one window beyond what the handler consumed, no more:
     # the sender ends up waiting in drain() while the receiver stays paused.
-    server_connection = server.listener.connections()[0]
-    backend = server_connection._backend
+    backend = connection._backend
     await until(lambda: backend.send_backlog(connection._quic, stream.stream_id) > 16 * 1024)
     received_before = len(server_side.received)
     for _ in range(20):

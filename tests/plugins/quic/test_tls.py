@@ -18,7 +18,7 @@ from .helpers import DEADLINE, Recorder, until
 
 
 async def _connect(server, tls: TlsConfig, server_name: str | None = None):
-    transport = QuicTransport(QuicOptions(handshake_timeout=DEADLINE))
+    transport = QuicTransport(QuicOptions(handshake_timeout=DEADLINE, backend=server.client_backend))
     return await asyncio.wait_for(transport.connect(server.address, alpn=ALPN, tls=tls, server_name=server_name), DEADLINE)
 
 
@@ -161,7 +161,7 @@ async def test_a_peer_speaking_another_protocol_version_is_refused(start_server,
     # The engine hands the transport its protocol id; a server of another
     # version refuses the handshake, and the client's error names what it offered.
     server = await start_server()
-    transport = QuicTransport(QuicOptions(handshake_timeout=DEADLINE))
+    transport = QuicTransport(QuicOptions(handshake_timeout=DEADLINE, backend=server.client_backend))
     with pytest.raises(TlsError) as caught:
         await asyncio.wait_for(
             transport.connect(server.address, alpn="rpcnet/999", tls=certs.client_tls()), DEADLINE

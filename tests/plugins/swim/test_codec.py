@@ -123,6 +123,7 @@ def test_datagram_is_the_header_followed_by_the_updates_encoded_once() -> None:
         (Ping(seq=5, target="t"), [1, 5, "t"]),
         (PingReq(seq=5, target="t", target_address=("h", 9), nack=True), [2, 5, "t", "h", 9, True]),
         (Ack(seq=5), [3, 5]),
+        (Ack(seq=5, unknown_sender=True), [3, 5, True]),
         (Nack(seq=5), [4, 5]),
         (Heartbeat(), [5]),
     ],
@@ -147,11 +148,22 @@ def test_update_layout_is_stable(update, fields) -> None:
 
 
 def test_reliable_channel_layout_is_stable() -> None:
-    assert msgpack.unpackb(codec.encode_sync(StreamPing(sender="a", seq=3, target="b"))) == [1, "a", 1, 3, "b"]
-    assert msgpack.unpackb(codec.encode_sync(StreamAck(sender="b", seq=3))) == [1, "b", 2, 3]
+    assert msgpack.unpackb(codec.encode_sync(StreamPing(sender="a", seq=3, target="b"))) == [2, "a", 1, 3, "b"]
+    assert msgpack.unpackb(codec.encode_sync(StreamAck(sender="b", seq=3))) == [2, "b", 2, 3]
     record = MemberRecord(node="n", address=("h", 9), tags={}, incarnation=4, state=MemberState.LEFT)
     sync = SyncMessage(sender="a", response=True, join=False, members=(record,))
-    assert msgpack.unpackb(codec.encode_sync(sync)) == [1, "a", 0, True, False, [["n", "h", 9, {}, 4, 3]]]
+    assert msgpack.unpackb(codec.encode_sync(sync)) == [2, "a", 0, True, False, [["n", "h", 9, {}, 4, 3]]]
+
+
+def test_the_previous_protocol_is_refused_naming_both_versions() -> None:
+    """rpcnet 0.1 spoke protocol 1 (no unknown-sender flag); its datagrams and
+    syncs are refused with an error that names both versions, and 0.1 says
+    "protocol version 2 is not supported (expected 1)" of ours."""
+    old_datagram = msgpack.packb([1, "old", [1, 5, "me"]])
+    old_sync = msgpack.packb([1, "old", 0, False, True, [["old", "h", 9, {}, 0, 0]]])
+    for decode, data in ((codec.decode_packet, old_datagram), (codec.decode_sync, old_sync)):
+        error = rejected(decode, data, "protocol version 1 is not supported")
+        assert "rpcnet 0.1" in str(error) and f"this node protocol {codec.PROTOCOL_VERSION}" in str(error)
 
 
 def test_encoding_something_that_is_not_a_swim_message_is_a_type_error() -> None:
@@ -234,33 +246,33 @@ def test_a_datagram_cut_inside_its_last_update_is_rejected() -> None:
     "value",
     [
         None,  # header not an array
-        [1, "s"],  # header too short
-        [1, "s", None, None],  # header too long
-        [2, "s", None],  # unknown protocol version
+        [2, "s"],  # header too short
+        [2, "s", None, None],  # header too long
+        [3, "s", None],  # unknown protocol version
         [0, "s", None],
-        [1, "", None],  # empty sender
-        [1, 7, None],  # sender not a string
-        [1, b"s", None],  # sender as bytes
-        [1, "s", []],  # empty message
-        [1, "s", "ping"],  # message not an array
-        [1, "s", [99]],  # unknown message type
-        [1, "s", [10, "n", 1, "h", 1, {}]],  # an update code in the message slot
-        [1, "s", [1, -1, "t"]],  # negative sequence number
-        [1, "s", [1, "1", "t"]],  # sequence number as a string
-        [1, "s", [1, True, "t"]],  # sequence number as a boolean
-        [1, "s", [1, 1.0, "t"]],  # sequence number as a float
-        [1, "s", [1, 1, ""]],  # empty target
-        [1, "s", [1, 1]],  # ping missing its target
-        [1, "s", [1, 1, "t", "extra"]],
-        [1, "s", [3]],  # ack missing its sequence number
-        [1, "s", [4, None]],
-        [1, "s", [5, 1]],  # heartbeat with a field
-        [1, "s", [2, 1, "t", "h", 70000, True]],  # port out of range
-        [1, "s", [2, 1, "t", "h", -1, True]],
-        [1, "s", [2, 1, "t", "h", True, True]],  # port as a boolean
-        [1, "s", [2, 1, "t", "", 1, True]],  # empty host
-        [1, "s", [2, 1, "t", "h", 1, 1]],  # nack flag not a boolean
-        [1, "s", [2, 1, "t", "h", 1]],
+        [2, "", None],  # empty sender
+        [2, 7, None],  # sender not a string
+        [2, b"s", None],  # sender as bytes
+        [2, "s", []],  # empty message
+        [2, "s", "ping"],  # message not an array
+        [2, "s", [99]],  # unknown message type
+        [2, "s", [10, "n", 1, "h", 1, {}]],  # an update code in the message slot
+        [2, "s", [1, -1, "t"]],  # negative sequence number
+        [2, "s", [1, "1", "t"]],  # sequence number as a string
+        [2, "s", [1, True, "t"]],  # sequence number as a boolean
+        [2, "s", [1, 1.0, "t"]],  # sequence number as a float
+        [2, "s", [1, 1, ""]],  # empty target
+        [2, "s", [1, 1]],  # ping missing its target
+        [2, "s", [1, 1, "t", "extra"]],
+        [2, "s", [3]],  # ack missing its sequence number
+        [2, "s", [4, None]],
+        [2, "s", [5, 1]],  # heartbeat with a field
+        [2, "s", [2, 1, "t", "h", 70000, True]],  # port out of range
+        [2, "s", [2, 1, "t", "h", -1, True]],
+        [2, "s", [2, 1, "t", "h", True, True]],  # port as a boolean
+        [2, "s", [2, 1, "t", "", 1, True]],  # empty host
+        [2, "s", [2, 1, "t", "h", 1, 1]],  # nack flag not a boolean
+        [2, "s", [2, 1, "t", "h", 1]],
     ],
     ids=repr,
 )
@@ -301,7 +313,7 @@ def test_malformed_updates_are_rejected(value) -> None:
     [
         (b"\xc1", "not valid msgpack"),  # a byte msgpack never uses
         (b"\x93\x01\xa2\xff\xfe\xc0", "not valid msgpack"),  # invalid UTF-8 in the sender
-        (msgpack.packb([1, "s", None]) + msgpack.packb([10, "n", 1, "h", 1, {1: "x"}]), "not valid msgpack"),  # int map key
+        (msgpack.packb([2, "s", None]) + msgpack.packb([10, "n", 1, "h", 1, {1: "x"}]), "not valid msgpack"),  # int map key
         (b"\xdd\xff\xff\xff\xff", "not valid msgpack"),  # claims a 4-billion-element array
         (b"\xdf\xff\xff\xff\xff", "not valid msgpack"),  # claims a 4-billion-entry map
         (b"\x93\x01\xdb\xff\xff\xff\xff", None),  # claims a 4 GiB sender
@@ -341,9 +353,9 @@ def test_decoding_a_datagram_allocates_on_the_scale_of_the_datagram(data: bytes)
 @pytest.mark.parametrize(
     "value",
     [
-        [1, "s", [1, msgpack.ExtType(5, b"x"), "t"]],
+        [2, "s", [1, msgpack.ExtType(5, b"x"), "t"]],
         [msgpack.ExtType(0, b""), "s", None],
-        [1, "s", None, msgpack.ExtType(127, b"\x00" * 16)],
+        [2, "s", None, msgpack.ExtType(127, b"\x00" * 16)],
     ],
     ids=["in-message", "as-version", "in-header"],
 )
@@ -359,7 +371,7 @@ def test_msgpack_extension_type_in_an_update_is_refused() -> None:
 @pytest.mark.parametrize(
     "value",
     [
-        [1, "s", [1, msgpack.Timestamp(1, 0), "t"]],
+        [2, "s", [1, msgpack.Timestamp(1, 0), "t"]],
         [1, msgpack.Timestamp(1, 0), None],
         [msgpack.Timestamp(1, 0), "s", None],
     ],
@@ -373,7 +385,7 @@ def test_msgpack_timestamps_are_not_taken_for_protocol_fields(value) -> None:
 @pytest.mark.parametrize(
     "data",
     [
-        msgpack.packb([1, "s", None]) + b"\x91" * 1000 + b"\x01",  # as an update
+        msgpack.packb([2, "s", None]) + b"\x91" * 1000 + b"\x01",  # as an update
         b"\x93\x01\xa1s\x93\x01\x01" + b"\x91" * 1000 + b"\x01",  # as a ping's target
     ],
     ids=["update", "target"],
@@ -451,28 +463,28 @@ def test_sync_message_over_the_size_limit_is_rejected_before_parsing() -> None:
     [
         None,
         [],
-        [1, "s"],  # fewer than 3 fields
-        [2, "s", 2, 1],  # unknown protocol version
-        [1, "", 2, 1],  # empty sender
-        [1, "s", 9],  # unknown kind
-        [1, "s", "0", True, False, []],  # kind as a string
-        [1, "s", 1, 1],  # stream ping missing its target
-        [1, "s", 1, 1, ""],
-        [1, "s", 1, -1, "t"],
-        [1, "s", 2],  # stream ack missing its sequence number
-        [1, "s", 2, 1, "extra"],
-        [1, "s", 2, "1"],
-        [1, "s", 0, True, False],  # sync missing its members
-        [1, "s", 0, 1, False, []],  # response flag not a boolean
-        [1, "s", 0, True, None, []],  # join flag not a boolean
-        [1, "s", 0, True, False, {}],  # members not an array
-        [1, "s", 0, True, False, [None]],  # member record not an array
-        [1, "s", 0, True, False, [["n", "h", 1, {}, 0]]],  # record missing its state
-        [1, "s", 0, True, False, [["n", "h", 1, {}, 0, 9]]],  # unknown state code
-        [1, "s", 0, True, False, [["n", "h", 1, {}, 0, -1]]],
-        [1, "s", 0, True, False, [["n", "h", 1, {}, 0, "alive"]]],
-        [1, "s", 0, True, False, [["", "h", 1, {}, 0, 0]]],
-        [1, "s", 0, True, False, [["n", "h", 99999, {}, 0, 0]]],
+        [2, "s"],  # fewer than 3 fields
+        [3, "s", 2, 1],  # unknown protocol version
+        [2, "", 2, 1],  # empty sender
+        [2, "s", 9],  # unknown kind
+        [2, "s", "0", True, False, []],  # kind as a string
+        [2, "s", 1, 1],  # stream ping missing its target
+        [2, "s", 1, 1, ""],
+        [2, "s", 1, -1, "t"],
+        [2, "s", 2],  # stream ack missing its sequence number
+        [2, "s", 2, 1, "extra"],
+        [2, "s", 2, "1"],
+        [2, "s", 0, True, False],  # sync missing its members
+        [2, "s", 0, 1, False, []],  # response flag not a boolean
+        [2, "s", 0, True, None, []],  # join flag not a boolean
+        [2, "s", 0, True, False, {}],  # members not an array
+        [2, "s", 0, True, False, [None]],  # member record not an array
+        [2, "s", 0, True, False, [["n", "h", 1, {}, 0]]],  # record missing its state
+        [2, "s", 0, True, False, [["n", "h", 1, {}, 0, 9]]],  # unknown state code
+        [2, "s", 0, True, False, [["n", "h", 1, {}, 0, -1]]],
+        [2, "s", 0, True, False, [["n", "h", 1, {}, 0, "alive"]]],
+        [2, "s", 0, True, False, [["", "h", 1, {}, 0, 0]]],
+        [2, "s", 0, True, False, [["n", "h", 99999, {}, 0, 0]]],
         [1, "s", 0, True, False, [["n", "h", 1, {"k": 1}, 0, 0]]],
         [1, "s", 0, True, False, [["n", "h", 1, {}, -3, 0]]],
         [1, "s", 0, True, False, [["n", "h", 1, {}, 0, 0], ["n", "h", 1, {}, 0, 0, 0]]],

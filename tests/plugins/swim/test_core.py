@@ -65,7 +65,11 @@ def test_ping_for_me_is_acked_with_the_same_sequence_number() -> None:
     core = make()
     core.receive(PEER, packet("peer", Ping(seq=42, target="me")), 0.1)
     replies = sent(core)
-    assert [(addr, p.message) for addr, p in replies] == [(PEER, Ack(seq=42))]
+    # "peer" is not in our view: the ack says so, so that it syncs with us.
+    assert [(addr, p.message) for addr, p in replies] == [(PEER, Ack(seq=42, unknown_sender=True))]
+    with_peers(core, ("peer", PEER), now=0.2)
+    core.receive(PEER, packet("peer", Ping(seq=43, target="me")), 0.3)
+    assert [(addr, p.message) for addr, p in sent(core)] == [(PEER, Ack(seq=43))]
 
 
 def test_ping_meant_for_another_node_is_not_acked() -> None:
@@ -97,7 +101,7 @@ def test_suspicion_about_me_is_refuted_with_a_higher_incarnation() -> None:
     assert core.health_score == 1, "having to refute counts against local health"
     # The refutation rides on the ack that answers the ping.
     (addr, reply), = sent(core)
-    assert reply.message == Ack(seq=1)
+    assert reply.message == Ack(seq=1, unknown_sender=True)
     assert Alive(node="me", incarnation=4, address=ME, tags={}) in reply.updates
 
 
@@ -151,11 +155,13 @@ def test_probe_without_ack_goes_indirect_then_suspects() -> None:
     target = ping.message.target
     # Nobody answers. At the probe timeout, ping-reqs go to the three others.
     core.handle_timer(now + 0.5)
-    reqs = [p.message for _, p in sent(core) if isinstance(p.message, PingReq)]
+    asked = [(addr, p.message) for addr, p in sent(core) if isinstance(p.message, PingReq)]
+    reqs = [r for _, r in asked]
     assert len(reqs) == 3 and {r.target for r in reqs} == {target} and all(r.seq == ping.message.seq for r in reqs)
     # Two helpers nack (they are reachable), one does not.
-    core.receive(PEER, packet("a", Nack(seq=ping.message.seq)), now + 0.8)
-    core.receive(OTHER, packet("b", Nack(seq=ping.message.seq)), now + 0.8)
+    ids = {PEER: "a", OTHER: "b", ("10.0.0.4", 7004): "c", ("10.0.0.5", 7005): "d"}
+    for addr, _ in asked[:2]:
+        core.receive(addr, packet(ids[addr], Nack(seq=ping.message.seq)), now + 0.8)
     core.handle_timer(now + 1.0)
     assert core.member(target).state is MemberState.SUSPECT
     assert [e.kind for e in core.events_to_deliver()] == ["suspect"]
@@ -174,30 +180,75 @@ def test_relayed_ack_clears_the_probe() -> None:
     assert core.events_to_deliver() == []
 
 
+def direct(core: SwimMembership) -> list[tuple[tuple[str, int], Packet]]:
+    """What the core sent that carries a direct message (gossip rounds left out)."""
+    return [(addr, p) for addr, p in sent(core) if p.message is not None]
+
+
 def test_ping_req_is_relayed_and_answered_with_ack_or_nack() -> None:
-    core = make()
+    core = make(monitors=0, probe_interval=100.0)  # no probes or heartbeats of its own in the way
+    with_peers(core, ("a", PEER), ("b", OTHER), now=1.0)
     core.receive(PEER, packet("a", PingReq(seq=7, target="b", target_address=OTHER, nack=True)), 1.0)
-    ((addr, relayed),) = sent(core)
+    ((addr, relayed),) = direct(core)
     assert addr == OTHER and isinstance(relayed.message, Ping) and relayed.message.target == "b"
     core.receive(OTHER, packet("b", Ack(seq=relayed.message.seq)), 1.1)
-    assert [(a, p.message) for a, p in sent(core)] == [(PEER, Ack(seq=7))]
+    assert [(a, p.message) for a, p in direct(core)] == [(PEER, Ack(seq=7))]
     # A second request whose target stays silent is nacked at 80% of the probe
     # timeout, so the nack reaches the prober before its verdict ...
     core.receive(PEER, packet("a", PingReq(seq=8, target="b", target_address=OTHER, nack=True)), 2.0)
-    ((_, relayed),) = sent(core)
+    ((_, relayed),) = direct(core)
     core.handle_timer(2.39)
-    assert sent(core) == []
+    assert direct(core) == []
     core.handle_timer(2.4)
-    assert [(a, p.message) for a, p in sent(core)] == [(PEER, Nack(seq=8))]
+    assert [(a, p.message) for a, p in direct(core)] == [(PEER, Nack(seq=8))]
     # ... and an ack that still comes within the probe timeout is relayed anyway.
     core.receive(OTHER, packet("b", Ack(seq=relayed.message.seq)), 2.45)
-    assert [(a, p.message) for a, p in sent(core)] == [(PEER, Ack(seq=8))]
+    assert [(a, p.message) for a, p in direct(core)] == [(PEER, Ack(seq=8))]
     core.receive(PEER, packet("a", PingReq(seq=9, target="b", target_address=OTHER, nack=True)), 3.0)
-    ((_, relayed),) = sent(core)
+    ((_, relayed),) = direct(core)
     core.handle_timer(3.5)
-    sent(core)
+    direct(core)
     core.receive(OTHER, packet("b", Ack(seq=relayed.message.seq)), 3.6)
-    assert sent(core) == [], "too late: the relay is gone"
+    assert direct(core) == [], "too late: the relay is gone"
+
+
+def test_ping_req_is_answered_only_for_known_members_at_known_addresses() -> None:
+    core = make(monitors=0, probe_interval=100.0)
+    with_peers(core, ("a", PEER), ("b", OTHER), now=1.0)
+    spoofed = ("192.0.2.66", 9999)
+    # An unknown requester, an unknown target: nothing is sent anywhere.
+    core.receive(spoofed, packet("stranger", PingReq(seq=1, target="b", target_address=OTHER)), 1.0)
+    core.receive(PEER, packet("a", PingReq(seq=2, target="nobody", target_address=spoofed)), 1.0)
+    assert direct(core) == []
+    assert core.stats.refused_ping_reqs == 2
+    # A known requester's ping-req that arrives from (or names) another
+    # address: the ping goes to the target's known address, the answer to the
+    # requester's known address, never where the packet points.
+    core.receive(spoofed, packet("a", PingReq(seq=3, target="b", target_address=spoofed)), 1.0)
+    ((addr, relayed),) = direct(core)
+    assert addr == OTHER
+    core.receive(OTHER, packet("b", Ack(seq=relayed.message.seq)), 1.1)
+    assert [(a, p.message) for a, p in direct(core)] == [(PEER, Ack(seq=3))]
+
+
+def test_relayed_ack_only_from_the_target() -> None:
+    core = make(monitors=0, probe_interval=100.0)
+    with_peers(core, ("a", PEER), ("b", OTHER), ("c", ("10.0.0.4", 7004)), now=1.0)
+    core.receive(PEER, packet("a", PingReq(seq=7, target="b", target_address=OTHER, nack=False)), 1.0)
+    ((_, relayed),) = direct(core)
+    core.receive(("10.0.0.4", 7004), packet("c", Ack(seq=relayed.message.seq)), 1.1)
+    assert direct(core) == [] and core.stats.forged_acks == 1
+
+
+def test_sequence_numbers_do_not_start_at_the_same_place_after_a_restart() -> None:
+    firsts = set()
+    for seed in range(5):
+        core = SwimMembership(node_id="me", address=ME, options=SwimOptions.lan(monitors=0), rng=random.Random(seed))
+        core.start(0.0)
+        with_peers(core, ("a", PEER))
+        _, ping = _next_probe(core, 0.0)
+        firsts.add(ping.message.seq)
+    assert len(firsts) == 5 and min(firsts) > 1000
 
 
 def test_probing_a_suspect_tells_it_so() -> None:

@@ -1,0 +1,100 @@
+"""What the qh3 backend relies on below qh3's public API, checked loudly.
+
+rpcnet_quic/qh3_backend.py builds qh3's native core itself (to set the
+stream credit), replaces its TLS bridge's transport parameters, writes a
+CertificateRequest into its server handshake and reads the client's
+Certificate and CertificateVerify. If a qh3 release changes any of that,
+these tests fail and name what moved, before a user's handshake does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from importlib.metadata import version
+
+import pytest
+
+pytest.importorskip("qh3", reason="the qh3 backend needs: pip install 'rpcnet[qh3]'")
+
+from qh3 import tls  # noqa: E402
+from qh3._hazmat import QuicConnectionCore  # noqa: E402
+from qh3.quic.connection import QuicConnection  # noqa: E402
+from qh3.quic.tls_bridge import QuicTlsBridge  # noqa: E402
+from rpcnet_quic import QuicOptions, QuicTransport  # noqa: E402
+from rpcnet_quic.qh3_backend import QH3_TESTED_VERSIONS  # noqa: E402
+
+from rpcnet.rpc.protocol import ALPN  # noqa: E402
+
+from .helpers import DEADLINE, until  # noqa: E402
+
+
+def test_the_installed_qh3_is_a_tested_release() -> None:
+    assert version("qh3") in QH3_TESTED_VERSIONS, (
+        f"qh3 {version('qh3')} is installed; the qh3 backend was tested with {QH3_TESTED_VERSIONS}: "
+        "re-check rpcnet_quic/qh3_backend.py against it and add it to QH3_TESTED_VERSIONS"
+    )
+
+
+def test_the_native_core_takes_the_arguments_the_backend_passes() -> None:
+    names = QuicConnectionCore.__text_signature__.strip("()").replace(" ", "").split(",")
+    for name in ("local_max_streams_bidi", "local_max_streams_uni", "stream_receive_window",
+                 "connection_receive_window", "max_datagram_size", "probe_datagram_size", "initial_time"):
+        assert name in names, f"QuicConnectionCore no longer takes {name}"
+    assert {"stream_limits", "poll_transmit", "state"} <= set(dir(QuicConnectionCore))
+
+
+def test_the_python_layer_still_has_the_hooks_the_backend_overrides() -> None:
+    for name in ("_create_core", "_create_tls", "datagrams_to_send", "_configuration", "_version"):
+        assert name in inspect.getsource(QuicConnection), f"qh3 QuicConnection lost {name}"
+    assert "stateless_reset_token" in inspect.signature(QuicTlsBridge).parameters
+    assert "serialize_transport_parameters" in vars(QuicTlsBridge)
+    for name in ("_server_handle_hello", "handle_message", "_server_handle_finished"):
+        assert name in vars(tls.Context), f"qh3.tls.Context lost {name}"
+    hello = inspect.getsource(tls.Context._server_handle_hello)
+    # The CertificateRequest goes in right before the server's Certificate,
+    # and the client's Finished must not be computed in advance.
+    assert "push_certificate(" in hello and "if not self._alps_negotiated" in hello
+    finished = inspect.getsource(tls.Context._server_handle_finished)
+    assert "_expected_verify_data" in finished
+    # No session ticket callback on servers: no resumption can skip the client certificate.
+    assert "get_session_ticket_cb is not None" in hello
+
+
+async def test_credit_reset_token_and_client_certificate_reach_the_wire(start_server, connect, certs) -> None:
+    server = await start_server(tls=certs.server_tls(require_client_cert=True), max_streams=7, backend="qh3")
+    tls_config = certs.client_tls(cert_file=certs.path("client.pem"), key_file=certs.path("client.key"))
+    connection = await connect(server, tls=tls_config, backend="qh3")
+    quic = connection._quic
+    assert quic._core.stream_limits[0] == 7  # our MAX_STREAMS, not qh3's fixed 100
+    await until(lambda: len(server.listener.connections()) == 1)
+    server_connection = server.listener.connections()[0]
+    assert server_connection.peer.identity == "client"
+    server_quic = server_connection._quic
+    assert server_quic._tls.tls._session_resumed is False
+    assert connection._reset_token == server.listener._reset_token(server_quic.host_cid)
+    streams = [await asyncio.wait_for(connection.open_stream(_Sink()), DEADLINE) for _ in range(7)]
+    eighth = asyncio.ensure_future(connection.open_stream(_Sink()))
+    await asyncio.sleep(0)
+    assert not eighth.done()  # waits for credit instead of qh3's ValueError
+    for stream in streams:
+        stream.send(b"x", end_stream=True)
+    await asyncio.wait_for(eighth, DEADLINE)
+
+
+class _Sink:
+    def data_received(self, data: bytes, end_stream: bool) -> None:
+        pass
+
+    def stream_reset(self, error_code: int) -> None:
+        pass
+
+
+async def test_a_missing_qh3_is_a_clear_configuration_error(monkeypatch) -> None:
+    import sys
+
+    from rpcnet.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "qh3.quic", None)
+    with pytest.raises(ConfigError, match=r"pip install \"rpcnet\[qh3\]\""):
+        await QuicTransport(QuicOptions(backend="qh3")).connect(("127.0.0.1", 1), alpn=ALPN)
