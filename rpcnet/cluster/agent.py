@@ -386,6 +386,11 @@ async def run_node(config: NodeConfig, *, plugins: PluginHost | None = None) -> 
         await stop.wait()
         if not left and not failed:
             try:
+                # A join still in flight finishes first: a node that knows no peer yet has nobody to tell it left.
+                await cluster.joined(config.node.leave_timeout)
+            except Exception as exc:
+                log.warning("leaving before the join completed: %s", exc)
+            try:
                 await cluster.leave(timeout=config.node.leave_timeout)
             except Exception as exc:
                 log.warning("leave did not complete: %s", exc)

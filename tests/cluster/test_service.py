@@ -138,7 +138,8 @@ async def test_the_key_file_is_reloaded_when_it_changes(certs: Path, tmp_path: P
     try:
         refused = await asyncio.to_thread(
             subprocess.run, [sys.executable, "-m", "rpcnet", "node", "--certs", str(certs), "--key-file", str(only_new),
-                             "--seed", seed.rpc], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+                             "--seed", seed.rpc, "--set", "cluster.join_timeout=1"],
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         assert refused.returncode == 1 and "sync refused" in refused.stderr, refused.stderr
         start = len(seed.lines)
         Keyring([new, old]).save(key_file)  # the new key is primary, the old one still opens
