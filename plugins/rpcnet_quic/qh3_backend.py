@@ -174,6 +174,11 @@ class Qh3Backend(AioquicBackend):
         # sent and not yet acknowledged; the congestion window bounds those.
         return quic.get_send_buffer_size(stream_id)
 
+    def receive_datagrams(self, quic: Any, datagrams: list[bytes], addr: Any, now: float) -> None:
+        # One call into the native core for the lot (after the handshake;
+        # before it qh3 takes them one by one itself).
+        quic.receive_many_datagrams(datagrams, addr, now)
+
     def grant_stream_credit(self, quic: Any, stream_id: int, limit: int) -> None:
         pass  # the native core grants receive credit by itself
 
