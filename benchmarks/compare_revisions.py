@@ -45,7 +45,7 @@ def export(revision: str, into: Path) -> Path:
     return target
 
 
-def run_once(tree: Path, options: argparse.Namespace) -> dict[tuple[str, str], float]:
+def run_once(tree: Path, options: argparse.Namespace) -> dict[tuple[str, str, str], float]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree), str(tree / "plugins")]))
     probe = "import rpcnet, rpcnet_quic; print(rpcnet.__file__); print(rpcnet_quic.__file__)"
     loaded = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True, cwd=tree)
@@ -65,7 +65,12 @@ def run_once(tree: Path, options: argparse.Namespace) -> dict[tuple[str, str], f
         if outcome["status"] != "ok" or not median:
             continue
         key = "mib_per_s" if outcome["scenario"] in BULK else "requests_per_s"
-        figures[(outcome["scenario"], outcome["target"])] = float(median[key])
+        figures[(outcome["scenario"], outcome["target"], "throughput")] = float(median[key])
+        # CPU per call moves far less than throughput when the machine is shared.
+        for side in ("server", "client"):
+            cpu = median.get(f"{side}_cpu_us_per_call")
+            if cpu is not None:
+                figures[(outcome["scenario"], outcome["target"], f"{side} cpu")] = float(cpu)
     return figures
 
 
@@ -80,7 +85,7 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=0.10)
     options = parser.parse_args()
 
-    samples: dict[str, dict[tuple[str, str], list[float]]] = {options.base: {}, options.head: {}}
+    samples: dict[str, dict[tuple[str, str, str], list[float]]] = {options.base: {}, options.head: {}}
     with tempfile.TemporaryDirectory(prefix="rpcnet-compare-") as scratch:
         trees = {rev: export(rev, Path(scratch)) for rev in (options.base, options.head)}
         for repetition in range(options.repeat):
@@ -90,7 +95,7 @@ def main() -> None:
                     samples[revision].setdefault(key, []).append(value)
 
     print(f"median of {options.repeat} interleaved run(s), {options.duration:g} s each; head/base")
-    print(f"{'scenario':<18} {'target':<12} {'base':>10} {'head':>10} {'head/base':>10}  within {options.tolerance:.0%}")
+    print(f"{'scenario':<18} {'target':<12} {'figure':<11} {'base':>10} {'head':>10} {'head/base':>10}  within {options.tolerance:.0%}")
     for key in sorted(samples[options.base]):
         base = statistics.median(samples[options.base][key])
         head_values = samples[options.head].get(key)
@@ -98,9 +103,10 @@ def main() -> None:
             continue
         head = statistics.median(head_values)
         ratio = head / base if base else float("nan")
-        unit = "MiB/s" if key[0] in BULK else "req/s"
+        scenario, target, figure = key
+        unit = ("MiB/s" if scenario in BULK else "req/s") if figure == "throughput" else "us/call"
         verdict = "yes" if abs(ratio - 1) <= options.tolerance else "NO"
-        print(f"{key[0]:<18} {key[1]:<12} {base:>10.1f} {head:>10.1f} {ratio:>9.2f}x  {verdict} ({unit})")
+        print(f"{scenario:<18} {target:<12} {figure:<11} {base:>10.1f} {head:>10.1f} {ratio:>9.2f}x  {verdict} ({unit})")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,15 @@ GOALS = (
     Goal(scenario="stream_throughput", baseline="grpc_aio", minimum=1.0, subject="rpcnet_tcp"),
     Goal(scenario="unary64_c64", baseline="rpcnet", minimum=1.5, subject="rpcnet_tcp"),
     Goal(scenario="unary64_c1", baseline="tls_tcp", maximum=1.5, subject="rpcnet_tcp", metric="p50_us"),
+    # The qh3 backend (issue 13): well above rpcnet on aioquic, close to qh3
+    # without a framework, a lone call as fast as raw qh3's.
+    Goal(scenario="unary64_c64", baseline="rpcnet", minimum=2.5, subject="rpcnet_qh3"),
+    Goal(scenario="unary64_c64", baseline="raw_qh3", minimum=0.7, subject="rpcnet_qh3"),
+    Goal(scenario="unary_1mib", baseline="rpcnet", minimum=3.0, subject="rpcnet_qh3"),
+    Goal(scenario="unary_1mib", baseline="raw_qh3", minimum=0.8, subject="rpcnet_qh3"),
+    Goal(scenario="stream_throughput", baseline="rpcnet", minimum=3.0, subject="rpcnet_qh3"),
+    Goal(scenario="stream_throughput", baseline="raw_qh3", minimum=0.8, subject="rpcnet_qh3"),
+    Goal(scenario="unary64_c1", baseline="raw_qh3", maximum=1.2, subject="rpcnet_qh3", metric="p50_us"),
 )
 
 #: Printed beside the goals: what the floors cost, for the scenarios that have goals.
@@ -490,6 +499,7 @@ def report_table(outcomes: list[Outcome], options: argparse.Namespace) -> str:
                 f"{_fmt(median.get('client_peak_rss_mib')):>8} {ratio_text:>9}"
             )
     goal_report = goals(outcomes)
+    medians = {(o.scenario, o.target): o.median for o in outcomes}
     if goal_report:
         lines += ["", "goals (subject / baseline, medians of the same run):"]
     for goal in goal_report:
@@ -497,10 +507,16 @@ def report_table(outcomes: list[Outcome], options: argparse.Namespace) -> str:
         measured = "-" if goal["ratio"] is None else f"{goal['ratio']:.2f}x"
         bound = f">= {goal['minimum']:g}x" if goal["minimum"] is not None else f"<= {goal['maximum']:g}x"
         what = "req/s" if goal["metric"] == "requests_per_s" else goal["metric"].replace("_us", " latency")
+        cpu = ""
+        ours, theirs = medians.get((goal["scenario"], goal["subject"])), medians.get((goal["scenario"], goal["baseline"]))
+        if ours is not None and theirs is not None:
+            cpu = (
+                f"; server CPU us/call {_fmt(ours['server_cpu_us_per_call'], 1)} against "
+                f"{_fmt(theirs['server_cpu_us_per_call'], 1)}"
+            )
         lines.append(
-            f"  {goal['scenario']}: {goal['subject']} / {goal['baseline']} {what} {bound}: {measured} ({verdict})"
+            f"  {goal['scenario']}: {goal['subject']} / {goal['baseline']} {what} {bound}: {measured} ({verdict}){cpu}"
         )
-    medians = {(o.scenario, o.target): o.median for o in outcomes}
     floors = [t for t in FLOORS if t in options.targets]
     if goal_report and floors:
         lines += ["", "against the floors (server CPU us per call; p50 us):"]

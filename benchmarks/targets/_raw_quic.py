@@ -9,12 +9,20 @@ prefix so the client can hand them over one by one. The server sends from its
 event handler, so aioquic transmits once per received datagram; the client
 coalesces the transmits its callers cause during one event-loop turn into
 one (as aioquic's own stream writers do), instead of a send per call.
+
+A call beyond the server's stream credit (MAX_STREAMS) waits in a queue and
+leaves with the first transmit after the credit arrives. aioquic does this
+itself (a stream beyond the limit is created blocked, and its data goes out
+once MAX_STREAMS raises the limit); qh3 raises instead, so the client keeps
+the queue, on both libraries alike, and neither waits longer than aioquic's
+own queue would.
 Configuration is aioquic's default apart from the certificate and ALPN.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import importlib
 import os
@@ -34,10 +42,26 @@ ConnectionTerminated, StreamDataReceived, StreamReset = (
 )
 
 
+def _stream_limit(quic) -> int:
+    """Bidirectional streams the server lets the client open in total."""
+    if _LIBRARY == "qh3":
+        return quic.max_concurrent_bidi_streams
+    return quic._remote_max_streams_bidi
+
+
 def _datagram_options() -> dict[str, int]:
-    """``max_datagram_size`` when the scenario caps datagrams (RPCNET_BENCH_MAX_DATAGRAM)."""
+    """``max_datagram_size`` when the scenario caps datagrams (RPCNET_BENCH_MAX_DATAGRAM).
+
+    On qh3 path MTU probing is then off: its probes grow a client's
+    datagrams past the setting (1456 bytes with 1452), and the cap is the
+    scenario's path."""
     size = os.environ.get("RPCNET_BENCH_MAX_DATAGRAM")
-    return {"max_datagram_size": int(size)} if size else {}
+    if not size:
+        return {}
+    options = {"max_datagram_size": int(size)}
+    if _LIBRARY == "qh3":
+        options["probe_datagram_size"] = False
+    return options
 
 ECHO = b"e"
 DOWNLOAD = b"d"
@@ -147,6 +171,8 @@ class ClientProtocol(QuicConnectionProtocol):
         self._calls: dict[int, _UnaryCall | _StreamCall] = {}
         self._flush_handle: asyncio.Handle | None = None
         self._terminated: Exception | None = None
+        # Calls waiting, in order, for the server's stream credit (MAX_STREAMS).
+        self._waiting: collections.deque[tuple[bytes, _UnaryCall | _StreamCall]] = collections.deque()
 
     def quic_event_received(self, event) -> None:
         if isinstance(event, StreamDataReceived):
@@ -164,15 +190,36 @@ class ClientProtocol(QuicConnectionProtocol):
             for call in self._calls.values():
                 call.fail(self._terminated)
             self._calls.clear()
+            for _, call in self._waiting:
+                call.fail(self._terminated)
+            self._waiting.clear()
 
     def _start(self, request: bytes, call: _UnaryCall | _StreamCall) -> None:
         if self._terminated is not None:
             raise self._terminated
+        if self._waiting or not self._has_credit():
+            self._waiting.append((request, call))
+            return
+        self._open(request, call)
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _open(self, request: bytes, call: _UnaryCall | _StreamCall) -> None:
         stream_id = self._quic.get_next_available_stream_id()
         self._calls[stream_id] = call
         self._quic.send_stream_data(stream_id, request, end_stream=True)
-        if self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _has_credit(self) -> bool:
+        """The peer's MAX_STREAMS allows one more bidirectional stream."""
+        return self._quic.get_next_available_stream_id() // 4 < _stream_limit(self._quic)
+
+    def transmit(self) -> None:
+        # Runs after every datagram received: calls waiting for stream
+        # credit leave as soon as a MAX_STREAMS frame has granted it.
+        waiting = self._waiting
+        while waiting and self._has_credit():
+            self._open(*waiting.popleft())
+        super().transmit()
 
     def _flush(self) -> None:
         self._flush_handle = None

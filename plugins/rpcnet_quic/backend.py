@@ -139,6 +139,13 @@ class QuicBackend(abc.ABC):
         received so far, minus ``held`` (received but not consumed), plus
         ``options.connection_window``. Never lowers it."""
 
+    def receive_datagrams(self, quic: Any, datagrams: list[bytes], addr: Any, now: float) -> None:
+        """Feed several datagrams from one address (one by one unless the
+        library takes a batch)."""
+        receive = quic.receive_datagram
+        for data in datagrams:
+            receive(data, addr, now)
+
     def ack_with_data(self, quic: Any, now: float) -> None:  # noqa: B027 - optional, a no-op by default
         """Stream data is about to be sent: send pending ACKs with it rather
         than after the ACK delay. Optional (a backend may keep its own timing)."""

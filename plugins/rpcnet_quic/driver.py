@@ -67,6 +67,8 @@ class Endpoint(Protocol):
 
     def send_datagram(self, data: bytes, addr: Any) -> None: ...
 
+    def send_datagrams(self, datagrams: list[bytes], addr: Any) -> None: ...
+
     def connection_id_issued(self, connection: QuicConnection, cid: bytes) -> None: ...
 
     def connection_id_retired(self, connection: QuicConnection, cid: bytes) -> None: ...
@@ -428,6 +430,46 @@ class QuicConnection(Connection):
         self._quic.receive_datagram(data, addr, now)
         self._after_input()
 
+    def datagrams_received(self, datagrams: list[bytes], addr: Any) -> None:
+        """Several datagrams from one read (a GRO buffer): the QUIC library
+        takes them in one call where it can, and their events are handled
+        once. While input is held, or could soon be, they go one by one."""
+        if self._state == _CLOSED:
+            return
+        token = self._reset_token
+        held = self._hold_input
+        if (token is not None and any(d[-16:] == token for d in datagrams)) or (
+            held is not None and (self._holding or self._held)
+        ):
+            for data in datagrams:
+                self.datagram_received(data, addr)
+            return
+        now = self._loop.time()
+        self._last_received = now
+        if held is None:
+            self._backend.receive_datagrams(self._quic, datagrams, addr, now)
+            self._after_input()
+            return
+        # Without receive-credit control, a stream that pauses while its
+        # events are handled may get the rest of the batch: feed at most
+        # half a stream window at a time, then look again.
+        budget = max(self._options.stream_window // 2, _RELEASE_ROOM)
+        start, count = 0, len(datagrams)
+        while start < count:
+            if self._state == _CLOSED:
+                return
+            if self._holding or self._held:
+                for data in datagrams[start:]:
+                    self.datagram_received(data, addr)
+                return
+            end, size = start, 0
+            while end < count and (end == start or size + len(datagrams[end]) <= budget):
+                size += len(datagrams[end])
+                end += 1
+            self._backend.receive_datagrams(self._quic, datagrams[start:end], addr, self._loop.time())
+            self._after_input()
+            start = end
+
     # -- holding input (backends without receive-credit control) -------------
 
     def _no_room_for(self, size: int) -> bool:
@@ -719,7 +761,15 @@ class QuicConnection(Connection):
         # Connection credit follows consumption too: what arrived, minus what
         # paused streams still hold, plus one connection window.
         self._backend.grant_connection_credit(quic, self._held)
-        for data, addr in quic.datagrams_to_send(now=now):
+        datagrams = quic.datagrams_to_send(now=now)
+        if len(datagrams) > 1:
+            addr = datagrams[0][1]
+            if all(a == addr for _, a in datagrams):
+                # One address (the usual case): equal-size runs can leave in
+                # one system call (UDP GSO, see rpcnet_quic.udp).
+                self._endpoint.send_datagrams([data for data, _ in datagrams], addr)
+                datagrams = []
+        for data, addr in datagrams:
             send(data, addr)
         timer_at = quic.get_timer()
         if timer_at is not None and (self._timer is None or timer_at < self._timer_at):

@@ -140,6 +140,19 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
             return
         self._accept(header, data, addr)
 
+    def datagrams_received(self, datagrams: list[bytes], addr: Any) -> None:
+        """The datagrams of one GRO buffer: one sender, and short-header ones
+        for the same connection go to it together."""
+        first = datagrams[0]
+        if first and not first[0] & 0x80:
+            cid = first[1 : 1 + CID_LENGTH]
+            connection = self._by_cid.get(cid)
+            if connection is not None and all(d and not d[0] & 0x80 and d[1 : 1 + CID_LENGTH] == cid for d in datagrams):
+                connection.datagrams_received(datagrams, addr)
+                return
+        for data in datagrams:
+            self.datagram_received(data, addr)
+
     def _send_stateless_reset(self, cid: bytes, received: int, addr: Any) -> None:
         # Smaller than what triggered it (no loops, no amplification), and
         # looking like any short-header packet (RFC 9000 section 10.3).
@@ -210,6 +223,17 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
 
     send_datagram = _send
 
+    def send_datagrams(self, datagrams: list[bytes], addr: Any) -> None:
+        udp = self._udp
+        if udp is None or udp.is_closing():
+            return
+        send_many = getattr(udp, "send_many", None)
+        if send_many is not None:
+            send_many(datagrams, addr)
+        else:
+            for data in datagrams:
+                udp.sendto(data, addr)
+
     def connection_id_issued(self, connection: QuicConnection, cid: bytes) -> None:
         self._by_cid[cid] = connection
 
@@ -252,6 +276,10 @@ class ClientEndpoint(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         pass  # replaced by attach()
 
+    def datagrams_received(self, datagrams: list[bytes], addr: Any) -> None:
+        if self.connection is not None:
+            self.connection.datagrams_received(datagrams, addr)
+
     def error_received(self, exc: Exception) -> None:
         if self.connection is not None and isinstance(exc, OSError):
             self.connection.error_received(exc)
@@ -264,6 +292,17 @@ class ClientEndpoint(asyncio.DatagramProtocol):
         udp = self._udp
         if udp is not None and not udp.is_closing():
             udp.sendto(data)
+
+    def send_datagrams(self, datagrams: list[bytes], addr: Any) -> None:
+        udp = self._udp
+        if udp is None or udp.is_closing():
+            return
+        send_many = getattr(udp, "send_many", None)
+        if send_many is not None:
+            send_many(datagrams)
+        else:
+            for data in datagrams:
+                udp.sendto(data)
 
     def connection_id_issued(self, connection: QuicConnection, cid: bytes) -> None:
         pass

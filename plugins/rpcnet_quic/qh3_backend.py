@@ -20,6 +20,10 @@ on it unchanged; this module adapts what differs (see docs/transport.md,
   (``rpcnet_quic.tls``), so the errors are the same on both backends. No
   session ticket is ever issued or accepted, so no handshake skips the
   client certificate.
+- **Datagram size.** Path MTU probing is off: qh3's probe grows a
+  client's datagrams past ``max_datagram_size``. Neither side announces a
+  ``max_udp_payload_size`` (qh3 clients say 1472), so each side sends up
+  to its own ``max_datagram_size``, as on aioquic.
 - **Receive credit.** qh3's core raises receive windows by itself as data is
   delivered; there is nothing to call. ``controls_receive_credit`` is False,
   and the driver bounds what paused streams hold by holding the
@@ -98,8 +102,10 @@ class Qh3Backend(AioquicBackend):
             max_data=options.connection_window,
             max_stream_data=options.stream_window,
             max_datagram_size=options.max_datagram_size,
-            # Probing a larger path MTU only makes sense above the floor.
-            probe_datagram_size=options.max_datagram_size > 1200,
+            # qh3's path MTU probing (clients only) grows datagrams past
+            # max_datagram_size (1456 bytes with a setting of 1280 or 1452):
+            # off, so the option bounds every datagram, as on aioquic.
+            probe_datagram_size=False,
             connection_id_length=CID_LENGTH,
         )
 
@@ -174,6 +180,11 @@ class Qh3Backend(AioquicBackend):
         # sent and not yet acknowledged; the congestion window bounds those.
         return quic.get_send_buffer_size(stream_id)
 
+    def receive_datagrams(self, quic: Any, datagrams: list[bytes], addr: Any, now: float) -> None:
+        # One call into the native core for the lot (after the handshake;
+        # before it qh3 takes them one by one itself).
+        quic.receive_many_datagrams(datagrams, addr, now)
+
     def grant_stream_credit(self, quic: Any, stream_id: int, limit: int) -> None:
         pass  # the native core grants receive credit by itself
 
@@ -227,6 +238,9 @@ def _make_qh3_connection_class() -> type:
             parameters = pull_quic_transport_parameters(Buffer(data=data))
             parameters.initial_max_streams_bidi = self._rpcnet_streams_bidi
             parameters.initial_max_streams_uni = 0
+            # qh3 clients announce 1472, which would cap a server's datagrams
+            # below its max_datagram_size; the UDP socket reads any size.
+            parameters.max_udp_payload_size = None
             buf = Buffer(capacity=len(data) + 64)
             push_quic_transport_parameters(buf, parameters)
             return buf.data

@@ -17,16 +17,30 @@ Sending writes straight to the socket; when the kernel buffer is full the
 datagram waits in a bounded queue, and beyond that it is dropped like any
 datagram a network loses (QUIC retransmits what mattered).
 
+On Linux the socket uses UDP segmentation offload where the kernel has it:
+:meth:`UdpSocket.send_many` hands a run of equal-size datagrams (the last
+may be shorter) to the kernel in one ``sendmsg`` with ``UDP_SEGMENT``
+(GSO), and reads ask for ``UDP_GRO``, so the kernel may deliver several
+datagrams of one sender as one buffer, split here at the segment size it
+reports. Either is switched off when ``setsockopt`` refuses it, and GSO
+also when a send with it fails as unsupported (the datagrams then go one
+by one), so elsewhere nothing changes.
+
 The protocol object gets the same callbacks as an asyncio
 ``DatagramProtocol``: ``connection_made``, ``datagram_received``,
-``error_received`` and ``connection_lost``.
+``error_received`` and ``connection_lost``; one that also has
+``datagrams_received(datagrams, addr)`` gets the datagrams of one GRO
+buffer in one call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import socket
+import struct
+import sys
 from typing import Any
 
 __all__ = ["UdpSocket", "bind_udp_socket", "connect_udp_socket"]
@@ -38,13 +52,71 @@ SEND_QUEUE_LIMIT = 1024
 #: Seconds ``close()`` keeps trying to send what is queued (a CONNECTION_CLOSE).
 CLOSE_FLUSH_TIMEOUT = 1.0
 
+_SOL_UDP = getattr(socket, "SOL_UDP", 17)
+#: Linux socket options (include/uapi/linux/udp.h), absent from Python's socket module before 3.12.
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
+UDP_GRO = getattr(socket, "UDP_GRO", 104)
+#: Segments one GSO send may carry (the kernel's UDP_MAX_SEGMENTS).
+GSO_MAX_SEGMENTS = 64
+#: Bytes one GSO send may carry: a UDP payload, with room for the headers.
+GSO_MAX_BYTES = 65000
+#: Errors that mean the path cannot segment (a device without checksum offload, say).
+_GSO_UNSUPPORTED = frozenset(
+    code for code in (errno.EIO, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOPROTOOPT, getattr(errno, "ENOTSUP", None))
+    if code is not None
+)
+_SEGMENT_SIZE = struct.Struct("=H")
+_GRO_SIZE = struct.Struct("@i")
+_ANCILLARY_SPACE = socket.CMSG_SPACE(_GRO_SIZE.size) if hasattr(socket, "CMSG_SPACE") else 0
+_LINUX = sys.platform.startswith("linux")
+
+
+def enable_gro(sock: socket.socket) -> bool:
+    """Ask the kernel to coalesce received datagrams (Linux 5.0+); False when it will not."""
+    if not _LINUX or not _ANCILLARY_SPACE:
+        return False
+    try:
+        sock.setsockopt(_SOL_UDP, UDP_GRO, 1)
+        return sock.getsockopt(_SOL_UDP, UDP_GRO) == 1
+    except OSError:
+        return False
+
+
+def supports_gso(sock: socket.socket) -> bool:
+    """True when the kernel segments UDP sends (Linux 4.18+). Only a
+    per-send control message asks for it; the socket-wide value stays 0."""
+    if not _LINUX or not hasattr(sock, "sendmsg"):
+        return False
+    try:
+        sock.setsockopt(_SOL_UDP, UDP_SEGMENT, 1200)
+    except OSError:
+        return False
+    try:
+        sock.setsockopt(_SOL_UDP, UDP_SEGMENT, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _gro_segment_size(ancillary: list[tuple[int, int, bytes]]) -> int:
+    for level, kind, data in ancillary:
+        if level == _SOL_UDP and kind == UDP_GRO and len(data) >= _GRO_SIZE.size:
+            return _GRO_SIZE.unpack_from(data)[0]
+    return 0
+
 
 class UdpSocket:
     """A non-blocking UDP socket registered with the event loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: Any, read_batch: int) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: Any, read_batch: int, offload: bool = True
+    ) -> None:
         self._loop = loop
         self._read_batch = read_batch
+        #: Segmentation offload in use, each way (see the module's docstring).
+        self.gro = offload and enable_gro(sock)
+        self.gso = offload and supports_gso(sock)
+        self._batch_received = getattr(protocol, "datagrams_received", None)
         self._sock = sock
         self._fd = sock.fileno()
         self._protocol = protocol
@@ -98,6 +170,48 @@ class UdpSocket:
         except OSError as exc:
             self._protocol.error_received(exc)
 
+    def send_many(self, datagrams: list[bytes], addr: Any = None) -> None:
+        """Send several datagrams to one address: each run of equal-size
+        datagrams (and a shorter one closing it) in one GSO ``sendmsg``
+        where the kernel segments, else one by one."""
+        count = len(datagrams)
+        if not self.gso or count == 1 or self._queue:
+            for data in datagrams:
+                self.sendto(data, addr)
+            return
+        if self._closing:
+            return
+        sendmsg = self._sock.sendmsg
+        target = () if self._connected else (0, addr)
+        start = 0
+        while start < count:
+            size = len(datagrams[start])
+            limit = min(count, start + min(GSO_MAX_SEGMENTS, max(1, GSO_MAX_BYTES // max(size, 1))))
+            end = start + 1
+            while end < limit and len(datagrams[end]) == size:
+                end += 1
+            if end < limit and len(datagrams[end]) < size:
+                end += 1  # a shorter datagram may end a run
+            if end - start == 1:
+                self.sendto(datagrams[start], addr)
+                start = end
+                continue
+            try:
+                sendmsg(datagrams[start:end], [(_SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(size))], *target)
+            except (BlockingIOError, InterruptedError):
+                for data in datagrams[start:]:
+                    self._enqueue(data, addr)
+                self._loop.add_writer(self._fd, self._write_ready)
+                return
+            except OSError as exc:
+                if exc.errno in _GSO_UNSUPPORTED:
+                    self.gso = False
+                    for data in datagrams[start:]:
+                        self.sendto(data, addr)
+                    return
+                self._protocol.error_received(exc)
+            start = end
+
     def close(self) -> None:
         """Stop reading and accepting datagrams to send. What is already
         queued (a CONNECTION_CLOSE, say) still goes out, for at most
@@ -142,6 +256,9 @@ class UdpSocket:
         self._queue.append((data, addr))
 
     def _read_ready(self) -> None:
+        if self.gro:
+            self._read_coalesced()
+            return
         recvfrom = self._sock.recvfrom
         for _ in range(self._read_batch):
             if self._closing:
@@ -155,6 +272,32 @@ class UdpSocket:
                 self._protocol.error_received(exc)
                 return
             self._protocol.datagram_received(data, addr)
+
+    def _read_coalesced(self) -> None:
+        recvmsg = self._sock.recvmsg
+        protocol = self._protocol
+        for _ in range(self._read_batch):
+            if self._closing:
+                return
+            try:
+                data, ancillary, _, addr = recvmsg(MAX_DATAGRAM, _ANCILLARY_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                protocol.error_received(exc)
+                return
+            size = _gro_segment_size(ancillary) if ancillary else 0
+            if size <= 0 or len(data) <= size:
+                protocol.datagram_received(data, addr)
+                continue
+            segments = [data[offset : offset + size] for offset in range(0, len(data), size)]
+            if self._batch_received is not None:
+                self._batch_received(segments, addr)
+                continue
+            for segment in segments:
+                if self._closing:
+                    return
+                protocol.datagram_received(segment, addr)
 
     def _write_ready(self) -> None:
         queue = self._queue

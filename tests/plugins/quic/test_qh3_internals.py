@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from importlib.metadata import version
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ from rpcnet_quic.qh3_backend import QH3_TESTED_VERSIONS  # noqa: E402
 
 from rpcnet.rpc.protocol import ALPN  # noqa: E402
 
-from .helpers import DEADLINE, until  # noqa: E402
+from .helpers import DEADLINE, Echo, Recorder, until  # noqa: E402
 
 
 def test_the_installed_qh3_is_a_tested_release() -> None:
@@ -98,3 +99,34 @@ async def test_a_missing_qh3_is_a_clear_configuration_error(monkeypatch) -> None
     monkeypatch.setitem(sys.modules, "qh3.quic", None)
     with pytest.raises(ConfigError, match=r"pip install \"rpcnet\[qh3\]\""):
         await QuicTransport(QuicOptions(backend="qh3")).connect(("127.0.0.1", 1), alpn=ALPN)
+
+
+@pytest.mark.parametrize("size", [1280, 1452])
+async def test_no_datagram_exceeds_max_datagram_size(start_server, connect, certs, monkeypatch, size: int) -> None:
+    # qh3's path MTU probing grew a client's datagrams to 1456 bytes whatever
+    # the setting; the backend turns it off.
+    from rpcnet_quic import udp
+
+    sent: list[int] = []
+    sendto, send_many = udp.UdpSocket.sendto, udp.UdpSocket.send_many
+
+    def record_one(self: Any, data: bytes, addr: Any = None) -> None:
+        sent.append(len(data))
+        sendto(self, data, addr)
+
+    def record_many(self: Any, datagrams: list[bytes], addr: Any = None) -> None:
+        sent.extend(len(d) for d in datagrams)
+        send_many(self, datagrams, addr)
+
+    monkeypatch.setattr(udp.UdpSocket, "sendto", record_one)
+    monkeypatch.setattr(udp.UdpSocket, "send_many", record_many)
+    server = await start_server(handler=Echo, backend="qh3", max_datagram_size=size)
+    connection = await connect(server, backend="qh3", max_datagram_size=size)
+    body = bytes(range(256)) * 1024
+    for _ in range(3):
+        handler = Recorder()
+        stream = await connection.open_stream(handler)
+        stream.send(body, end_stream=True)
+        assert await asyncio.wait_for(handler.finished, DEADLINE) == body
+    assert max(sent) <= size
+    assert max(sent) > size - 64  # and bulk fills them

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 from typing import Any
 
 import pytest
-from rpcnet_quic.udp import SEND_QUEUE_LIMIT, UdpSocket, bind_udp_socket, connect_udp_socket
+from rpcnet_quic.udp import SEND_QUEUE_LIMIT, UdpSocket, bind_udp_socket, connect_udp_socket, enable_gro, supports_gso
 
 from .helpers import DEADLINE, until
 
@@ -238,3 +239,105 @@ async def test_binding_a_taken_port_raises_oserror() -> None:
             await bind_udp_socket(Recording(), "127.0.0.1", taken.getsockname()[1])
     finally:
         taken.close()
+
+
+# -- segmentation offload (GSO on send, GRO on receive) ----------------------------
+
+#: Runs of equal sizes, shorter datagrams closing or breaking them, and one alone.
+_MIXED = [bytes([i]) * size for i, size in enumerate([1200] * 5 + [700] + [1200] * 3 + [50, 1200, 900, 900])]
+
+
+class Batches(Recording):
+    """Also takes the datagrams of one GRO buffer in one call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def datagrams_received(self, datagrams: list[bytes], addr: Any) -> None:
+        self.batches.append(len(datagrams))
+        for data in datagrams:
+            self.datagram_received(data, addr)
+
+
+@pytest.mark.parametrize("offload", [True, False], ids=["offload", "plain"])
+@pytest.mark.parametrize("connected", [True, False], ids=["connected", "unconnected"])
+async def test_send_many_delivers_every_datagram_whole_and_in_order(offload: bool, connected: bool) -> None:
+    loop = asyncio.get_running_loop()
+    receiver = Batches()
+    listening = await bind_udp_socket(receiver, "127.0.0.1", 0, read_batch=64)
+    address = listening.get_extra_info("sockname")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    if connected:
+        sock.connect(address)
+    sender = UdpSocket(loop, sock, Recording(), 1, offload=offload)
+    try:
+        assert not offload or sender.gso == supports_gso(sock)
+        sender.send_many(_MIXED, None if connected else address)
+        await until(lambda: len(receiver.received) >= len(_MIXED), timeout=DEADLINE)
+        assert [data for data, _ in receiver.received] == _MIXED
+        assert sender._protocol.errors == []
+        if offload and sender.gso and listening.gro:
+            # The kernel handed a GSO run over as one buffer, split here.
+            assert receiver.batches and max(receiver.batches) > 1
+    finally:
+        sender.close()
+        listening.close()
+
+
+class _NoGsoSocket(socket.socket):
+    """A socket on a path that cannot segment: every sendmsg fails with EIO."""
+
+    def sendmsg(self, *args: Any) -> int:  # type: ignore[override]
+        raise OSError(errno.EIO, "Input/output error")
+
+
+async def test_a_path_that_cannot_segment_falls_back_to_one_send_per_datagram() -> None:
+    receiver = Recording()
+    listening = await bind_udp_socket(receiver, "127.0.0.1", 0)
+    sock = _NoGsoSocket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sock.connect(listening.get_extra_info("sockname"))
+    sender = UdpSocket(asyncio.get_running_loop(), sock, Recording(), 1)
+    try:
+        if not sender.gso:
+            pytest.skip("this kernel has no UDP GSO")
+        sender.send_many(_MIXED)
+        assert sender.gso is False
+        await until(lambda: len(receiver.received) >= len(_MIXED), timeout=DEADLINE)
+        assert [data for data, _ in receiver.received] == _MIXED
+        assert sender._protocol.errors == []
+    finally:
+        sender.close()
+        listening.close()
+
+
+class _NoOffloadSocket(socket.socket):
+    """A kernel without UDP_SEGMENT and UDP_GRO."""
+
+    def setsockopt(self, level: int, option: int, *args: Any) -> None:  # type: ignore[override]
+        if level == socket.IPPROTO_UDP:
+            raise OSError(errno.ENOPROTOOPT, "Protocol not available")
+        super().setsockopt(level, option, *args)
+
+
+async def test_without_offload_in_the_kernel_the_socket_reads_and_sends_plainly() -> None:
+    sock = _NoOffloadSocket(socket.AF_INET, socket.SOCK_DGRAM)
+    assert enable_gro(sock) is False and supports_gso(sock) is False
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    protocol = Recording()
+    udp = UdpSocket(asyncio.get_running_loop(), sock, protocol, 8)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert (udp.gro, udp.gso) == (False, False)
+        peer.bind(("127.0.0.1", 0))
+        peer.sendto(b"x" * 1200, sock.getsockname())
+        await until(lambda: len(protocol.received) == 1, timeout=DEADLINE)
+        udp.send_many([b"a" * 100, b"b" * 100], peer.getsockname())
+        peer.settimeout(DEADLINE)
+        assert [peer.recv(200), peer.recv(200)] == [b"a" * 100, b"b" * 100]
+    finally:
+        peer.close()
+        udp.close()
