@@ -6,11 +6,15 @@ from ``options={"<strategy-name>": {...}}``, validated by the strategy's
 file (:meth:`ConfigBase.from_toml`) and ``RPCNET_*`` environment variables
 (:meth:`ConfigBase.from_env`); :func:`load_config` layers the three.
 
-Environment variables: ``RPCNET_<FIELD>`` sets a field (``RPCNET_TRANSPORT=memory``);
-``__`` descends into a table (``RPCNET_TLS__CA_FILE=ca.pem``,
-``RPCNET_OPTIONS__PHI_ACCRUAL__THRESHOLD=10``; underscores in a strategy name
-become dashes). Values are parsed as JSON when they parse (``10``, ``true``,
-``[1, 2]``) and taken as strings otherwise.
+Environment variables follow the file's tables: ``RPCNET_<TABLE>__<FIELD>``
+sets a field (``RPCNET_RPC__TRANSPORT=memory``); each further ``__`` descends
+into a table (``RPCNET_RPC__TLS__CA_FILE=ca.pem``,
+``RPCNET_CLUSTER__OPTIONS__PHI_ACCRUAL__THRESHOLD=10``; underscores in a
+strategy name become dashes). Values are parsed as JSON when they parse
+(``10``, ``true``, ``[1, 2]``) and taken as strings otherwise. The names
+without the table (``RPCNET_TRANSPORT``) still work until 0.3, with a
+``DeprecationWarning``. A few variables are not configuration and keep their
+names (:data:`ENV_NOT_CONFIGURATION`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -41,11 +46,31 @@ __all__ = [
     "load_config",
     "positive",
     "non_negative",
+    "FILE_TABLES",
+    "ENV_PREFIX",
+    "ENV_NOT_CONFIGURATION",
+    "env_value",
 ]
 
 C = TypeVar("C", bound="ConfigBase")
 
 ENV_PREFIX = "RPCNET_"
+
+#: The tables of a node's configuration file (see ``rpcnet.cluster.settings``).
+#: A config class whose table is absent from a file that has any of these
+#: reads nothing from it, rather than mistaking the other tables for settings.
+FILE_TABLES = ("node", "rpc", "cluster", "workers")
+
+#: ``RPCNET_*`` variables that are not configuration: they keep their names,
+#: and a node's strict loader does not mistake them for misspelled settings.
+ENV_NOT_CONFIGURATION: Mapping[str, str] = MappingProxyType({
+    "RPCNET_DISABLED_PLUGINS": "plugins never loaded, by entry-point or distribution name (comma-separated); "
+    "read by every plugin host, also `disabled_plugins` of [rpc]",
+    "RPCNET_DISABLE_PLUGIN_AUTOLOAD": "`1`: load only the builtins and the plugins bundled with rpcnet",
+    "RPCNET_GOSSIP_KEY": "base64 gossip key(s) of `rpcnet node`, comma-separated, primary first "
+    "(prefer `--key-file` or `[cluster] keyring_file`)",
+    "RPCNET_CERTS": "certificate directory (`rpcnet certs DIR`) of `rpcnet node --certs` and the demo programs",
+})
 
 
 def positive(instance: Any, attribute: attrs.Attribute, value: float | int | None) -> None:
@@ -150,37 +175,55 @@ class ConfigBase:
             raise ConfigError(f"config file {str(path)!r} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
-        if cls.toml_table and isinstance(data.get(cls.toml_table), dict):
-            data = data[cls.toml_table]
+        if cls.toml_table:
+            if isinstance(data.get(cls.toml_table), dict):
+                return data[cls.toml_table]
+            if any(isinstance(data.get(table), dict) for table in FILE_TABLES):
+                return {}  # a node's file without this class's table: nothing for it
         return data
 
     @classmethod
     def env_mapping(cls, environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX) -> dict[str, Any]:
-        """The settings found in ``RPCNET_*`` variables, as a nested mapping."""
+        """The settings found in ``RPCNET_*`` variables, as a nested mapping.
+
+        ``RPCNET_<TABLE>__<FIELD>`` (``RPCNET_RPC__TRANSPORT``) is the name; a
+        field of this class under its table that does not exist is an error.
+        ``RPCNET_<FIELD>`` (the name before 0.2) still works, with a
+        ``DeprecationWarning``; the table's name wins when both are set.
+        """
         environ = os.environ if environ is None else environ
         fields = {f.name for f in attrs.fields(cls)}  # type: ignore[arg-type]
-        result: dict[str, Any] = {}
-        for key, raw in environ.items():
+        table = cls.toml_table.upper()
+        old: list[tuple[str, list[str], str]] = []
+        new: list[tuple[str, list[str], str]] = []
+        for key, raw in sorted(environ.items()):
             if not key.startswith(prefix):
                 continue
             parts = key[len(prefix):].split("__")
-            top = parts[0].lower()
-            if top not in fields:
-                continue  # belongs to another config class or to the plugin manager
-            value = _parse_env_value(raw)
-            if len(parts) == 1:
-                result[top] = value
-                continue
-            target = result.setdefault(top, {})
-            if not isinstance(target, dict):
-                raise ConfigError(f"{key}: {prefix}{top.upper()} is set both as a value and as a table")
-            for index, part in enumerate(parts[1:-1], start=1):
-                name = part.lower().replace("_", "-") if top == "options" and index == 1 else part.lower()
-                target = target.setdefault(name, {})
-            last = parts[-1].lower()
-            if top == "options" and len(parts) == 2:
-                last = last.replace("_", "-")
-            target[last] = value
+            if table and parts[0] == table and len(parts) > 1:
+                name = parts[1].lower()
+                if name not in fields:
+                    close = difflib.get_close_matches(name, sorted(fields), n=1)
+                    hint = f" (did you mean {prefix}{table}__{close[0].upper()}?)" if close else ""
+                    raise ConfigError(
+                        f"environment variable {key}: [{cls.toml_table}] has no setting {name!r}{hint}; "
+                        f"valid settings: {', '.join(sorted(fields))}"
+                    )
+                new.append((key, parts[1:], raw))
+            elif parts[0].lower() in fields:
+                old.append((key, parts, raw))
+        result: dict[str, Any] = {}
+        for key, parts, raw in old:
+            if table and key not in ENV_NOT_CONFIGURATION:
+                warnings.warn(
+                    f"environment variable {key} is deprecated (removed in 0.3): "
+                    f"use {prefix}{table}__{key[len(prefix):]}",
+                    DeprecationWarning,
+                    stacklevel=3,
+                )
+            _put_env(result, parts, raw, key, prefix)
+        for key, parts, raw in new:
+            _put_env(result, parts, raw, key, prefix)
         return result
 
     @classmethod
@@ -191,11 +234,42 @@ class ConfigBase:
         return attrs.evolve(self, **changes)  # type: ignore[misc]
 
 
-def _parse_env_value(raw: str) -> Any:
+def env_value(raw: str) -> Any:
+    """An environment variable's value: JSON when it parses (``10``, ``true``, ``[1, 2]``), else the text."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return raw
+
+
+def env_path(parts: list[str]) -> list[str]:
+    """Keys of a variable's ``__``-separated parts: lower case, and a strategy name under
+    ``options`` with dashes (``OPTIONS__PHI_ACCRUAL`` -> ``options``, ``phi-accrual``)."""
+    keys = [part.lower() for part in parts]
+    for index in range(1, len(keys)):
+        if keys[index - 1] == "options":
+            keys[index] = keys[index].replace("_", "-")
+            break
+    return keys
+
+
+def _put_env(result: dict[str, Any], parts: list[str], raw: str, key: str, prefix: str) -> None:
+    keys = env_path(parts)
+    value = env_value(raw)
+    head = key[: len(key) - len("__".join(parts))]  # the prefix, and the table if the name has one
+    target = result
+    for index, name in enumerate(keys[:-1]):
+        inner = target.setdefault(name, {})
+        if not isinstance(inner, dict):
+            raise ConfigError(f"{key}: {head}{'__'.join(parts[: index + 1])} is set both as a value and as a table")
+        target = inner
+    last = keys[-1]
+    if isinstance(target.get(last), dict) and isinstance(value, Mapping):
+        target[last] = _merge(target[last], value)
+    elif isinstance(target.get(last), dict):
+        raise ConfigError(f"{key}: {key} is set both as a value and as a table")
+    else:
+        target[last] = value
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -258,10 +332,15 @@ class TlsConfig(ConfigBase):
     ``cert_file``/``key_file`` when given.
     """
 
+    #: PEM file of the CA(s) that peers' certificates must chain to.
     ca_file: str | None = attrs.field(default=None, converter=optional(_path))
+    #: PEM certificate (chain) this side presents.
     cert_file: str | None = attrs.field(default=None, converter=optional(_path))
+    #: PEM private key of cert_file.
     key_file: str | None = attrs.field(default=None, converter=optional(_path))
+    #: Name a client expects in the server's certificate (default: the host it dials).
     server_name: str | None = attrs.field(default=None, converter=optional(_to_str))
+    #: A server accepts only clients whose certificate chains to ca_file (mutual TLS).
     require_client_cert: bool = attrs.field(default=False, converter=to_bool)
 
 
@@ -279,9 +358,13 @@ class RpcConfig(ConfigBase):
 
     toml_table: ClassVar[str] = "rpc"
 
+    #: Transport strategy (quic, memory, or a plugin's); its options in [rpc.options.<name>].
     transport: str = attrs.field(default="quic", converter=_to_str)
+    #: Serializer strategy (msgpack, json, or a plugin's); its options in [rpc.options.<name>].
     serializer: str = attrs.field(default="msgpack", converter=_to_str)
+    #: Per-strategy options of the transport and serializer, e.g. [rpc.options.quic] idle_timeout = 30.
     options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, converter=to_options)
+    #: TLS material ([rpc.tls]); the quic transport needs it.
     tls: TlsConfig | None = attrs.field(default=None, converter=to_tls)
     #: Largest frame payload accepted or sent, checked before allocating.
     max_message_size: int = attrs.field(default=4 * 1024 * 1024, converter=int, validator=positive)

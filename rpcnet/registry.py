@@ -81,10 +81,12 @@ class UnknownStrategyError(KeyError):
         else:
             lines.append(f"No {kind} strategy is installed.")
         for plugin in broken:
+            error = plugin.error.rstrip()
             lines.append(
                 f"Plugin {plugin.name!r}"
                 + (f" (distribution {plugin.distribution} {plugin.version})" if plugin.distribution else "")
-                + f" failed to load and may provide it: {plugin.error}"
+                + f" failed to load and may provide it: {error}"
+                + ("" if error.endswith((".", "!", "?")) else ".")  # each its own sentence
             )
         super().__init__(" ".join(lines))
 

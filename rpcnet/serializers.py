@@ -23,6 +23,7 @@ DEFAULT_MAX_SIZE = 4 * 1024 * 1024
 
 @attrs.frozen(kw_only=True)
 class SerializerOptions:
+    #: Largest encoded value accepted or produced, bytes (both ways).
     max_size: int = attrs.field(default=DEFAULT_MAX_SIZE, converter=int, validator=positive)
 
 

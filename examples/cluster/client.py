@@ -18,12 +18,11 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from inference import Inference, Prompt  # noqa: E402
-from node_config import (  # noqa: E402
+from rpcnet.cluster import ClusterClient
+from rpcnet.cluster.workers import NoWorkerError, WorkerAdded, WorkerRegistry
+from rpcnet.demo.inference import Inference, Prompt
+from rpcnet.demo.node import (
     add_common_arguments,
     leave_and_stop,
     make_logger,
@@ -33,10 +32,8 @@ from node_config import (  # noqa: E402
     start_node,
     stop_on_signals,
 )
-
-from rpcnet.cluster import ClusterClient  # noqa: E402
-from rpcnet.cluster.workers import NoWorkerError, WorkerAdded, WorkerRegistry  # noqa: E402
-from rpcnet.errors import RpcError  # noqa: E402
+from rpcnet.errors import RpcError
+from rpcnet.registry import UnknownStrategyError
 
 DEFAULT_PROMPTS = ("explain gossip", "why quic", "what is a phi detector", "route by tags")
 
@@ -113,18 +110,23 @@ async def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     require_security(args, parser)
     log = make_logger("client", args.json)
-    stop = stop_on_signals()
     server = make_server(args.certs)
+    try:
+        server.plugins.strategy("load-balancer", args.strategy)  # before joining: a typo is one line, not a member left behind
+    except UnknownStrategyError as exc:
+        parser.error(f"--strategy: {exc}")
+    stop = stop_on_signals()
     cluster = await start_node(server, listen=args.listen, args=args, tags={"role": "client"}, seeds=[args.director])
     filter = "role=worker" + (f",label={args.label}" if args.label else "")
-    registry = WorkerRegistry(cluster, strategy=args.strategy, filter=filter, plugins=server.plugins)
-    clients = ClusterClient(registry, outgoing_config(args.certs), cluster=cluster, plugins=server.plugins)
-    # Typed calls to workers matching the filter; the definition marks generate and infer idempotent.
-    inference = Inference.client(clients, filter=filter)
     prompts = itertools.cycle(args.prompt or DEFAULT_PROMPTS)
     served: dict[str, int] = {}
     failures = 0
+    registry = clients = None
     try:
+        registry = WorkerRegistry(cluster, strategy=args.strategy, filter=filter, plugins=server.plugins)
+        clients = ClusterClient(registry, outgoing_config(args.certs), cluster=cluster, plugins=server.plugins)
+        # Typed calls to workers matching the filter; the definition marks generate and infer idempotent.
+        inference = Inference.client(clients, filter=filter)
         await registry.start()
         await clients.start()
         if not registry.workers() and not await wait_for_worker(registry, args.timeout):
@@ -153,10 +155,12 @@ async def main(argv: list[str] | None = None) -> int:
             served[worker] = served.get(worker, 0) + 1
             log(f"{tokens} tokens from {worker} in {time.monotonic() - started:.2f} s")
     finally:
-        log(f"done: {sum(served.values())} prompt(s) answered, {failures} failed; per worker {served}; "
-            f"retries {clients.stats.retries}, ejections {clients.stats.ejections}")
-        await clients.close()
-        await registry.close()
+        if clients is not None:
+            log(f"done: {sum(served.values())} prompt(s) answered, {failures} failed; per worker {served}; "
+                f"retries {clients.stats.retries}, ejections {clients.stats.ejections}")
+            await clients.close()
+        if registry is not None:
+            await registry.close()
         await leave_and_stop(server, cluster)
     return 1 if failures else 0
 

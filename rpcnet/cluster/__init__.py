@@ -7,6 +7,7 @@ from .config import ClusterConfig
 from .gossip import GossipEndpoint, GossipStats
 from .keyring import Keyring
 from .node import Cluster, Subscription, enable_cluster
+from .settings import NodeConfig, ServiceConfig, WorkersConfig, load_node_config
 
 __all__ = [
     "Cluster",
@@ -16,4 +17,9 @@ __all__ = [
     "ConnectionPool",
     "RetryPolicy",
     "RetryBudget",
-    "WorkerResult", "Subscription", "GossipEndpoint", "GossipStats", "Keyring"]
+    "WorkerResult", "Subscription", "GossipEndpoint", "GossipStats", "Keyring",
+    "NodeConfig",
+    "ServiceConfig",
+    "WorkersConfig",
+    "load_node_config",
+]

@@ -81,11 +81,13 @@ class ClusterConfig(ConfigBase):
     gossip_advertise: Address | None = attrs.field(default=None, converter=optional(_to_address))
     #: RPC address peers use for syncs; defaults to the server's bound address.
     rpc_advertise: Address | None = attrs.field(default=None, converter=optional(_to_address))
-    #: Read-only (``MappingProxyType``); change with ``config.evolve(tags={...})``.
+    #: Tags this node advertises (key = value, or "k=v,k2=v2"); read-only, change with ``config.evolve(tags={...})``.
     tags: Mapping[str, str] = attrs.field(factory=dict, converter=_to_tags, hash=False)
     #: RPC addresses ("host:port") of existing members.
     seeds: tuple[str, ...] = attrs.field(default=(), converter=to_names)
+    #: Membership strategy (swim, or a plugin's); its options in [cluster.options.<name>].
     membership: str = "swim"
+    #: Failure-detector strategy the membership uses; its options in [cluster.options.<name>].
     failure_detector: str = "phi-accrual"
     #: Deprecated until 0.3: set ``options["swim"]["preset"]`` (``[cluster.options.swim] preset``).
     preset: str | None = None
@@ -96,7 +98,9 @@ class ClusterConfig(ConfigBase):
     options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, converter=_to_frozen_options, hash=False)
     #: Health checks run periodically; their aggregate travels as a tag.
     health_checks: tuple[str, ...] = attrs.field(default=(), converter=to_names)
+    #: Seconds between rounds of health checks.
     health_interval: float = attrs.field(default=5.0, converter=float, validator=positive)
+    #: Seconds one health check may take; a slower one counts as unhealthy.
     health_timeout: float = attrs.field(default=2.0, converter=float, validator=positive)
     #: Gossip encryption keys (base64 AES keys of 16, 24 or 32 bytes); the first is primary.
     gossip_keys: tuple[str, ...] = attrs.field(default=(), converter=to_names)

@@ -40,7 +40,7 @@ def _decode_key(key: KeyLike) -> bytes:
         except (binascii.Error, ValueError):
             raise ConfigError(
                 "gossip key is not valid base64; expected the base64 form of a 16, 24 or 32 byte key, "
-                "such as one made by Keyring.generate()"
+                "such as one made by `rpcnet keygen`"
             ) from None
     elif isinstance(key, bytes | bytearray | memoryview):
         raw = bytes(key)
@@ -49,7 +49,7 @@ def _decode_key(key: KeyLike) -> bytes:
     if len(raw) not in KEY_SIZES:
         raise ConfigError(
             f"gossip key is {len(raw)} bytes; AES-GCM needs 16, 24 or 32 bytes "
-            "(AES-128/192/256). Make one with Keyring.generate()."
+            "(AES-128/192/256). Make one with `rpcnet keygen`."
         )
     return raw
 
@@ -95,14 +95,24 @@ class Keyring:
     def from_file(cls, path: str | os.PathLike[str]) -> Keyring:
         """Load a key file: a JSON list of base64 strings, primary first.
 
-        This is the file :meth:`save` writes, and the keyring file format
-        Serf and Consul use.
+        This is the file :meth:`save` writes (and ``rpcnet keygen --out``),
+        and the keyring file format Serf and Consul use. A file that is not
+        a JSON list may hold one base64 key per line instead, primary first
+        (blank lines and ``#`` comments are skipped).
         """
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read gossip key file {path}: {exc.strerror or exc}") from exc
+        if not text.lstrip().startswith(("[", "{", '"')):
+            lines = [line.strip() for line in text.splitlines()]
+            try:
+                return cls([line for line in lines if line and not line.startswith("#")])
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"gossip key file {path} is neither a JSON list of base64 keys nor one base64 key per line: {exc}"
+                ) from None
         try:
             keys = json.loads(text)
         except ValueError as exc:

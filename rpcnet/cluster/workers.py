@@ -469,6 +469,29 @@ class WorkerRegistry:
         # Build the default route now: an unknown strategy fails here, not on the first call.
         self._route(self.filter)
 
+    @classmethod
+    def from_config(
+        cls,
+        source: MemberSource | None,
+        config: Any,
+        *,
+        plugins: PluginHost | None = None,
+        rng: random.Random | None = None,
+        **kwargs: Any,
+    ) -> WorkerRegistry:
+        """A registry as ``[workers]`` says (:class:`rpcnet.cluster.settings.WorkersConfig`):
+        its load balancer by name with its options, its tag filter and error window."""
+        return cls(
+            source,
+            strategy=config.load_balancer,
+            options=config.options.get(config.load_balancer),
+            filter=config.filter,
+            error_window=config.error_window,
+            plugins=plugins,
+            rng=rng,
+            **kwargs,
+        )
+
     # -- queries ------------------------------------------------------------
 
     def select_worker(

@@ -8,6 +8,9 @@
   host, so a third-party failure detector or membership protocol is tested
   exactly as it would be selected in configuration.
 - :func:`wait_until`: wait for a condition with a deadline (real-network tests).
+- :mod:`rpcnet.testing.strategies`: :func:`run_health_check`,
+  :class:`LocalCluster` and :func:`exercise_balancer`, to test a health
+  check or a load balancer against its contract and a small cluster.
 """
 
 from __future__ import annotations
@@ -18,6 +21,15 @@ from typing import Any
 from ..membership import build_core
 from ..plugins import PluginHost, make_plugin_manager
 from .simulator import DEFAULT_DATAGRAM_BUDGET, CoreFactory, NodeSpec, NodeStats, SimNode, Simulator
+from .strategies import (
+    BalancerContractError,
+    BalancerTrial,
+    HealthCheckContractError,
+    LocalCluster,
+    SimulatedWorker,
+    exercise_balancer,
+    run_health_check,
+)
 from .waiting import wait_until
 
 __all__ = [
@@ -29,6 +41,13 @@ __all__ = [
     "DEFAULT_DATAGRAM_BUDGET",
     "membership_factory",
     "wait_until",
+    "run_health_check",
+    "HealthCheckContractError",
+    "LocalCluster",
+    "exercise_balancer",
+    "SimulatedWorker",
+    "BalancerTrial",
+    "BalancerContractError",
 ]
 
 

@@ -23,9 +23,12 @@ __all__ = ["NodeProcess"]
 class NodeProcess:
     """One ``rpcnet node`` process and everything it printed."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None, *, stdin: Any = None) -> None:
         self.args = list(args)
         self.env = env
+        #: What the process reads on stdin: a pipe for commands (the default), or
+        #: anything ``asyncio.create_subprocess_exec`` takes (``subprocess.DEVNULL``, a file).
+        self.stdin = asyncio.subprocess.PIPE if stdin is None else stdin
         self.lines: list[dict[str, Any]] = []
         self.ready: dict[str, Any] | None = None
         #: When the ready line was read (wall clock), the node's "up" moment.
@@ -50,6 +53,8 @@ class NodeProcess:
         extra: Sequence[str] = (),
         timeout: float = 20.0,
         prefix: Sequence[str] = (),
+        stdin: Any = None,
+        env: dict[str, str] | None = None,
     ) -> NodeProcess:
         args = [*prefix, sys.executable, "-m", "rpcnet", "node", "--node-id", node_id, "--listen", listen, "--gossip", gossip]
         if preset is not None:
@@ -60,12 +65,13 @@ class NodeProcess:
             args += ["--tag", f"{k}={v}"]
         if certs:
             args += ["--certs", certs]
+        env = dict(env or {})
         if key:
-            args += ["--key", key]
-        else:
+            env["RPCNET_GOSSIP_KEY"] = key  # not --key: a key in argv is visible to every local user
+        elif "--key-file" not in extra:
             args += ["--insecure-gossip"]
         args += list(extra)
-        node = cls(args)
+        node = cls(args, env, stdin=stdin)
         await node.spawn(timeout)
         return node
 
@@ -74,7 +80,7 @@ class NodeProcess:
         self._changed = asyncio.Event()
         self.process = await asyncio.create_subprocess_exec(
             *self.args,
-            stdin=asyncio.subprocess.PIPE,
+            stdin=self.stdin,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env={**os.environ, **(self.env or {})},
@@ -164,6 +170,19 @@ class NodeProcess:
         await self.command("members")
         line = await self.wait_for(lambda line: "members" in line, timeout, start=start)
         return line["members"]
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the process."""
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    async def exited(self, timeout: float = 10.0) -> int:
+        """Wait (up to ``timeout`` s) for the process to exit and its output to be read; its exit status."""
+        assert self.process is not None
+        code = await asyncio.wait_for(self.process.wait(), timeout)
+        if self._reader is not None:
+            await asyncio.wait_for(asyncio.gather(self._reader, return_exceptions=True), timeout)
+        return code
 
     async def kill(self) -> float:
         """SIGKILL the process; returns the wall-clock time of the kill."""

@@ -49,7 +49,7 @@ def test_toml_and_environment_still_load(tmp_path: Path) -> None:
     path.write_text('[cluster]\ntags = {role = "worker"}\n[cluster.options.swim]\npreset = "local"\n')
     config = ClusterConfig.from_toml(path)
     assert config.tags == {"role": "worker"} and config.options["swim"]["preset"] == "local"
-    env = ClusterConfig.from_env({"RPCNET_TAGS": "role=director,zone=b", "RPCNET_OPTIONS__SWIM__PRESET": "wan"})
+    env = ClusterConfig.from_env({"RPCNET_CLUSTER__TAGS": "role=director,zone=b", "RPCNET_CLUSTER__OPTIONS__SWIM__PRESET": "wan"})
     assert dict(env.tags) == {"role": "director", "zone": "b"} and env.options["swim"]["preset"] == "wan"
 
 

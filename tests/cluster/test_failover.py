@@ -1,6 +1,6 @@
 """Failover with real processes: the example director and workers, this test as the client node.
 
-Every worker is ``examples/cluster/worker.py`` in its own process (mutual TLS,
+Every worker is the demo worker (``python -m rpcnet.demo.worker``) in its own process (mutual TLS,
 encrypted gossip, LAN timings); this process joins as ``role=client`` and
 sends a steady stream of idempotent ``infer`` calls through a ClusterClient.
 Each answer names the worker and its pid. Which worker each attempt is routed

@@ -142,13 +142,14 @@ def test_save_writes_what_from_file_reads_readable_by_owner_only(tmp_path):
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("not json", "is not JSON"),
+        ("not json", "is neither a JSON list of base64 keys nor one base64 key per line: gossip key is not valid base64"),
+        ("{not json", "is not JSON"),
         ('{"key": "abc"}', "must hold a JSON list of base64 strings"),
         ("[1, 2]", "must hold a JSON list of base64 strings"),
         ("[]", "at least one key"),
         (json.dumps([b64(bytes(20))]), "20 bytes"),
     ],
-    ids=["not json", "object", "numbers", "empty list", "bad key"],
+    ids=["not a key", "not json", "object", "numbers", "empty list", "bad key"],
 )
 def test_from_file_errors_name_the_file_and_the_expected_format(tmp_path, content, message):
     path = tmp_path / "keyring.json"
@@ -156,6 +157,13 @@ def test_from_file_errors_name_the_file_and_the_expected_format(tmp_path, conten
     with pytest.raises(ConfigError, match=message) as info:
         Keyring.from_file(path)
     assert str(path) in str(info.value)
+
+
+def test_from_file_reads_one_key_per_line(tmp_path):
+    first, second = Keyring.generate(), Keyring.generate()
+    path = tmp_path / "gossip.key"
+    path.write_text(f"# primary first\n{first}\n\n{second}\n")
+    assert Keyring.from_file(path).to_config() == [first, second]
 
 
 def test_from_file_missing_file(tmp_path):

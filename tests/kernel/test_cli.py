@@ -47,9 +47,14 @@ def test_plugins_json():
 def test_plugins_shows_broken_plugins_with_their_error(fake_dist, only_entry_points):
     only_entry_points(fake_dist("rpcnet-broken", {"broken": "rpcnet_broken_mod"},
                                 {"rpcnet_broken_mod": "import numpyy_not_installed\n"}, version="0.3"))
-    text = run("plugins").output
+    result = run("plugins")
+    assert result.exit_code == 1, "a broken plugin is an error, even though the others are listed"
+    text = result.output
     assert "broken plugins:\n  broken [rpcnet-broken 0.3]: ModuleNotFoundError: No module named 'numpyy_not_installed'" in text
-    payload = json.loads(run("plugins", "--json").output)
+    assert "Error: 1 plugin(s) failed to load; fix or block them (RPCNET_DISABLED_PLUGINS=name)" in text
+    as_json = run("plugins", "--json")
+    assert as_json.exit_code == 1
+    payload = json.loads(as_json.stdout)
     assert {"name": "broken", "distribution": "rpcnet-broken", "version": "0.3",
             "error": "ModuleNotFoundError: No module named 'numpyy_not_installed'"} in payload["broken"]
 

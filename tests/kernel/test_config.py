@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import attrs
 import pytest
 
@@ -127,12 +129,12 @@ def test_toml_errors_name_the_file(tmp_path):
 
 def test_from_env_reads_fields_tables_and_strategy_options():
     config = RpcConfig.from_env({
-        "RPCNET_TRANSPORT": "memory",
-        "RPCNET_MAX_MESSAGE_SIZE": "1024",
-        "RPCNET_TLS__CA_FILE": "/etc/rpcnet/ca.pem",
-        "RPCNET_TLS__REQUIRE_CLIENT_CERT": "true",
-        "RPCNET_OPTIONS__PHI_ACCRUAL__THRESHOLD": "10",
-        "RPCNET_OPTIONS__PHI_ACCRUAL__ACCEPTABLE_PAUSE": "2.5",
+        "RPCNET_RPC__TRANSPORT": "memory",
+        "RPCNET_RPC__MAX_MESSAGE_SIZE": "1024",
+        "RPCNET_RPC__TLS__CA_FILE": "/etc/rpcnet/ca.pem",
+        "RPCNET_RPC__TLS__REQUIRE_CLIENT_CERT": "true",
+        "RPCNET_RPC__OPTIONS__PHI_ACCRUAL__THRESHOLD": "10",
+        "RPCNET_RPC__OPTIONS__PHI_ACCRUAL__ACCEPTABLE_PAUSE": "2.5",
         "RPCNET_DISABLED_PLUGINS": "p2c,other",
         # Not RpcConfig settings: read by the plugin manager or other configs.
         "RPCNET_DISABLE_PLUGIN_AUTOLOAD": "1",
@@ -148,20 +150,20 @@ def test_from_env_reads_fields_tables_and_strategy_options():
 
 
 def test_from_env_reads_os_environ_by_default(monkeypatch):
-    monkeypatch.setenv("RPCNET_SERIALIZER", "json")
+    monkeypatch.setenv("RPCNET_RPC__SERIALIZER", "json")
     assert RpcConfig.from_env().serializer == "json"
 
 
 def test_a_whole_options_table_as_json():
-    config = RpcConfig.from_env({"RPCNET_OPTIONS__MSGPACK": '{"max_size": 99}'})
+    config = RpcConfig.from_env({"RPCNET_RPC__OPTIONS__MSGPACK": '{"max_size": 99}'})
     assert config.options == {"msgpack": {"max_size": 99}}
 
 
 def test_a_bad_environment_value_says_where():
     with pytest.raises(ConfigError, match="max_message_size must be > 0"):
-        RpcConfig.from_env({"RPCNET_MAX_MESSAGE_SIZE": "-5"})
-    with pytest.raises(ConfigError, match="RPCNET_TLS is set both as a value and as a table"):
-        RpcConfig.from_env({"RPCNET_TLS": "x", "RPCNET_TLS__CA_FILE": "y"})
+        RpcConfig.from_env({"RPCNET_RPC__MAX_MESSAGE_SIZE": "-5"})
+    with pytest.raises(ConfigError, match="RPCNET_RPC__TLS is set both as a value and as a table"):
+        RpcConfig.from_env({"RPCNET_RPC__TLS": "x", "RPCNET_RPC__TLS__CA_FILE": "y"})
 
 
 # -- layering -------------------------------------------------------------------------
@@ -174,9 +176,9 @@ def test_load_config_layers_defaults_file_environment_overrides(tmp_path):
         RpcConfig,
         path,
         environ={
-            "RPCNET_MAX_MESSAGE_SIZE": "2048",
-            "RPCNET_TLS__KEY_FILE": "env/node.key",
-            "RPCNET_OPTIONS__PHI_ACCRUAL__ACCEPTABLE_PAUSE": "3",
+            "RPCNET_RPC__MAX_MESSAGE_SIZE": "2048",
+            "RPCNET_RPC__TLS__KEY_FILE": "env/node.key",
+            "RPCNET_RPC__OPTIONS__PHI_ACCRUAL__ACCEPTABLE_PAUSE": "3",
         },
         serializer="json",
         max_message_size=4096,
@@ -191,7 +193,7 @@ def test_load_config_layers_defaults_file_environment_overrides(tmp_path):
 
 
 def test_load_config_without_a_file_uses_the_environment(monkeypatch):
-    monkeypatch.setenv("RPCNET_TRANSPORT", "memory")
+    monkeypatch.setenv("RPCNET_RPC__TRANSPORT", "memory")
     assert load_config(RpcConfig).transport == "memory"
     assert load_config(RpcConfig, environ={}).transport == "quic"
 
@@ -214,7 +216,7 @@ def test_load_config_reports_a_bad_file_as_the_files_error(tmp_path):
 
 
 def test_strategy_options_from_the_environment_reach_the_strategy():
-    config = RpcConfig.from_env({"RPCNET_SERIALIZER": "json", "RPCNET_OPTIONS__JSON__MAX_SIZE": "16"})
+    config = RpcConfig.from_env({"RPCNET_RPC__SERIALIZER": "json", "RPCNET_RPC__OPTIONS__JSON__MAX_SIZE": "16"})
     host = make_plugin_manager(entry_points=False, disabled=config.disabled_plugins)
     serializer = host.create("serializer", config.serializer, config.options.get(config.serializer))
     assert serializer.max_size == 16
@@ -230,7 +232,7 @@ def test_a_misspelled_option_in_a_config_file_is_a_clear_error(tmp_path):
 
 
 def test_string_settings_keep_numeric_looking_environment_values_as_text():
-    config = RpcConfig.from_env({"RPCNET_TLS__SERVER_NAME": "123", "RPCNET_TLS__CA_FILE": "2024"})
+    config = RpcConfig.from_env({"RPCNET_RPC__TLS__SERVER_NAME": "123", "RPCNET_RPC__TLS__CA_FILE": "2024"})
     assert config.tls.server_name == "123"
     assert config.tls.ca_file == "2024"
 
@@ -261,3 +263,26 @@ def test_a_frozen_config_is_immutable_all_the_way_down():
     assert changed.options["quic"]["idle_timeout"] == 1
     assert config.options["quic"]["idle_timeout"] == 5
     assert config == RpcConfig(options={"quic": {"idle_timeout": 5}})
+
+
+def test_variables_without_the_table_still_work_with_a_deprecation_warning():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        config = RpcConfig.from_env({"RPCNET_TRANSPORT": "memory", "RPCNET_SERIALIZER": "json", "RPCNET_RPC__SERIALIZER": "msgpack"})
+    assert sorted(str(w.message) for w in caught if w.category is DeprecationWarning) == [
+        "environment variable RPCNET_SERIALIZER is deprecated (removed in 0.3): use RPCNET_RPC__SERIALIZER",
+        "environment variable RPCNET_TRANSPORT is deprecated (removed in 0.3): use RPCNET_RPC__TRANSPORT",
+    ]
+    assert config.transport == "memory"
+    assert config.serializer == "msgpack", "the table's name wins over the old one"
+
+
+def test_a_misspelled_variable_under_the_table_is_an_error_naming_the_nearest():
+    with pytest.raises(ConfigError, match="environment variable RPCNET_RPC__TRANSPRT: \\[rpc\\] has no setting 'transprt' \\(did you mean RPCNET_RPC__TRANSPORT\\?\\)"):
+        RpcConfig.from_env({"RPCNET_RPC__TRANSPRT": "memory"})
+
+
+def test_a_file_of_other_tables_gives_this_config_nothing(tmp_path):
+    path = tmp_path / "node.toml"
+    path.write_text('[cluster]\nlabel = "x"\n')
+    assert RpcConfig.from_toml(path) == RpcConfig()

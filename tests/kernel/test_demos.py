@@ -51,3 +51,56 @@ def test_demo_summary_says_when_the_client_saw_the_restarted_worker():
     # A restarted node announces itself while starting, so the event can come first.
     assert "saw it join 0.30 s before it was ready" in line(-0.3)
     assert "never saw it join" in line(None)
+
+
+def test_memory_demo_runs_without_the_example_plugin():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RPCNET_")} | {"RPCNET_DISABLED_PLUGINS": "p2c"}
+    result = subprocess.run([sys.executable, str(EXAMPLES / "memory_demo.py")], capture_output=True, text=True,
+                            env=env, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the p2c example plugin is not installed" in result.stdout
+    assert "300 calls balanced by 'least-connections'" in result.stdout
+
+
+def test_a_short_demo_only_drives_traffic_and_says_so():
+    from rpcnet.demo import DemoSummary
+
+    summary = DemoSummary(
+        duration=10.0, strategies=("round-robin",), ok=10, failed=0, errors=[], victim=None, detection=None,
+        rejoin_event=None, back_in_rotation=None, per_strategy={"round-robin": {"worker-1": 10}},
+        percentiles={"round-robin": (0.005, 0.006)}, retries=0, ejections=0, kill=False,
+    )
+    assert summary.exit_code == 0
+    assert "no worker was killed: runs of at least 20 s kill one and restart it" in summary.render()
+    assert summary.render().rstrip().endswith("OK: no call failed")
+
+
+def test_the_demo_programs_run_as_modules_of_the_package():
+    from rpcnet.demo import program_command
+
+    assert program_command("worker")[1:] == ["-m", "rpcnet.demo.worker"]
+    result = subprocess.run([*program_command("director"), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "director" in result.stdout
+
+
+def _readme_programs() -> list[str]:
+    import re
+
+    text = (EXAMPLES.parent / "README.md").read_text()
+    return [block for block in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "asyncio.run(main())" in block]
+
+
+def test_the_readme_snippets_run_as_written(tmp_path):
+    programs = _readme_programs()
+    assert len(programs) >= 2, "the tour and the cluster snippet at least"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RPCNET_")}
+    outputs = []
+    for index, program in enumerate(programs):
+        path = tmp_path / f"snippet{index}.py"
+        path.write_text(program)
+        result = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, env=env, timeout=60,
+                                cwd=tmp_path, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        outputs.append(result.stdout.strip())
+    assert "hello, rpcnet" in outputs, outputs
+    assert outputs[-1] == "an answer to 'hi'", "the cluster snippet"

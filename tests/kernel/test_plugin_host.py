@@ -252,6 +252,19 @@ def test_asking_for_a_broken_plugins_strategy_names_the_plugin_and_its_error():
     assert info.value.broken == tuple(h.broken)
 
 
+def test_each_broken_plugin_is_its_own_sentence():
+    from rpcnet.registry import BrokenPlugin
+
+    broken = (BrokenPlugin(name="a", distribution=None, version=None, error="ImportError: No module named 'x'"),
+              BrokenPlugin(name="b", distribution="rpcnet-b", version="1.0", error="RuntimeError: bad config."))
+    message = str(UnknownStrategyError("load-balancer", "gpu", {}, broken))
+    assert message == (
+        "unknown load-balancer strategy 'gpu'. No load-balancer strategy is installed. "
+        "Plugin 'a' failed to load and may provide it: ImportError: No module named 'x'. "
+        "Plugin 'b' (distribution rpcnet-b 1.0) failed to load and may provide it: RuntimeError: bad config."
+    )
+
+
 # -- order ---------------------------------------------------------------------
 
 

@@ -1,9 +1,11 @@
 """``rpcnet demo``: a real cluster on this machine, one worker killed and restarted.
 
 With no set-up it writes development certificates and a gossip key into a
-temporary directory, starts the example director and ``--workers`` example
-workers (``examples/cluster/``) as separate processes, and joins them itself
-as a client node. A steady stream of idempotent ``infer`` calls then flows
+temporary directory, starts a director and ``--workers`` workers (the
+programs in this package, :mod:`rpcnet.demo.director` and
+:mod:`rpcnet.demo.worker`, run as ``python -m``) as separate processes, and
+joins them itself as a client node. Everything ships in the package, so it
+runs the same from a wheel as from a checkout. A steady stream of idempotent ``infer`` calls then flows
 through one :class:`~rpcnet.cluster.ClusterClient` per load-balancing
 strategy while a live view shows members (state, tags), calls per worker,
 calls in flight, p50/p99 and errors. Partway through one worker gets SIGKILL:
@@ -33,35 +35,35 @@ from typing import Any, TextIO
 
 import attrs
 
-from .testing.processes import NodeProcess
+from ..testing.processes import NodeProcess
 
-__all__ = ["STRATEGIES", "ExampleProcess", "DemoSummary", "example_program", "run_demo", "main"]
+__all__ = ["STRATEGIES", "PROGRAMS", "MIN_KILL_DURATION", "ExampleProcess", "DemoSummary", "program_command",
+           "run_demo", "main"]
 
 #: Load-balancing strategies the demo drives, one ClusterClient each.
 STRATEGIES: tuple[str, ...] = ("round-robin", "random", "least-connections")
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "cluster"
+#: The programs the demo runs as processes: modules of this package.
+PROGRAMS: tuple[str, ...] = ("director", "worker")
+#: Runs at least this long kill a worker and restart it; shorter ones only drive traffic.
+MIN_KILL_DURATION = 20.0
 
 
-def example_program(name: str) -> Path:
-    """The path of ``examples/cluster/<name>.py``, which the demo runs as processes."""
-    path = EXAMPLES / f"{name}.py"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} not found: the demo runs the example programs in examples/cluster/ of an rpcnet "
-            "source checkout; run it from a checkout (`make demo`)"
-        )
-    return path
+def program_command(name: str) -> list[str]:
+    """The command line of a demo program (``python -m rpcnet.demo.<name>``)."""
+    if name not in PROGRAMS:
+        raise ValueError(f"no demo program {name!r}; the programs are {', '.join(PROGRAMS)}")
+    return [sys.executable, "-m", f"{__name__}.{name}"]
 
 
 class ExampleProcess(NodeProcess):
-    """An example program (director or worker) run with ``--json``; its stdout
+    """A demo program (director or worker) run with ``--json``; its stdout
     lines (ready, cluster events) are collected like an ``rpcnet node``'s."""
 
     @classmethod
     async def launch(
         cls, program: str, args: Sequence[str] = (), *, env: dict[str, str] | None = None, timeout: float = 30.0
     ) -> ExampleProcess:
-        node = cls([sys.executable, str(example_program(program)), "--json", *args], env)
+        node = cls([*program_command(program), "--json", *args], env)
         await node.spawn(timeout)
         return node
 
@@ -144,9 +146,13 @@ class DemoSummary:
     percentiles: dict[str, tuple[float | None, float | None]]
     retries: int
     ejections: int
+    #: False for runs shorter than MIN_KILL_DURATION: traffic only, no worker killed.
+    kill: bool = True
 
     @property
     def complete(self) -> bool:
+        if not self.kill:
+            return self.ok > 0
         return self.detection is not None and self.back_in_rotation is not None
 
     @property
@@ -155,6 +161,8 @@ class DemoSummary:
 
     def render(self) -> str:
         lines = ["", "summary", f"  ran {self.duration:.1f} s; calls ok {self.ok}, failed {self.failed}"]
+        if not self.kill:
+            lines.append(f"  no worker was killed: runs of at least {MIN_KILL_DURATION:g} s kill one and restart it")
         if self.victim is not None:
             detection = "never (not within the run)" if self.detection is None else f"{self.detection:.2f} s after SIGKILL"
             lines.append(f"  {self.victim}: client node declared it failed {detection}; the registry dropped it at that event")
@@ -190,7 +198,8 @@ class DemoSummary:
         if self.failed:
             verdict = f"FAILED: {self.failed} call(s) failed"
         elif not self.complete:
-            verdict = "INCOMPLETE: the kill was not detected or the worker did not come back within the run"
+            verdict = ("INCOMPLETE: the kill was not detected or the worker did not come back within the run" if self.kill
+                       else "INCOMPLETE: no call was answered")
         else:
             verdict = "OK: no call failed"
         lines.append(f"  {verdict}")
@@ -259,16 +268,16 @@ class _Demo:
     # -- the run ---------------------------------------------------------------
 
     async def run(self, workdir: Path) -> DemoSummary:
-        from .certs import write_dev_certs
-        from .cluster import Cluster, ClusterClient, ClusterConfig, Keyring
-        from .cluster.workers import WorkerRegistry
-        from .config import RpcConfig, TlsConfig
-        from .rpc import RpcServer
+        from ..certs import write_dev_certs
+        from ..cluster import Cluster, ClusterClient, ClusterConfig, Keyring
+        from ..cluster.workers import WorkerRegistry
+        from ..config import RpcConfig, TlsConfig
+        from ..rpc import RpcServer
 
         certs = workdir / "certs"
         write_dev_certs(certs, server_names=["127.0.0.1", "localhost"], client_names=["client"], days=2)
         key = Keyring.generate()
-        env = {"RPCNET_CERTS": str(certs), "RPCNET_GOSSIP_KEY": key, "RPCNET_TRANSPORT": self.transport}
+        env = {"RPCNET_CERTS": str(certs), "RPCNET_GOSSIP_KEY": key, "RPCNET_RPC__TRANSPORT": self.transport}
         self.note(f"certificates and a gossip key written to {workdir}")
 
         director = await ExampleProcess.launch("director", ["--director", "127.0.0.1:0", "--table-every", "0"], env=env)
@@ -313,7 +322,8 @@ class _Demo:
             tasks.extend(loads)
             view = asyncio.ensure_future(self._view())
             tasks.append(view)
-            await self._scenario(load_started, labels, env)
+            if self.duration >= MIN_KILL_DURATION:
+                await self._scenario(load_started, labels, env)
             await self._sleep_until(self.load_end)
             self.stopping = True
             await asyncio.gather(*loads)
@@ -484,6 +494,7 @@ class _Demo:
         clients = self.clients
         return DemoSummary(
             duration=self.elapsed(),
+            kill=self.duration >= MIN_KILL_DURATION,
             strategies=self.strategies,
             ok=self.traffic.ok,
             failed=self.traffic.failed,
@@ -514,8 +525,9 @@ async def run_demo(
     transport: str = "quic",
 ) -> DemoSummary:
     """Run the demo; every child process is stopped before this returns or raises."""
-    if duration < 20:
-        raise ValueError(f"the demo needs at least 20 s to kill, detect, restart and rejoin a worker; got --duration {duration:g}")
+    if duration < 5:
+        raise ValueError(f"the demo needs at least 5 s of traffic (and {MIN_KILL_DURATION:g} s to kill, detect, restart "
+                         f"and rejoin a worker); got --duration {duration:g}")
     if workers < 2:
         raise ValueError(f"the demo needs at least 2 workers so calls can fail over; got --workers {workers}")
     if rate <= 0 or concurrency < 1:
@@ -537,7 +549,7 @@ def main(
     """The ``rpcnet demo`` command: run, print the summary, return the exit status."""
     strategies = STRATEGIES if strategy == "all" else (strategy,)
     if strategy != "all":
-        from .plugins import make_plugin_manager
+        from ..plugins import make_plugin_manager
 
         make_plugin_manager().strategy("load-balancer", strategy)  # an unknown name raises, listing the known ones
     if transport != "quic":

@@ -1,4 +1,4 @@
-"""The typed service the cluster example's workers serve and its client calls.
+"""The typed service the demo's workers serve and the example client calls.
 
 ``generate`` (server streaming) yields one :class:`Token` per generated token;
 ``infer`` (unary) answers a short text. Both depend only on the prompt, so
@@ -12,7 +12,7 @@ from typing import Protocol
 
 import attrs
 
-from rpcnet import Service, rpcmethod
+from ..rpc import Service, rpcmethod
 
 
 @attrs.frozen

@@ -1,4 +1,4 @@
-"""What the director, worker and client programs share.
+"""What the demo's director and worker (and the example client) share.
 
 Every program is a cluster node: an RPC server (QUIC, mutual TLS) plus
 membership over encrypted gossip. Configuration comes from flags, and each
@@ -7,9 +7,8 @@ flag falls back to an environment variable:
 =====================  ==========================================================
 RPCNET_CERTS           directory from ``rpcnet certs DIR --name 127.0.0.1``
                        (ca.pem, server.pem, server.key)
-RPCNET_TRANSPORT       RPC transport, quic (default) or tcp
-RPCNET_GOSSIP_KEY      base64 gossip key (``python -c 'from rpcnet.cluster
-                       import Keyring; print(Keyring.generate())'``)
+RPCNET_RPC__TRANSPORT  RPC transport, quic (default) or tcp (as in a node's configuration)
+RPCNET_GOSSIP_KEY      base64 gossip key (``rpcnet keygen``)
 DIRECTOR_ADDR          RPC address of the director, the seed everyone joins through
 =====================  ==========================================================
 """
@@ -27,10 +26,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rpcnet.cluster import Cluster, ClusterConfig
-from rpcnet.config import RpcConfig, TlsConfig
-from rpcnet.plugins import make_plugin_manager
-from rpcnet.rpc import RpcServer
+from ..cluster import Cluster, ClusterConfig
+from ..config import RpcConfig, TlsConfig
+from ..plugins import make_plugin_manager
+from ..rpc import RpcServer
 
 DEFAULT_DIRECTOR_ADDR = "127.0.0.1:61000"
 
@@ -62,14 +61,13 @@ def require_security(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     if missing:
         parser.error(f"{args.certs} lacks {', '.join(missing)}; create it with `rpcnet certs {args.certs} --name 127.0.0.1`")
     if not args.gossip_key:
-        parser.error("no gossip key: set RPCNET_GOSSIP_KEY to the output of "
-                     "`python -c 'from rpcnet.cluster import Keyring; print(Keyring.generate())'` "
-                     "(the same key on every node)")
+        parser.error("no gossip key: set RPCNET_GOSSIP_KEY to the output of `rpcnet keygen` (the same key on every node)")
 
 
 def transport() -> str:
-    """The RPC transport: ``RPCNET_TRANSPORT`` (quic or tcp), quic when unset."""
-    return os.environ.get("RPCNET_TRANSPORT", "").strip() or "quic"
+    """The RPC transport: ``RPCNET_RPC__TRANSPORT`` (quic or tcp; ``RPCNET_TRANSPORT`` until 0.3), quic when unset."""
+    return (os.environ.get("RPCNET_RPC__TRANSPORT", "").strip() or os.environ.get("RPCNET_TRANSPORT", "").strip()
+            or "quic")
 
 
 def rpc_config(certs: str) -> RpcConfig:
