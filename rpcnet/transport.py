@@ -44,6 +44,7 @@ from typing import Any, ClassVar, Protocol
 import attrs
 
 from .config import TlsConfig
+from .errors import ConfigError
 
 __all__ = [
     "Address",
@@ -204,6 +205,16 @@ class Listener(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Stop accepting, close every connection and release the address."""
+
+    def reload_tls(self, tls: TlsConfig) -> None:
+        """Serve new connections with the certificate, key and CA in ``tls``'s files.
+
+        Loads everything first, so a bad file raises
+        :class:`~rpcnet.errors.ConfigError` and leaves the running material
+        alone; established connections keep what they were made with. A
+        transport that cannot do this keeps the default, which says so.
+        """
+        raise ConfigError(f"{type(self).__name__} cannot reload its TLS material in place; restart the server")
 
 
 class Transport(abc.ABC):

@@ -7,9 +7,11 @@ import hashlib
 import hmac
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
-from rpcnet.errors import TransportError
+from rpcnet.config import TlsConfig
+from rpcnet.errors import ConfigError, TransportError
 from rpcnet.transport import Address, Listener, NewStreamCallback
 
 from .backend import CID_LENGTH, LongHeader, QuicBackend
@@ -41,7 +43,9 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
         trusted_cas: list[Any] | None,
         reset_key: bytes,
         alpn: str,
+        tls_loader: Callable[[TlsConfig], tuple[Any, Any]] | None = None,
     ) -> None:
+        self._tls_loader = tls_loader
         self._backend = backend
         self._alpn = alpn
         self._reset_key = reset_key
@@ -63,6 +67,16 @@ class QuicListener(Listener, asyncio.DatagramProtocol):
         self.address: Address = ("", 0)
 
     # -- Listener interface --------------------------------------------------
+
+    def reload_tls(self, tls: TlsConfig) -> None:
+        if self._tls_loader is None:
+            super().reload_tls(tls)
+            return
+        configuration, trusted = self._tls_loader(tls)  # raises before anything changes
+        if (trusted is None) != (self._trusted_cas is None):
+            raise ConfigError("tls.require_client_cert cannot change on a running server; restart it")
+        self._configuration = configuration
+        self._trusted_cas = trusted
 
     def stop_accepting(self) -> None:
         self._accepting = False

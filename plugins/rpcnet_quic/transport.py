@@ -75,13 +75,8 @@ class QuicTransport(Transport):
                 "the quic transport needs a certificate to listen: set tls.cert_file and tls.key_file "
                 "(rpcnet certs DIR writes server.pem and server.key)"
             )
-        trusted = None
-        if tls.require_client_cert:
-            if not tls.ca_file:
-                raise ConfigError("tls.require_client_cert needs tls.ca_file: the CA that issues client certificates")
-            trusted = load_ca_certificates(tls.ca_file)
+        configuration, trusted = _server_tls_material(self.backend, options, tls, alpn)
         host, port = parse_address(address)
-        configuration = self.backend.server_configuration(options, tls, alpn)
         listener = QuicListener(
             backend=self.backend,
             configuration=configuration,
@@ -90,6 +85,7 @@ class QuicTransport(Transport):
             trusted_cas=trusted,
             reset_key=_stateless_reset_key(tls.key_file),
             alpn=alpn,
+            tls_loader=lambda new: _server_tls_material(self.backend, options, _require_tls(new), alpn),
         )
         try:
             await bind_udp_socket(listener, host, port, read_batch=options.listener_read_batch)
@@ -170,6 +166,21 @@ def _stateless_reset_key(key_file: str) -> bytes:
     except OSError as exc:
         raise ConfigError(f"tls.key_file {key_file!r} cannot be read: {exc.strerror}") from None
     return hashlib.sha256(b"rpcnet stateless reset key\0" + secret).digest()
+
+
+def _server_tls_material(backend: QuicBackend, options: QuicOptions, tls: TlsConfig, alpn: str) -> tuple[Any, Any]:
+    """The QUIC server configuration and the client CAs (mutual TLS) that ``tls`` names."""
+    if not tls.cert_file or not tls.key_file:
+        raise ConfigError(
+            "the quic transport needs a certificate to listen: set tls.cert_file and tls.key_file "
+            "(rpcnet certs DIR writes server.pem and server.key)"
+        )
+    trusted = None
+    if tls.require_client_cert:
+        if not tls.ca_file:
+            raise ConfigError("tls.require_client_cert needs tls.ca_file: the CA that issues client certificates")
+        trusted = load_ca_certificates(tls.ca_file)
+    return backend.server_configuration(options, tls, alpn), trusted
 
 
 def _require_alpn(alpn: str | None) -> str:

@@ -157,6 +157,13 @@ class TcpListener(Listener):
         else:
             self._per_source.pop(source, None)
 
+    def reload_tls(self, tls: TlsConfig) -> None:
+        if tls.require_client_cert != self._mutual:
+            raise ConfigError("tls.require_client_cert cannot change on a running server; restart it")
+        if not tls.cert_file or not tls.key_file:
+            raise ConfigError("tls.cert_file and tls.key_file are needed to reload the certificate")
+        self._context = server_context(tls, self._alpn)  # raises before anything changes
+
     def stop_accepting(self) -> None:
         """Close the listening socket (new clients are refused by the kernel)
         and send every connection a graceful GOAWAY: running calls finish,

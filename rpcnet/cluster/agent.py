@@ -19,7 +19,6 @@ on disk (checked every ``[node] reload_interval`` seconds).
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import os
 import signal
@@ -125,45 +124,9 @@ def _stdin_is_a_pipe() -> bool:
 
 
 def reload_listener_tls(server: Any, tls: TlsConfig) -> None:
-    """Serve new connections with the certificate, key and CA in ``tls``'s files.
-
-    A listener that implements ``reload_tls(tls)`` does it itself. A QUIC
-    listener that keeps a QUIC configuration (``load_cert_chain``) and a list
-    of trusted CAs gets both replaced in place. The new files are loaded
-    first, so a bad file leaves the running certificate alone (and raises).
-    Established connections keep the certificate they were made with.
-    """
-    listener = getattr(server, "_listener", None)
-    if listener is None:
-        raise ConfigError("the server is not listening")
-    own = getattr(listener, "reload_tls", None)
-    if callable(own):
-        own(tls)
-        return
-    configuration = getattr(listener, "_configuration", None)
-    if configuration is None or not hasattr(configuration, "load_cert_chain"):
-        raise ConfigError(f"the {server.config.transport} transport cannot reload certificates in place; restart the node")
-    if not tls.cert_file or not tls.key_file:
-        raise ConfigError("tls.cert_file and tls.key_file are needed to reload the certificate")
-    trial = copy.copy(configuration)
-    try:
-        trial.load_cert_chain(tls.cert_file, tls.key_file)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load {tls.cert_file} with {tls.key_file}: {exc}") from None
-    trusted = getattr(listener, "_trusted_cas", None)
-    new_trusted = None
-    if trusted is not None and tls.ca_file:
-        from cryptography import x509
-
-        try:
-            new_trusted = x509.load_pem_x509_certificates(Path(tls.ca_file).read_bytes())
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot load tls.ca_file {tls.ca_file}: {exc}") from None
-    configuration.certificate = trial.certificate
-    configuration.certificate_chain = trial.certificate_chain
-    configuration.private_key = trial.private_key
-    if new_trusted is not None:
-        trusted[:] = new_trusted
+    """Serve new connections with the certificate, key and CA in ``tls``'s files
+    (:meth:`RpcServer.reload_tls`); a bad file raises and changes nothing."""
+    server.reload_tls(tls)
 
 
 def apply_keyring(live: Keyring, new: Keyring) -> None:

@@ -10,8 +10,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from ..config import RpcConfig
-from ..errors import MessageTooLargeError, RpcError, SerializationError, StatusCode, TransportError
+from ..config import RpcConfig, TlsConfig
+from ..errors import ConfigError, MessageTooLargeError, RpcError, SerializationError, StatusCode, TransportError
 from ..plugins import PluginHost
 from ..transport import Address, Listener, PeerInfo, Stream, parse_address
 from .context import CallInfo, ServerContext, context_var, deadline_var
@@ -183,6 +183,22 @@ class RpcServer(RpcEndpoint):
     def is_serving(self) -> bool:
         """True between :meth:`start` and the end of :meth:`stop`."""
         return self._listener is not None
+
+    def reload_tls(self, tls: TlsConfig | None = None) -> None:
+        """Serve new connections with fresh TLS material: ``tls``, or the files
+        the server's own ``config.tls`` names, read again (rotated certificates).
+
+        A bad file raises :class:`~rpcnet.errors.ConfigError` and changes
+        nothing; established connections keep what they were made with.
+        """
+        if self._listener is None:
+            raise RuntimeError("the server is not started")
+        tls = tls if tls is not None else self.config.tls
+        if tls is None:
+            raise ConfigError("this server has no TLS settings to reload")
+        self._listener.reload_tls(tls)
+        if tls is not self.config.tls:
+            self.config = self.config.evolve(tls=tls)
 
     @property
     def active_calls(self) -> int:

@@ -175,3 +175,21 @@ async def test_the_transport_refuses_to_run_without_a_protocol_id(certs) -> None
         await transport.listen(("127.0.0.1", 0), lambda s: Recorder(), tls=certs.server_tls())
     with pytest.raises(ConfigError, match="needs the application protocol id"):
         await transport.connect(("127.0.0.1", 9), tls=certs.client_tls())
+
+
+async def test_reloaded_certificates_serve_new_connections_and_established_ones_stay(start_server, certs) -> None:
+    server = await start_server()
+    established = await _connect(server, certs.client_tls())
+    # A file that cannot be loaded changes nothing.
+    with pytest.raises(ConfigError):
+        server.listener.reload_tls(certs.server_tls(cert_file=certs.path("missing.pem")))
+    (await _connect(server, certs.client_tls())).close()
+
+    server.listener.reload_tls(
+        certs.server_tls(cert_file=certs.path("other-server.pem"), key_file=certs.path("other-server.key"))
+    )
+    with pytest.raises(TlsError, match="unknown issuer"):
+        await _connect(server, certs.client_tls())  # the new certificate is the other CA's
+    renewed = await _connect(server, certs.client_tls(ca_file=certs.path("other-ca.pem")))
+    assert not renewed.is_closed and not established.is_closed
+    renewed.close()
