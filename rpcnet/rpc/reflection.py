@@ -3,7 +3,7 @@
 The answer (a map, the same through any serializer) lists the typed
 services with their methods, call kinds, idempotency, declared errors and a
 JSON Schema of each type, plus the untyped methods by name and kind.
-``RpcConfig(reflection=False)`` (``RPCNET_REFLECTION=0``) turns it off; the
+``RpcConfig(reflection=False)`` (``RPCNET_RPC__REFLECTION=0``) turns it off; the
 method then answers UNIMPLEMENTED like any unknown one. ``rpcnet describe``
 and ``rpcnet call`` read it.
 """

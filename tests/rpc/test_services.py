@@ -278,4 +278,4 @@ async def test_reflection_can_be_configured_off(serve: Any) -> None:
     _, client = await serve(lambda server: server.add_service(ReflectedImpl()), reflection=False)
     with pytest.raises(UnimplementedError):
         await client.call(REFLECTION_METHOD)
-    assert RpcConfig.from_env({"RPCNET_REFLECTION": "0"}).reflection is False
+    assert RpcConfig.from_env({"RPCNET_RPC__REFLECTION": "0"}).reflection is False
