@@ -1,6 +1,7 @@
 """The TLS and stream cases of test_tls.py and test_streams.py on the qh3
 backend, and across backends: a qh3 server with aioquic clients and the
-reverse. Every error message must read the same whichever backend runs."""
+reverse. Every error message must read the same whichever backend runs (the
+TLS handshake cases: tests/testing/test_tls_conformance_quic_qh3.py)."""
 
 from __future__ import annotations
 
