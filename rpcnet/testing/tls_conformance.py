@@ -3,10 +3,11 @@
 The checks are the transport's TLS stack's, the words are
 :mod:`rpcnet.tls`'s: whichever transport runs, a refused certificate names
 the check that failed (unknown issuer, expired certificate, server name
-mismatch, missing client certificate, another protocol version), mutual
-TLS gives both ends the peer's verified identity and certificate, and
-``Listener.reload_tls`` serves new connections with new material while
-established ones stay. The tests drive a transport directly through
+mismatch, missing client certificate, another protocol version),
+settings that cannot work are refused before any handshake with errors
+naming them, mutual TLS gives both ends the peer's verified identity and
+certificate, and ``Listener.reload_tls`` serves new connections with new
+material while established ones stay. The tests drive a transport directly through
 ``rpcnet.transport`` (``listen``, ``connect``, ``open_stream``), for a
 transport chosen by name.
 
@@ -177,6 +178,22 @@ class TlsHarness:
         self.connections.append(connection)
         return connection
 
+    async def listen_with(self, tls: TlsConfig | None, *, alpn: str | None = ALPN) -> Listener:
+        """``listen`` with exactly these settings (for the errors they get)."""
+        listener = await self._transport(self.server_options).listen(
+            ("127.0.0.1", 0), lambda stream: _Recorder(), alpn=alpn, tls=tls
+        )
+        self.servers.append(TlsServer(listener, asyncio.Queue()))
+        return listener
+
+    async def connect_with(self, tls: TlsConfig | None, *, alpn: str | None = ALPN) -> Connection:
+        """``connect`` to a port nobody listens on, with exactly these settings."""
+        connection = await asyncio.wait_for(
+            self._transport(self.client_options).connect(("127.0.0.1", 9), alpn=alpn, tls=tls), DEADLINE
+        )
+        self.connections.append(connection)
+        return connection
+
     async def close(self) -> None:
         for connection in self.connections:
             connection.close()
@@ -197,6 +214,8 @@ class TlsConformance:
     foreign_client_certificate_error: ClassVar[str] = "unknown issuer"
     expired_client_certificate_error: ClassVar[str] = "expired certificate"
     server_only_client_certificate_error: ClassVar[str] = "client certificate"
+    #: What the error for a certificate file that cannot be read matches.
+    unreadable_certificate_error: ClassVar[str] = "/nonexistent/server.pem"
 
     pytestmark = [pytest.mark.asyncio]
 
@@ -224,6 +243,27 @@ class TlsConformance:
             yield harness
         finally:
             await harness.close()
+
+    # -- settings refused before any handshake ------------------------------
+
+    async def test_configuration_errors_are_clear(self, tls: TlsHarness) -> None:
+        certs, listen = tls.certs, tls.listen_with
+        with pytest.raises(ConfigError, match="needs a certificate to listen"):
+            await listen(TlsConfig(ca_file=certs.path("ca.pem")))
+        with pytest.raises(ConfigError, match="require_client_cert needs tls.ca_file"):
+            await listen(certs.server_tls(ca_file=None, require_client_cert=True))
+        with pytest.raises(ConfigError, match="needs TLS settings"):
+            await listen(None)
+        with pytest.raises(ConfigError, match=self.unreadable_certificate_error):
+            await listen(certs.server_tls(cert_file="/nonexistent/server.pem"))
+        with pytest.raises(ConfigError, match="missing.pem"):
+            await tls.connect_with(TlsConfig(ca_file="/nonexistent/missing.pem"))
+
+    async def test_the_transport_refuses_to_run_without_a_protocol_id(self, tls: TlsHarness) -> None:
+        with pytest.raises(ConfigError, match="needs the application protocol id"):
+            await tls.listen_with(tls.certs.server_tls(), alpn=None)
+        with pytest.raises(ConfigError, match="needs the application protocol id"):
+            await tls.connect_with(tls.certs.client_tls(), alpn=None)
 
     # -- the server's certificate, checked by the client --------------------
 

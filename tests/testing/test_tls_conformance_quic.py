@@ -13,3 +13,4 @@ class TestQuicTls(TlsConformance):
     foreign_client_certificate_error = "unknown issuer.*server said: client certificate CN=mallory"
     expired_client_certificate_error = "expired certificate.*CN=late expired on"
     server_only_client_certificate_error = "client certificate was rejected.*EKU"
+    unreadable_certificate_error = "not found"

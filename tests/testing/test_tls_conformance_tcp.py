@@ -13,3 +13,4 @@ class TestTcpTls(TlsConformance):
     foreign_client_certificate_error = "refused our client certificate: unknown issuer"
     expired_client_certificate_error = "refused our client certificate: .*expired certificate"
     server_only_client_certificate_error = "refused our client certificate: .*clientAuth"
+    unreadable_certificate_error = "server.pem' cannot be read"
