@@ -23,11 +23,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from rpcnet.errors import TlsError, TransportError
-from rpcnet.transport import CONNECTION_LOST, Address, Connection, NewStreamCallback, PeerInfo, Stream, StreamHandler
-
-from .backend import QuicBackend
-from .options import QuicOptions
-from .tls import (
+from rpcnet.tls import (
     ALERT_NO_APPLICATION_PROTOCOL,
     ClientCertificateRejected,
     explain_peer_rejection,
@@ -35,6 +31,10 @@ from .tls import (
     identity_of,
     verify_client_certificate,
 )
+from rpcnet.transport import CONNECTION_LOST, Address, Connection, NewStreamCallback, PeerInfo, Stream, StreamHandler
+
+from .backend import QuicBackend
+from .options import QuicOptions
 
 __all__ = ["QuicConnection", "QuicStream", "Endpoint", "PeerUnreachable"]
 
@@ -44,7 +44,7 @@ logger = logging.getLogger("rpcnet.quic")
 NO_ERROR = 0x0
 INTERNAL_ERROR = 0x1
 CONNECTION_REFUSED = 0x2
-CRYPTO_ERROR = 0x100
+CRYPTO_ERROR = 0x100  # + the TLS alert number (rpcnet.tls.ALERT_*)
 
 #: Application error code for a stream whose handler raised, or that nobody accepted.
 STREAM_REFUSED = 0x1

@@ -17,7 +17,7 @@ on it unchanged; this module adapts what differs (see docs/transport.md,
   EncryptedExtensions, then reads the client's Certificate and
   CertificateVerify (checking the signature) before qh3 checks its Finished.
   As with aioquic, the chain is verified by the driver after the handshake
-  (``rpcnet_quic.tls``), so the errors are the same on both backends. No
+  (``rpcnet.tls``), so the errors are the same on both backends. No
   session ticket is ever issued or accepted, so no handshake skips the
   client certificate.
 - **Datagram size.** Path MTU probing is off: qh3's probe grows a

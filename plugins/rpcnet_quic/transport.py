@@ -13,13 +13,13 @@ import attrs
 
 from rpcnet.config import TlsConfig
 from rpcnet.errors import ConfigError, TransportError
+from rpcnet.tls import load_ca_certificates
 from rpcnet.transport import Address, NewStreamCallback, Transport, parse_address
 
 from .backend import AioquicBackend, QuicBackend
 from .driver import PeerUnreachable, QuicConnection
 from .endpoint import ClientEndpoint, QuicListener
 from .options import QuicOptions
-from .tls import load_ca_certificates
 from .udp import bind_udp_socket, connect_udp_socket
 
 __all__ = ["QuicTransport"]

@@ -531,7 +531,7 @@ class H2Connection(Connection, asyncio.Protocol):
         negotiated = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         if negotiated != self._alpn:
             if self._is_client:
-                from .tls import ALERT_NO_APPLICATION_PROTOCOL, explain_peer_rejection
+                from rpcnet.tls import ALERT_NO_APPLICATION_PROTOCOL, explain_peer_rejection
 
                 reason = f"peer negotiated ALPN {negotiated!r}, this side speaks {self._alpn!r}"
                 self._state = _CLOSING
@@ -574,7 +574,9 @@ class H2Connection(Connection, asyncio.Protocol):
         if self._state == _CLOSED:
             return
         if self._state == _HANDSHAKE and exc is not None:
-            from .tls import alert_of, explain_peer_rejection
+            from rpcnet.tls import explain_peer_rejection
+
+            from .tls import alert_of
 
             alert = alert_of(exc)
             if alert is not None and self._is_client:

@@ -13,12 +13,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from rpcnet.config import TlsConfig
 from rpcnet.errors import ConfigError, TlsError, TransportError
+from rpcnet.tls import explain_peer_rejection, explain_server_rejection, identity_of
 from rpcnet.transport import Address, Listener, NewStreamCallback, PeerInfo, Transport, format_address, parse_address
 
 from .h2 import _HANDSHAKE as _HANDSHAKE_STATE
 from .h2 import H2Connection
 from .options import TcpOptions
-from .tls import alert_of, client_context, explain_peer_rejection, explain_server_rejection, identity_of, server_context
+from .tls import alert_of, client_context, server_context
 
 __all__ = ["TcpTransport", "TcpListener"]
 

@@ -1,6 +1,6 @@
-"""The TLS and stream cases of test_tls.py and test_streams.py on the qh3
-backend, and across backends: a qh3 server with aioquic clients and the
-reverse. Every error message must read the same whichever backend runs."""
+"""The stream cases of test_streams.py on the qh3 backend, and across
+backends: a qh3 server with aioquic clients and the reverse (the TLS cases,
+the same way: tests/testing/test_tls_conformance_quic_qh3.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 pytest.importorskip("qh3", reason="the qh3 backend needs: pip install 'rpcnet[qh3]'")
 
 from .test_streams import *  # noqa: E402, F403 - the same cases, run here on other backends
-from .test_tls import *  # noqa: E402, F403
 
 
 @pytest.fixture(

@@ -11,16 +11,15 @@ import asyncio
 import ssl
 import struct
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 from rpcnet_tcp import TcpOptions, TcpTransport
 
-from rpcnet.certs import CertificateAuthority, expired_validity, write_dev_certs
 from rpcnet.config import TlsConfig
 from rpcnet.rpc.protocol import ALPN
+from rpcnet.testing.tls_conformance import Certs
 from rpcnet.transport import Stream
 
 from .helpers import DEADLINE, Echo, Recorder
@@ -38,42 +37,9 @@ class Server:
         return self.listener.address
 
 
-@attrs.frozen
-class Certs:
-    directory: Path
-    ca: CertificateAuthority
-
-    def path(self, name: str) -> str:
-        return str(self.directory / name)
-
-    def server_tls(self, **changes: Any) -> TlsConfig:
-        values = {"cert_file": self.path("server.pem"), "key_file": self.path("server.key"), "ca_file": self.path("ca.pem")}
-        values.update(changes)
-        return TlsConfig(**values)
-
-    def client_tls(self, **changes: Any) -> TlsConfig:
-        values = {"ca_file": self.path("ca.pem"), "server_name": "localhost"}
-        values.update(changes)
-        return TlsConfig(**values)
-
-
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    directory = tmp_path_factory.mktemp("tcp-certs")
-    write_dev_certs(directory, server_names=["localhost"], client_names=["client", "alice"], days=30)
-    ca = CertificateAuthority.load(directory / "ca.pem", directory / "ca.key")
-    not_before, not_after = expired_validity()
-    ca.issue_server(not_before=not_before, not_after=not_after).write(
-        directory / "expired-server.pem", directory / "expired-server.key"
-    )
-    ca.issue_client("late", not_before=not_before, not_after=not_after).write(
-        directory / "expired-client.pem", directory / "expired-client.key"
-    )
-    other = CertificateAuthority.create("some other CA")
-    other.write(directory / "other-ca.pem", directory / "other-ca.key")
-    other.issue_server().write(directory / "other-server.pem", directory / "other-server.key")
-    other.issue_client("mallory").write(directory / "other-client.pem", directory / "other-client.key")
-    return Certs(directory, ca)
+    return Certs.create(tmp_path_factory.mktemp("tcp-certs"))
 
 
 @pytest.fixture

@@ -1,26 +1,38 @@
-"""Certificate checks the QUIC library leaves to us, and error messages that say which check failed.
+"""Transport-independent TLS: certificate checks, identities, and error
+messages that say which check failed.
 
-- Servers: aioquic asks for a client certificate but does not verify it, so
-  :func:`verify_client_certificate` checks the chain against ``ca_file`` with
-  ``cryptography.x509.verification`` after the handshake.
-- Clients: aioquic verifies the server; when it refuses, :func:`explain_server_rejection`
-  looks at the certificate itself and names the failed check (expired,
-  server name mismatch, unknown issuer).
+Every transport that speaks TLS uses these, so an operator reads the same
+words whichever transport runs:
+
+- :func:`identity_of`: a peer's identity, its certificate's first DNS SAN
+  else its common name.
+- :func:`load_ca_certificates` and :func:`verify_client_certificate`: a
+  client's chain checked against ``ca_file`` with
+  ``cryptography.x509.verification``, for TLS stacks that ask for a client
+  certificate but leave its verification to us.
+- :func:`explain_server_rejection`: a refused server certificate looked at
+  again, naming the failed check (expired, server name mismatch, unknown
+  issuer).
+- :func:`explain_peer_rejection`: a handshake the server aborted, from the
+  TLS alert it sent.
+
+How a transport sees an alert or a failed handshake (an ``SSLError``'s
+reason, a QUIC ``CRYPTO_ERROR``) stays in the transport.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import ipaddress
 from pathlib import Path
 
-import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from rpcnet.errors import ConfigError
+from .errors import ConfigError
 
 __all__ = [
     "ALERT_BAD_CERTIFICATE",
@@ -37,7 +49,7 @@ __all__ = [
     "explain_peer_rejection",
 ]
 
-# TLS alert numbers (RFC 8446 section 6); QUIC carries them as CRYPTO_ERROR + alert.
+# TLS alert numbers (RFC 8446 section 6).
 ALERT_BAD_CERTIFICATE = 42
 ALERT_CERTIFICATE_EXPIRED = 45
 ALERT_UNKNOWN_CA = 48
@@ -54,7 +66,7 @@ class ClientCertificateRejected(Exception):
         self.message = message
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class VerifiedPeer:
     identity: str | None
     certificate: bytes  # DER
@@ -122,9 +134,7 @@ def verify_client_certificate(
     now = now or _now()
     problem = _validity_problem(leaf, now)
     if problem:
-        raise ClientCertificateRejected(
-            ALERT_CERTIFICATE_EXPIRED, f"client certificate {_describe(leaf)} {problem}"
-        )
+        raise ClientCertificateRejected(ALERT_CERTIFICATE_EXPIRED, f"client certificate {_describe(leaf)} {problem}")
     verifier = PolicyBuilder().store(Store(trusted)).time(now).build_client_verifier()
     try:
         verifier.verify(leaf, intermediates)
@@ -175,8 +185,8 @@ def explain_server_rejection(
 ) -> str:
     """The message for a server certificate our TLS stack refused.
 
-    The checks run in the order the TLS stack runs them (validity, name,
-    chain), so the message names the check that actually failed.
+    The checks run in the order TLS stacks run them (validity, name, chain),
+    so the message names the check that actually failed.
     """
     where = f"TLS handshake with {address} failed"
     if certificate is None:
@@ -206,12 +216,12 @@ def explain_server_rejection(
 def explain_peer_rejection(
     alert: int | None, reason: str, *, address: str, sent_certificate: bool, alpn: str | None = None
 ) -> str:
-    """The message for a handshake the *server* aborted (alert from the peer)."""
+    """The message for a handshake the *server* aborted with an alert."""
     where = f"the server at {address} refused the TLS handshake"
     said = f" (server said: {reason})" if reason else ""
-    if alert == ALERT_CERTIFICATE_REQUIRED or (alert is not None and not sent_certificate and alert in {
-        ALERT_BAD_CERTIFICATE, ALERT_UNKNOWN_CA
-    }):
+    if alert == ALERT_CERTIFICATE_REQUIRED or (
+        alert in (ALERT_BAD_CERTIFICATE, ALERT_UNKNOWN_CA) and not sent_certificate
+    ):
         return (
             f"{where}: the server requires a client certificate (mutual TLS){said}; "
             "set tls.cert_file and tls.key_file"
@@ -224,4 +234,4 @@ def explain_peer_rejection(
         return f"{where}: our client certificate was rejected{said}"
     if alert == ALERT_NO_APPLICATION_PROTOCOL:
         return f"{where}: it does not speak the protocol version we offered ({alpn!r}){said}"
-    return f"{where}{said or ''}" + (f" (TLS alert {alert})" if alert is not None else "")
+    return f"{where}{said}" + (f" (TLS alert {alert})" if alert is not None else "")
