@@ -431,9 +431,24 @@ def _read_definition(definition: type) -> ServiceInfo:
 
 
 class _MethodCodecs:
-    """A method's request, response and error conversions for one serializer."""
+    """A method's request, response and error conversions for one serializer.
 
-    __slots__ = ("method", "request", "response", "errors", "converter")
+    ``load_request``, ``dump_response``, ``dump_request`` and ``load_response``
+    are functions made once per method: each is one call of the converter's
+    generated hook (one ``try``, one ``isinstance`` for attrs classes), and
+    only a value that fails is converted again to name the field."""
+
+    __slots__ = (
+        "method",
+        "request",
+        "response",
+        "errors",
+        "converter",
+        "load_request",
+        "dump_response",
+        "dump_request",
+        "load_response",
+    )
 
     def __init__(self, method: MethodInfo, serializer: str) -> None:
         converter = converter_for(serializer)
@@ -442,22 +457,19 @@ class _MethodCodecs:
         self.request = Codec(converter, method.request_type)
         self.response = Codec(converter, method.response_type)
         self.errors = {error.wire_name(): (error, Codec(converter, error)) for error in method.errors}
-
-    # server side
-
-    def load_request(self, value: Any) -> Any:
-        try:
-            return self.request.load(value)
-        except ConversionError as exc:
-            raise RpcError(f"invalid request for {self.method.wire}: {exc}", code=StatusCode.INVALID_ARGUMENT) from None
-
-    def dump_response(self, value: Any) -> Any:
-        check = self.response.check
-        if check is not None and not isinstance(value, check):
-            raise RpcError(
-                f"{self.method.wire} returned {type(value).__name__}, expected {check.__name__}", code=StatusCode.INTERNAL
-            )
-        return self.response.dump(value)
+        wire = method.wire
+        #: server side: a request as the implementation takes it; INVALID_ARGUMENT naming the field.
+        self.load_request: Callable[[Any], Any] = _loader(
+            self.request, f"invalid request for {wire}", StatusCode.INVALID_ARGUMENT
+        )
+        #: server side: the implementation's result on the wire; INTERNAL for a wrong type.
+        self.dump_response: Callable[[Any], Any] = _dumper(self.response, wire, _wrong_response)
+        #: client side: the caller's request on the wire; TypeError for a wrong type.
+        self.dump_request: Callable[[Any], Any] = _dumper(self.request, wire, _wrong_request)
+        #: client side: the reply as the caller takes it; INTERNAL naming the field.
+        self.load_response: Callable[[Any], Any] = _loader(
+            self.response, f"invalid response from {wire}", StatusCode.INTERNAL
+        )
 
     def wire_error(self, error: ServiceError) -> RpcError:
         """A declared typed error as the status error that carries it; others unchanged."""
@@ -473,15 +485,6 @@ class _MethodCodecs:
         )
 
     # client side
-
-    def dump_request(self, value: Any) -> Any:
-        return self.request.dump_checked(value, self.method.wire)
-
-    def load_response(self, value: Any) -> Any:
-        try:
-            return self.response.load(value)
-        except ConversionError as exc:
-            raise RpcError(f"invalid response from {self.method.wire}: {exc}", code=StatusCode.INTERNAL) from None
 
     def typed_error(self, error: RpcError) -> RpcError:
         """The declared typed error a status error carries, or the status error itself."""
@@ -499,6 +502,43 @@ class _MethodCodecs:
         typed.message = error.message
         typed.trailers = dict(error.trailers)
         return typing.cast(RpcError, typed)
+
+
+def _loader(codec: Codec, what: str, code: StatusCode) -> Callable[[Any], Any]:
+    structure, tp, load = codec.structure, codec.type, codec.load
+
+    def loader(value: Any) -> Any:
+        try:
+            return structure(value, tp)
+        except Exception:
+            pass
+        try:
+            return load(value)
+        except ConversionError as exc:
+            raise RpcError(f"{what}: {exc}", code=code) from None
+
+    return loader
+
+
+def _wrong_request(wire: str, expected: type, value: Any) -> Exception:
+    return TypeError(f"{wire} takes {expected.__name__}, got {type(value).__name__}")
+
+
+def _wrong_response(wire: str, expected: type, value: Any) -> Exception:
+    return RpcError(f"{wire} returned {type(value).__name__}, expected {expected.__name__}", code=StatusCode.INTERNAL)
+
+
+def _dumper(codec: Codec, wire: str, wrong: Callable[[str, type, Any], Exception]) -> Callable[[Any], Any]:
+    check, dump = codec.check, codec.dump
+    if check is None:
+        return dump
+
+    def dumper(value: Any) -> Any:
+        if not isinstance(value, check):
+            raise wrong(wire, check, value)
+        return dump(value)
+
+    return dumper
 
 
 # -- client side -----------------------------------------------------------------------------------------
