@@ -751,6 +751,27 @@ class BoundMethod:
 
     info: MethodInfo
     handler: Callable[..., Any]
+    #: For unary methods: what the server's call task runs instead of ``handler``.
+    typed: UnaryTarget | None = None
+
+
+class UnaryTarget:
+    """A typed unary method as the server runs it in the call's own task:
+    ``dump(await function(load(request)))``, and ``error`` turns a declared
+    typed error it raises into the status error that carries it."""
+
+    __slots__ = ("function", "load", "dump", "error")
+
+    def __init__(self, function: Callable[[Any], Awaitable[Any]], codecs: _MethodCodecs) -> None:
+        self.function = function
+        self.load = codecs.load_request
+        self.dump = codecs.dump_response
+        wire_error = codecs.wire_error
+
+        def error(exc: RpcError) -> RpcError:
+            return wire_error(exc) if isinstance(exc, ServiceError) else exc
+
+        self.error = error
 
 
 def bind_service(implementation: Any, serializer: str) -> list[tuple[ServiceInfo, list[BoundMethod]]]:
@@ -774,7 +795,8 @@ def bind_service(implementation: Any, serializer: str) -> list[tuple[ServiceInfo
             if getattr(type(implementation), method.attr) is definition.__dict__[method.attr]:
                 raise TypeError(f"{type(implementation).__name__} does not implement {info.definition.__name__}.{method.attr}")
             codecs = method.codecs(serializer)
-            methods.append(BoundMethod(method, _HANDLERS[method.kind](function, codecs)))
+            typed = UnaryTarget(function, codecs) if method.kind is MethodKind.UNARY else None
+            methods.append(BoundMethod(method, _HANDLERS[method.kind](function, codecs), typed))
         bound.append((info, methods))
     return bound
 
