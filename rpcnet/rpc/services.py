@@ -621,6 +621,8 @@ class _Proxy:
         self._options = options
         serializer = channel.serializer_name
         self._codecs = {m.attr: m.codecs(serializer) for m in service_info(self._definition).methods}
+        #: Unary calls through one server go straight to RpcClient.call, which converts.
+        self._call = channel.client.call if isinstance(channel, RpcChannel) else None
 
     _definition: ClassVar[type]
 
@@ -640,6 +642,7 @@ class _Proxy:
         proxy = object.__new__(type(self))
         proxy._channel = self._channel
         proxy._codecs = self._codecs
+        proxy._call = self._call
         proxy._options = attrs.evolve(options, **changes)
         return proxy
 
@@ -648,18 +651,45 @@ class _Proxy:
 
 
 def _unary(method: MethodInfo) -> Callable[..., Any]:
-    attr = method.attr
+    attr, wire = method.attr, method.wire
 
-    async def call(self: _Proxy, request: Any) -> Any:
-        codecs = self._codecs[attr]
-        payload = codecs.dump_request(request)
-        try:
-            reply = await self._channel.unary(method, payload, self._options)
-        except RpcError as exc:
-            raise codecs.typed_error(exc) from None
-        return codecs.load_response(reply)
+    # A plain function returning the engine's coroutine, which converts the
+    # request, the response and typed errors (see RpcClient.call): the call
+    # has no coroutine of the typed layer's own.
+    def call(self: _Proxy, request: Any) -> Awaitable[Any]:
+        client_call = self._call
+        options = self._options
+        if client_call is None:
+            return _unary_via(self._channel, method, self._codecs[attr], request, options)
+        metadata = options.metadata
+        return client_call(
+            wire,
+            request,
+            timeout=options.timeout,
+            metadata=None if metadata is None else dict(metadata),
+            _typed=self._codecs[attr],
+        )
 
+    if _mark_coroutine_function is not None:
+        _mark_coroutine_function(call)
     return call
+
+
+#: Python 3.12+: proxies' unary methods still read as coroutine functions.
+_mark_coroutine_function = getattr(inspect, "markcoroutinefunction", None)
+
+
+async def _unary_via(channel: ServiceChannel, method: MethodInfo, codecs: _MethodCodecs, request: Any, options: CallOptions) -> Any:
+    """A unary call through a channel other than one server's (a cluster's)."""
+    payload = codecs.dump_request(request)
+    try:
+        reply = await channel.unary(method, payload, options)
+    except RpcError as exc:
+        typed = codecs.typed_error(exc)
+        if typed is not exc:
+            raise typed from None
+        raise
+    return codecs.load_response(reply)
 
 
 def _server_streaming(method: MethodInfo) -> Callable[..., Any]:
