@@ -176,8 +176,62 @@ def converter_for(serializer: str) -> cattrs.Converter:
     # directly instead of gathering each field's errors. Values are loaded
     # with the twin; only a value it rejects is loaded again by ``converter``,
     # whose error names the field.
-    _FAST_TWINS[id(converter)] = (converter, _configure(make(forbid_extra_keys=False, detailed_validation=False)))
+    fast = _configure(make(forbid_extra_keys=False, detailed_validation=False))
+    fast.register_structure_hook_factory(lambda cls: _scalar_fields(cls) is not None, _scalar_structure)
+    _FAST_TWINS[id(converter)] = (converter, fast)
     return converter
+
+
+#: Scalars whose strict hooks return a value of exactly this type unchanged.
+_EXACT_SCALARS = (str, int, float, bool, bytes)
+
+
+def _scalar_fields(cls: Any) -> tuple[attrs.Attribute, ...] | None:  # type: ignore[type-arg]
+    """The fields of an attrs class that only has required scalar fields, passed
+    by position under their own names; None for any other class."""
+    if not isinstance(cls, type) or not attrs.has(cls):
+        return None
+    parameters: Any = getattr(cls, "__parameters__", None)
+    if parameters:  # a generic class: its field types are type variables
+        return None
+    attrs.resolve_types(cls)
+    fields: tuple[attrs.Attribute, ...] = attrs.fields(cls)  # type: ignore[type-arg]
+    for field in fields:
+        if (
+            not field.init
+            or field.kw_only
+            or field.default is not attrs.NOTHING
+            or field.alias != field.name
+            or field.type not in _EXACT_SCALARS
+        ):
+            return None
+    return fields
+
+
+def _scalar_structure(cls: type) -> Callable[[Any, Any], Any]:
+    """One generated function for a class of required scalar fields: the map
+    check, each field of exactly its type taken as it is (what the strict
+    hook would return), any other value through the strict hook, then the
+    class. It raises anything on a bad value; the detailed converter then
+    says what is wrong."""
+    fields = _scalar_fields(cls)
+    assert fields is not None
+    namespace: dict[str, Any] = {"cls": cls, "Mapping": Mapping}
+    hooks = {str: _strict_str, int: _strict_int, float: _strict_float, bool: _strict_bool, bytes: _strict_bytes}
+    arguments = []
+    for index, field in enumerate(fields):
+        namespace[f"t{index}"] = field.type
+        namespace[f"h{index}"] = hooks[field.type]  # type: ignore[index]
+        arguments.append(f"v if type(v := o[{field.name!r}]) is t{index} else h{index}(v, t{index})")
+    source = (
+        "def structure(o, _):\n"
+        "    if type(o) is not dict and not isinstance(o, Mapping):\n"
+        "        raise TypeError('not a map')\n"
+        f"    return cls({', '.join(f'({a})' for a in arguments)})\n"
+    )
+    exec(compile(source, f"<rpcnet structure {cls.__module__}.{cls.__qualname__}>", "exec"), namespace)
+    structure: Callable[[Any, Any], Any] = namespace["structure"]
+    return structure
 
 
 #: id(converter_for(...)) -> (that converter, its twin without detailed validation).
