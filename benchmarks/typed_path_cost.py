@@ -12,8 +12,9 @@ sides, so the time per call is the CPU of both sides.
     python benchmarks/typed_path_cost.py --parts                  # the conversion steps alone
 
 Instruction counts (repeatable on a loaded machine): run under
-``valgrind --tool=callgrind`` twice with ``--calls N`` and ``--calls 2N`` for
-one scenario (``--only``); the difference divided by N is per call.
+``valgrind --tool=callgrind`` twice with ``--calls N --repeat 1`` and
+``--calls 2N --repeat 1`` for one scenario (``--only``); the difference
+divided by N is per call.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ async def main(args: argparse.Namespace) -> None:
     names = [args.only] if args.only else list(scenarios)
     try:
         for name in names:
-            await _run(min(args.calls, 6400), scenarios[name])  # warm up
+            await _run(args.warmup, scenarios[name])
         results: dict[str, list[float]] = {name: [] for name in names}
         profile = cProfile.Profile() if args.profile else None
         for _ in range(args.repeat):
@@ -135,6 +136,7 @@ if __name__ == "__main__":
     parser.add_argument("--transport", choices=["memory", "quic"], default="memory")
     parser.add_argument("--only", choices=["untyped", "typed"])
     parser.add_argument("--calls", type=int, default=64_000)
+    parser.add_argument("--warmup", type=int, default=6400, help="calls before the measured ones")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--sort", default="tottime")
