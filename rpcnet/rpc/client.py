@@ -488,12 +488,17 @@ class RpcClient(RpcEndpoint):
         metadata: dict[str, Any] | None = None,
         serializer: str | None = None,
         _with_metadata: bool = False,
+        _typed: Any = None,
     ) -> Any:
         """Unary call: send ``request``, return the response.
 
         Raises the :class:`~rpcnet.errors.RpcError` subclass of the status the
         server returned (``NotFoundError``, ``DeadlineExceededError``, ...).
         """
+        # _typed: a typed method's conversions (rpcnet.rpc.services), run in
+        # this coroutine so a typed call costs no coroutine of its own.
+        if _typed is not None:
+            request = _typed.dump_request(request)
         codec = self._serializer(serializer) if serializer else self.serializer
         wrapped = self._wrap_start(method, MethodKind.UNARY, metadata) if self._wrappers else None
         try:
@@ -549,9 +554,15 @@ class RpcClient(RpcEndpoint):
         except BaseException as exc:
             if wrapped is not None:
                 self._wrap_end(wrapped, exc)
+            if _typed is not None and isinstance(exc, RpcError):
+                typed = _typed.typed_error(exc)
+                if typed is not exc:
+                    raise typed from None
             raise
         if wrapped is not None:
             self._wrap_end(wrapped, None)
+        if _typed is not None:
+            response = _typed.load_response(response)
         if _with_metadata:
             return response, CallMetadata(call.initial, call.trailers)
         return response

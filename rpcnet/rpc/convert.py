@@ -34,6 +34,7 @@ from typing import Any, Literal, Union
 
 import attrs
 import cattrs
+from cattrs.fns import identity as _cattrs_identity
 from cattrs.preconf.msgpack import make_converter as make_msgpack_converter
 from cattrs.preconf.orjson import make_converter as make_orjson_converter
 
@@ -53,18 +54,24 @@ def _describe(value: Any) -> str:
 
 
 def _strict_int(value: Any, _: Any) -> int:
-    if type(value) is int or (isinstance(value, int) and not isinstance(value, bool)):
+    if type(value) is int:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
         return int(value)
     raise _Mismatch(f"expected an integer, got {_describe(value)}")
 
 
 def _strict_float(value: Any, _: Any) -> float:
+    if type(value) is float:
+        return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     raise _Mismatch(f"expected a number, got {_describe(value)}")
 
 
 def _strict_str(value: Any, _: Any) -> str:
+    if type(value) is str:
+        return value
     if isinstance(value, str):
         return str(value)
     raise _Mismatch(f"expected a string, got {_describe(value)}")
@@ -77,6 +84,8 @@ def _strict_bool(value: Any, _: Any) -> bool:
 
 
 def _strict_bytes(value: Any, _: Any) -> bytes:
+    if type(value) is bytes:
+        return value
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     raise _Mismatch(f"expected bytes, got {_describe(value)}")
@@ -126,7 +135,7 @@ def _attrs_mapping_check(converter: cattrs.Converter) -> None:
         inner: Callable[[Any, Any], Any] = converter.gen_structure_attrs_fromdict(cls)
 
         def structure(value: Any, target: Any) -> Any:
-            if not isinstance(value, Mapping):
+            if type(value) is not dict and not isinstance(value, Mapping):
                 raise _Mismatch(f"expected a map ({cls.__name__}), got {_describe(value)}")
             return inner(value, target)
 
@@ -146,7 +155,9 @@ def _configure(converter: cattrs.Converter) -> cattrs.Converter:
         (dt.date, _structure_date),
     ):
         converter.register_structure_hook(cls, hook)
-    converter.register_unstructure_hook(bytes, lambda value: value)
+    # cattrs' own identity (not a lambda): generated unstructure functions
+    # then read the field directly instead of calling a hook.
+    converter.register_unstructure_hook(bytes, _cattrs_identity)
     converter.register_unstructure_hook(dt.datetime, lambda value: value.isoformat())
     converter.register_unstructure_hook(dt.date, lambda value: value.isoformat())
     converter.register_structure_hook_factory(_is_enum, _enum_structure)
@@ -158,9 +169,78 @@ def _configure(converter: cattrs.Converter) -> cattrs.Converter:
 @functools.cache
 def converter_for(serializer: str) -> cattrs.Converter:
     """The converter matched to a serializer by name: orjson's for ``json``, msgpack's otherwise."""
-    if serializer == "json":
-        return _configure(make_orjson_converter(forbid_extra_keys=False))
-    return _configure(make_msgpack_converter(forbid_extra_keys=False))
+    make = make_orjson_converter if serializer == "json" else make_msgpack_converter
+    converter = _configure(make(forbid_extra_keys=False))
+    # Its twin without detailed validation: the same hooks, so it accepts and
+    # rejects the same values, but its generated functions call the class
+    # directly instead of gathering each field's errors. Values are loaded
+    # with the twin; only a value it rejects is loaded again by ``converter``,
+    # whose error names the field.
+    fast = _configure(make(forbid_extra_keys=False, detailed_validation=False))
+    fast.register_structure_hook_factory(lambda cls: _scalar_fields(cls) is not None, _scalar_structure)
+    _FAST_TWINS[id(converter)] = (converter, fast)
+    return converter
+
+
+#: Scalars whose strict hooks return a value of exactly this type unchanged.
+_EXACT_SCALARS = (str, int, float, bool, bytes)
+
+
+def _scalar_fields(cls: Any) -> tuple[attrs.Attribute, ...] | None:  # type: ignore[type-arg]
+    """The fields of an attrs class that only has required scalar fields, passed
+    by position under their own names; None for any other class."""
+    if not isinstance(cls, type) or not attrs.has(cls):
+        return None
+    parameters: Any = getattr(cls, "__parameters__", None)
+    if parameters:  # a generic class: its field types are type variables
+        return None
+    attrs.resolve_types(cls)
+    fields: tuple[attrs.Attribute, ...] = attrs.fields(cls)  # type: ignore[type-arg]
+    for field in fields:
+        if (
+            not field.init
+            or field.kw_only
+            or field.default is not attrs.NOTHING
+            or field.alias != field.name
+            or field.type not in _EXACT_SCALARS
+        ):
+            return None
+    return fields
+
+
+def _scalar_structure(cls: type) -> Callable[[Any, Any], Any]:
+    """One generated function for a class of required scalar fields: the map
+    check, each field of exactly its type taken as it is (what the strict
+    hook would return), any other value through the strict hook, then the
+    class. It raises anything on a bad value; the detailed converter then
+    says what is wrong."""
+    fields = _scalar_fields(cls)
+    assert fields is not None
+    namespace: dict[str, Any] = {"cls": cls, "Mapping": Mapping}
+    hooks = {str: _strict_str, int: _strict_int, float: _strict_float, bool: _strict_bool, bytes: _strict_bytes}
+    arguments = []
+    for index, field in enumerate(fields):
+        namespace[f"t{index}"] = field.type
+        namespace[f"h{index}"] = hooks[field.type]  # type: ignore[index]
+        arguments.append(f"v if type(v := o[{field.name!r}]) is t{index} else h{index}(v, t{index})")
+    source = (
+        "def structure(o, _):\n"
+        "    if type(o) is not dict and not isinstance(o, Mapping):\n"
+        "        raise TypeError('not a map')\n"
+        f"    return cls({', '.join(f'({a})' for a in arguments)})\n"
+    )
+    exec(compile(source, f"<rpcnet structure {cls.__module__}.{cls.__qualname__}>", "exec"), namespace)
+    structure: Callable[[Any, Any], Any] = namespace["structure"]
+    return structure
+
+
+#: id(converter_for(...)) -> (that converter, its twin without detailed validation).
+_FAST_TWINS: dict[int, tuple[cattrs.Converter, cattrs.Converter]] = {}
+
+
+def _fast_twin(converter: cattrs.Converter) -> cattrs.Converter | None:
+    entry = _FAST_TWINS.get(id(converter))
+    return entry[1] if entry is not None and entry[0] is converter else None
 
 
 def _format(exc: BaseException, target: Any) -> str:
@@ -181,32 +261,46 @@ def _explain(exc: BaseException) -> str:
 
 class Codec:
     """Compiled hooks for one type on one converter: ``load`` (value model -> typed)
-    and ``dump`` (typed -> value model)."""
+    and ``dump`` (typed -> value model).
 
-    __slots__ = ("type", "load", "dump", "check")
+    ``structure(value, type)`` is the fastest hook that loads a valid value;
+    it raises anything on an invalid one, and then ``load`` (which raises
+    :class:`ConversionError` naming the field) tells why. Callers on a hot
+    path call ``structure`` in a ``try`` and fall back to ``load``.
+    """
+
+    __slots__ = ("type", "load", "dump", "check", "structure")
 
     def __init__(self, converter: cattrs.Converter, tp: Any) -> None:
         self.type = tp
         if tp is None or tp is type(None):
             self.load: Callable[[Any], Any] = _load_none
+            self.structure: Callable[[Any, Any], Any] = _structure_none
             self.dump: Callable[[Any], Any] = _identity
             self.check: type | None = None
             return
         if tp is Any:
             self.load = self.dump = _identity
+            self.structure = _structure_any
             self.check = None
             return
-        structure = converter.get_structure_hook(tp)
-        unstructure = converter.get_unstructure_hook(tp)
+        detailed = converter.get_structure_hook(tp)
+        fast = _fast_twin(converter)
+        structure = detailed if fast is None else fast.get_structure_hook(tp)
 
         def load(value: Any) -> Any:
             try:
                 return structure(value, tp)
+            except Exception:
+                pass
+            try:
+                return detailed(value, tp)
             except Exception as exc:
                 raise ConversionError(_explain(exc)) from None
 
         self.load = load
-        self.dump = unstructure
+        self.structure = structure
+        self.dump = (converter if fast is None else fast).get_unstructure_hook(tp)
         #: attrs classes are checked before they are dumped (a wrong object fails clearly).
         self.check = tp if attrs.has(tp) else None
 
@@ -225,6 +319,14 @@ def _load_none(value: Any) -> None:
     if value is not None:
         raise ConversionError(f"expected null, got {_describe(value)} @ $")
     return None
+
+
+def _structure_none(value: Any, _: Any) -> None:
+    return _load_none(value)
+
+
+def _structure_any(value: Any, _: Any) -> Any:
+    return value
 
 
 # -- which types are supported ---------------------------------------------------

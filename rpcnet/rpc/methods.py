@@ -36,6 +36,11 @@ class MethodSpec:
     serializer: Serializer
     #: Safe to run twice: clients may retry it after it was sent.
     idempotent: bool = False
+    #: A typed unary method (:mod:`rpcnet.rpc.services`): the implementation's
+    #: method and its conversions (``function``, ``load``, ``dump``, ``error``),
+    #: which the call's own task runs instead of ``handler``, so a typed call
+    #: costs no coroutine of its own. ``handler`` does the same for other callers.
+    typed: Any = None
     #: Copies of ``kind.streams_requests`` / ``kind.streams_responses``, read per call.
     streams_requests: bool = attrs.field(init=False)
     streams_responses: bool = attrs.field(init=False)

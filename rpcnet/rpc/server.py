@@ -10,6 +10,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from ..config import RpcConfig, TlsConfig
 from ..errors import ConfigError, MessageTooLargeError, RpcError, SerializationError, StatusCode, TransportError
 from ..plugins import PluginHost
@@ -164,6 +166,9 @@ class RpcServer(RpcEndpoint):
         for info, methods in bound:
             for method in methods:
                 self.add_method(method.info.wire, method.info.kind, method.handler, idempotent=method.info.idempotent)
+                if method.typed is not None:
+                    name = method.info.wire
+                    self._methods[name] = attrs.evolve(self._methods[name], typed=method.typed)
             self._services[info.name] = info
 
     @property
@@ -544,11 +549,16 @@ class _ServerCall:
 
     async def _run_unary(self) -> None:
         ctx = self.ctx
-        assert ctx is not None and self.spec is not None
+        spec = self.spec
+        assert ctx is not None and spec is not None
         deadline_var.set(ctx.deadline)
         context_var.set(ctx)
+        typed = spec.typed
         try:
-            response = await self.spec.handler(self._decode_request(), ctx)
+            if typed is None:
+                response = await spec.handler(self._decode_request(), ctx)
+            else:
+                response = typed.dump(await typed.function(typed.load(self._decode_request())))
             frame = self._encode(response)
             if ctx._initial_metadata:
                 head = self._initial_metadata_frame()
@@ -562,6 +572,8 @@ class _ServerCall:
         except asyncio.CancelledError:
             self._on_cancelled()
         except RpcError as exc:
+            if typed is not None:
+                exc = typed.error(exc)
             self._fail(exc.code, exc.message, exc.details, exc.trailers)
         except Exception as exc:
             self._on_handler_error(exc)

@@ -431,9 +431,24 @@ def _read_definition(definition: type) -> ServiceInfo:
 
 
 class _MethodCodecs:
-    """A method's request, response and error conversions for one serializer."""
+    """A method's request, response and error conversions for one serializer.
 
-    __slots__ = ("method", "request", "response", "errors", "converter")
+    ``load_request``, ``dump_response``, ``dump_request`` and ``load_response``
+    are functions made once per method: each is one call of the converter's
+    generated hook (one ``try``, one ``isinstance`` for attrs classes), and
+    only a value that fails is converted again to name the field."""
+
+    __slots__ = (
+        "method",
+        "request",
+        "response",
+        "errors",
+        "converter",
+        "load_request",
+        "dump_response",
+        "dump_request",
+        "load_response",
+    )
 
     def __init__(self, method: MethodInfo, serializer: str) -> None:
         converter = converter_for(serializer)
@@ -442,22 +457,19 @@ class _MethodCodecs:
         self.request = Codec(converter, method.request_type)
         self.response = Codec(converter, method.response_type)
         self.errors = {error.wire_name(): (error, Codec(converter, error)) for error in method.errors}
-
-    # server side
-
-    def load_request(self, value: Any) -> Any:
-        try:
-            return self.request.load(value)
-        except ConversionError as exc:
-            raise RpcError(f"invalid request for {self.method.wire}: {exc}", code=StatusCode.INVALID_ARGUMENT) from None
-
-    def dump_response(self, value: Any) -> Any:
-        check = self.response.check
-        if check is not None and not isinstance(value, check):
-            raise RpcError(
-                f"{self.method.wire} returned {type(value).__name__}, expected {check.__name__}", code=StatusCode.INTERNAL
-            )
-        return self.response.dump(value)
+        wire = method.wire
+        #: server side: a request as the implementation takes it; INVALID_ARGUMENT naming the field.
+        self.load_request: Callable[[Any], Any] = _loader(
+            self.request, f"invalid request for {wire}", StatusCode.INVALID_ARGUMENT
+        )
+        #: server side: the implementation's result on the wire; INTERNAL for a wrong type.
+        self.dump_response: Callable[[Any], Any] = _dumper(self.response, wire, _wrong_response)
+        #: client side: the caller's request on the wire; TypeError for a wrong type.
+        self.dump_request: Callable[[Any], Any] = _dumper(self.request, wire, _wrong_request)
+        #: client side: the reply as the caller takes it; INTERNAL naming the field.
+        self.load_response: Callable[[Any], Any] = _loader(
+            self.response, f"invalid response from {wire}", StatusCode.INTERNAL
+        )
 
     def wire_error(self, error: ServiceError) -> RpcError:
         """A declared typed error as the status error that carries it; others unchanged."""
@@ -473,15 +485,6 @@ class _MethodCodecs:
         )
 
     # client side
-
-    def dump_request(self, value: Any) -> Any:
-        return self.request.dump_checked(value, self.method.wire)
-
-    def load_response(self, value: Any) -> Any:
-        try:
-            return self.response.load(value)
-        except ConversionError as exc:
-            raise RpcError(f"invalid response from {self.method.wire}: {exc}", code=StatusCode.INTERNAL) from None
 
     def typed_error(self, error: RpcError) -> RpcError:
         """The declared typed error a status error carries, or the status error itself."""
@@ -499,6 +502,43 @@ class _MethodCodecs:
         typed.message = error.message
         typed.trailers = dict(error.trailers)
         return typing.cast(RpcError, typed)
+
+
+def _loader(codec: Codec, what: str, code: StatusCode) -> Callable[[Any], Any]:
+    structure, tp, load = codec.structure, codec.type, codec.load
+
+    def loader(value: Any) -> Any:
+        try:
+            return structure(value, tp)
+        except Exception:
+            pass
+        try:
+            return load(value)
+        except ConversionError as exc:
+            raise RpcError(f"{what}: {exc}", code=code) from None
+
+    return loader
+
+
+def _wrong_request(wire: str, expected: type, value: Any) -> Exception:
+    return TypeError(f"{wire} takes {expected.__name__}, got {type(value).__name__}")
+
+
+def _wrong_response(wire: str, expected: type, value: Any) -> Exception:
+    return RpcError(f"{wire} returned {type(value).__name__}, expected {expected.__name__}", code=StatusCode.INTERNAL)
+
+
+def _dumper(codec: Codec, wire: str, wrong: Callable[[str, type, Any], Exception]) -> Callable[[Any], Any]:
+    check, dump = codec.check, codec.dump
+    if check is None:
+        return dump
+
+    def dumper(value: Any) -> Any:
+        if not isinstance(value, check):
+            raise wrong(wire, check, value)
+        return dump(value)
+
+    return dumper
 
 
 # -- client side -----------------------------------------------------------------------------------------
@@ -581,6 +621,8 @@ class _Proxy:
         self._options = options
         serializer = channel.serializer_name
         self._codecs = {m.attr: m.codecs(serializer) for m in service_info(self._definition).methods}
+        #: Unary calls through one server go straight to RpcClient.call, which converts.
+        self._call = channel.client.call if isinstance(channel, RpcChannel) else None
 
     _definition: ClassVar[type]
 
@@ -600,6 +642,7 @@ class _Proxy:
         proxy = object.__new__(type(self))
         proxy._channel = self._channel
         proxy._codecs = self._codecs
+        proxy._call = self._call
         proxy._options = attrs.evolve(options, **changes)
         return proxy
 
@@ -608,18 +651,45 @@ class _Proxy:
 
 
 def _unary(method: MethodInfo) -> Callable[..., Any]:
-    attr = method.attr
+    attr, wire = method.attr, method.wire
 
-    async def call(self: _Proxy, request: Any) -> Any:
-        codecs = self._codecs[attr]
-        payload = codecs.dump_request(request)
-        try:
-            reply = await self._channel.unary(method, payload, self._options)
-        except RpcError as exc:
-            raise codecs.typed_error(exc) from None
-        return codecs.load_response(reply)
+    # A plain function returning the engine's coroutine, which converts the
+    # request, the response and typed errors (see RpcClient.call): the call
+    # has no coroutine of the typed layer's own.
+    def call(self: _Proxy, request: Any) -> Awaitable[Any]:
+        client_call = self._call
+        options = self._options
+        if client_call is None:
+            return _unary_via(self._channel, method, self._codecs[attr], request, options)
+        metadata = options.metadata
+        return client_call(
+            wire,
+            request,
+            timeout=options.timeout,
+            metadata=None if metadata is None else dict(metadata),
+            _typed=self._codecs[attr],
+        )
 
+    if _mark_coroutine_function is not None:
+        _mark_coroutine_function(call)
     return call
+
+
+#: Python 3.12+: proxies' unary methods still read as coroutine functions.
+_mark_coroutine_function = getattr(inspect, "markcoroutinefunction", None)
+
+
+async def _unary_via(channel: ServiceChannel, method: MethodInfo, codecs: _MethodCodecs, request: Any, options: CallOptions) -> Any:
+    """A unary call through a channel other than one server's (a cluster's)."""
+    payload = codecs.dump_request(request)
+    try:
+        reply = await channel.unary(method, payload, options)
+    except RpcError as exc:
+        typed = codecs.typed_error(exc)
+        if typed is not exc:
+            raise typed from None
+        raise
+    return codecs.load_response(reply)
 
 
 def _server_streaming(method: MethodInfo) -> Callable[..., Any]:
@@ -711,6 +781,27 @@ class BoundMethod:
 
     info: MethodInfo
     handler: Callable[..., Any]
+    #: For unary methods: what the server's call task runs instead of ``handler``.
+    typed: UnaryTarget | None = None
+
+
+class UnaryTarget:
+    """A typed unary method as the server runs it in the call's own task:
+    ``dump(await function(load(request)))``, and ``error`` turns a declared
+    typed error it raises into the status error that carries it."""
+
+    __slots__ = ("function", "load", "dump", "error")
+
+    def __init__(self, function: Callable[[Any], Awaitable[Any]], codecs: _MethodCodecs) -> None:
+        self.function = function
+        self.load = codecs.load_request
+        self.dump = codecs.dump_response
+        wire_error = codecs.wire_error
+
+        def error(exc: RpcError) -> RpcError:
+            return wire_error(exc) if isinstance(exc, ServiceError) else exc
+
+        self.error = error
 
 
 def bind_service(implementation: Any, serializer: str) -> list[tuple[ServiceInfo, list[BoundMethod]]]:
@@ -734,7 +825,8 @@ def bind_service(implementation: Any, serializer: str) -> list[tuple[ServiceInfo
             if getattr(type(implementation), method.attr) is definition.__dict__[method.attr]:
                 raise TypeError(f"{type(implementation).__name__} does not implement {info.definition.__name__}.{method.attr}")
             codecs = method.codecs(serializer)
-            methods.append(BoundMethod(method, _HANDLERS[method.kind](function, codecs)))
+            typed = UnaryTarget(function, codecs) if method.kind is MethodKind.UNARY else None
+            methods.append(BoundMethod(method, _HANDLERS[method.kind](function, codecs), typed))
         bound.append((info, methods))
     return bound
 

@@ -198,6 +198,52 @@ def test_codecs_are_strict_and_name_the_field() -> None:
         codec.load("port=1")
 
 
+@attrs.frozen
+class Scalars:
+    name: str
+    count: int
+    ratio: float
+    flag: bool
+    blob: bytes
+    port: int = attrs.field(validator=attrs.validators.gt(0), kw_only=True)
+
+
+@attrs.frozen
+class OnlyScalars:
+    name: str
+    count: int
+    ratio: float
+    flag: bool
+    blob: bytes
+
+
+@pytest.mark.parametrize("cls", [Scalars, OnlyScalars])
+def test_classes_of_scalars_load_as_strictly_as_any_other(cls: type) -> None:
+    # OnlyScalars takes the generated path for classes of required scalars; Scalars the general one.
+    codec = Codec(converter_for("msgpack"), cls)
+    generated = codec.structure.__code__.co_filename.startswith("<rpcnet structure")
+    assert generated is (cls is OnlyScalars)
+    extra = {"port": 1} if cls is Scalars else {}
+    good = {"name": "a", "count": 2, "ratio": 1, "flag": False, "blob": bytearray(b"x"), "unknown": [1], **extra}
+    loaded = codec.load(good)
+    assert loaded == cls("a", 2, 1.0, False, b"x", **extra)
+    assert type(loaded.ratio) is float and type(loaded.blob) is bytes
+    for field, value, message in [
+        ("name", 1, r"expected a string, got int @ \$.name"),
+        ("count", True, r"expected an integer, got bool @ \$.count"),
+        ("count", 1.5, r"expected an integer, got float @ \$.count"),
+        ("ratio", "1", r"expected a number, got str @ \$.ratio"),
+        ("flag", 1, r"expected a boolean, got int @ \$.flag"),
+        ("blob", "x", r"expected bytes, got str @ \$.blob"),
+    ]:
+        with pytest.raises(ConversionError, match=f"^{message}$"):
+            codec.load({**good, field: value})
+    with pytest.raises(ConversionError, match=r"^required field missing @ \$.flag$"):
+        codec.load({k: v for k, v in good.items() if k != "flag"})
+    with pytest.raises(ConversionError, match=rf"^expected a map \({cls.__name__}\), got list @ \$$"):
+        codec.load([good])
+
+
 def test_json_schema_of_attrs_and_plain_types() -> None:
     assert json_schema(ProfileV2) == {
         "$ref": "#/$defs/ProfileV2",
