@@ -128,7 +128,11 @@ class MembershipDriver:
         errors = [r for r in results if isinstance(r, BaseException)]
         if pending and len(errors) == len(pending):
             detail = "; ".join(f"{format_address(a)}: {e}" for (a, _), e in zip(pending, errors))
-            raise RpcError(f"could not join through any seed: {detail}", code=StatusCode.UNAVAILABLE)
+            # Every seed answered and refused us (another gossip key or cluster
+            # label): trying again cannot help, unlike a seed not up yet.
+            refused = all(isinstance(e, RpcError) and e.code is StatusCode.PERMISSION_DENIED for e in errors)
+            code = StatusCode.PERMISSION_DENIED if refused else StatusCode.UNAVAILABLE
+            raise RpcError(f"could not join through any seed: {detail}", code=code)
 
     async def leave(self, timeout: float = 5.0) -> bool:
         """Have the core leave and wait until it says the leave went out, at

@@ -159,8 +159,9 @@ class Cluster:
         without seeds).
 
         Raises :class:`TimeoutError` when ``timeout`` seconds pass first (the
-        node goes on trying), and ``UNAVAILABLE`` when
-        ``ClusterConfig.join_timeout`` ran out with no seed answering.
+        node goes on trying), ``UNAVAILABLE`` when ``ClusterConfig.join_timeout``
+        ran out with no seed answering, and ``PERMISSION_DENIED`` at once when
+        every seed answered and refused this node (another gossip key or label).
         """
         self._require_driver()
         try:
@@ -232,6 +233,15 @@ class Cluster:
                 break
             except RpcError as exc:
                 elapsed = loop.time() - started
+                if exc.code is StatusCode.PERMISSION_DENIED:
+                    self._join_error = RpcError(
+                        f"every seed refused this node: {exc.message}; give it the cluster's gossip key "
+                        "(gossip_keys or keyring_file) and label",
+                        code=StatusCode.PERMISSION_DENIED,
+                    )
+                    log.error("%s", self._join_error.message)
+                    self._joined.set()
+                    return
                 if config.join_timeout is not None and elapsed >= config.join_timeout:
                     self._join_error = RpcError(
                         f"could not join through any seed within join_timeout {config.join_timeout:g} s "
