@@ -18,7 +18,7 @@ from rpcnet import RpcClient, RpcConfig
 from rpcnet.errors import TransportError
 from rpcnet.rpc.protocol import ALPN
 
-from .helpers import DEADLINE, Recorder
+from ..transport_helpers import DEADLINE, Recorder
 
 #: docs/transport.md, "Connection admission": the most one established
 #: connection without calls costs the server (measured: about 77 KiB).

@@ -13,7 +13,7 @@ from rpcnet.errors import TransportError
 from rpcnet.rpc.protocol import ALPN
 from rpcnet.transport import CONNECTION_LOST
 
-from .helpers import DEADLINE, Recorder, until
+from ..transport_helpers import DEADLINE, Recorder, until
 
 
 def _long_header(version: bytes, dcid: bytes, scid: bytes, body: bytes) -> bytes:
@@ -115,7 +115,7 @@ async def test_stop_accepting_keeps_existing_connections_then_close_releases_the
 
 
 async def test_client_reconnects_after_server_restart(start_server, connect, certs) -> None:
-    from .helpers import Echo
+    from ..transport_helpers import Echo
 
     server = await start_server()
     address = server.address

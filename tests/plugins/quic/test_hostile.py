@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import tracemalloc
 
-from .helpers import DEADLINE, Echo, Recorder, until
+from ..transport_helpers import DEADLINE, Echo, Recorder, until
 
 FLOOD = 10_000
 

@@ -15,7 +15,7 @@ from rpcnet_quic import QuicOptions, QuicTransport
 from rpcnet.errors import TlsError
 from rpcnet.rpc.protocol import ALPN
 
-from .helpers import DEADLINE
+from ..transport_helpers import DEADLINE
 
 
 async def test_a_tls_failure_is_logged_once_per_side_under_rpcnet(start_server, certs, caplog) -> None:

@@ -27,7 +27,7 @@ from rpcnet_quic.qh3_backend import QH3_TESTED_VERSIONS  # noqa: E402
 
 from rpcnet.rpc.protocol import ALPN  # noqa: E402
 
-from .helpers import DEADLINE, Echo, Recorder, until  # noqa: E402
+from ..transport_helpers import DEADLINE, Echo, Recorder, until  # noqa: E402
 
 
 def test_the_installed_qh3_is_a_tested_release() -> None:

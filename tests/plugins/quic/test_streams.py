@@ -9,7 +9,7 @@ import pytest
 from rpcnet.errors import TransportError
 from rpcnet.transport import CONNECTION_LOST
 
-from .helpers import DEADLINE, Echo, Recorder, until
+from ..transport_helpers import DEADLINE, Echo, Recorder, until
 
 
 async def test_echo_on_one_stream_per_call(start_server, connect) -> None:

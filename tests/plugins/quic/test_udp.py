@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from rpcnet_quic.udp import SEND_QUEUE_LIMIT, UdpSocket, bind_udp_socket, connect_udp_socket, enable_gro, supports_gso
 
-from .helpers import DEADLINE, until
+from ..transport_helpers import DEADLINE, until
 
 
 class Recording:

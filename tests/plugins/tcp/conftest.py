@@ -22,7 +22,7 @@ from rpcnet.rpc.protocol import ALPN
 from rpcnet.testing.tls_conformance import Certs
 from rpcnet.transport import Stream
 
-from .helpers import DEADLINE, Echo, Recorder
+from ..transport_helpers import DEADLINE, Echo, Recorder
 
 
 @attrs.define

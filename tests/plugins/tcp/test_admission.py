@@ -19,7 +19,7 @@ from rpcnet import RpcClient, RpcConfig
 from rpcnet.errors import TransportError
 from rpcnet.rpc.protocol import ALPN
 
-from .helpers import DEADLINE, Recorder, until
+from ..transport_helpers import DEADLINE, Recorder, until
 
 #: docs/transport.md, "Connection admission": the most one established tcp
 #: connection without calls costs the server.

@@ -20,8 +20,8 @@ from rpcnet.errors import TransportError
 from rpcnet.rpc.protocol import ALPN
 from rpcnet.transport import CONNECTION_LOST
 
+from ..transport_helpers import DEADLINE, Echo, Recorder, until
 from .conftest import frame
-from .helpers import DEADLINE, Echo, Recorder, until
 
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY = 0, 1, 3, 4, 6, 7
 REQUEST = b"\x83\x87\x84"  # :method POST, :scheme https, :path /

@@ -15,7 +15,7 @@ from rpcnet_tcp import TcpOptions, TcpTransport
 from rpcnet.errors import TlsError
 from rpcnet.rpc.protocol import ALPN
 
-from .helpers import DEADLINE, until
+from ..transport_helpers import DEADLINE, until
 
 
 def _tls_records(caplog) -> list[logging.LogRecord]:

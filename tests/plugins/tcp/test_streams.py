@@ -9,7 +9,7 @@ import pytest
 from rpcnet.errors import TransportError
 from rpcnet.transport import CONNECTION_LOST
 
-from .helpers import DEADLINE, Echo, Recorder, until
+from ..transport_helpers import DEADLINE, Echo, Recorder, until
 
 
 async def test_many_calls_share_one_connection_each_on_its_own_stream(start_server, connect) -> None:

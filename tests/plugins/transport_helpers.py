@@ -1,4 +1,4 @@
-"""Helpers shared by the QUIC transport tests."""
+"""Helpers shared by the transport tests (quic and tcp): recording handlers and waiting."""
 
 from __future__ import annotations
 
