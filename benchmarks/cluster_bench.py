@@ -78,11 +78,8 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))]
 
 
-async def measure(node: Any, strategy: str, options: argparse.Namespace) -> Run:
-    registry = WorkerRegistry(node.cluster, strategy=strategy, plugins=node.server.plugins)
-    await registry.start()
-    client = ClusterClient(registry, node.outgoing, cluster=node.cluster, plugins=node.server.plugins, idempotent=["infer"])
-    await client.start()
+async def drive(call: Any, label: str, options: argparse.Namespace) -> Run:
+    """``options.concurrency`` callers of ``call(prompt)``, measured after the warm-up."""
     latencies: list[float] = []
     per_worker: dict[str, int] = {}
     errors = 0
@@ -95,7 +92,7 @@ async def measure(node: Any, strategy: str, options: argparse.Namespace) -> Run:
             number += 1
             started = time.perf_counter()
             try:
-                reply = await client.call_worker("infer", {"prompt": f"{index}-{number}"}, timeout=30)
+                reply = await call({"prompt": f"{index}-{number}"})
             except Exception:  # counted, reported
                 if phase["measuring"]:
                     errors += 1
@@ -104,21 +101,29 @@ async def measure(node: Any, strategy: str, options: argparse.Namespace) -> Run:
                 latencies.append(time.perf_counter() - started)
                 per_worker[reply["worker"]] = per_worker.get(reply["worker"], 0) + 1
 
+    tasks = [asyncio.ensure_future(caller(i)) for i in range(options.concurrency)]
+    await asyncio.sleep(options.warmup)
+    phase["measuring"] = True
+    began, cpu_began = time.perf_counter(), time.process_time()
+    await asyncio.sleep(options.duration)
+    phase["measuring"] = False
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu_began
+    phase["stop"] = True
+    await asyncio.gather(*tasks)
+    return Run(strategy=label, requests=len(latencies), errors=errors, seconds=seconds,
+               p50=percentile(latencies, 0.5), p99=percentile(latencies, 0.99), per_worker=dict(sorted(per_worker.items())), cpu=cpu)
+
+
+async def measure(node: Any, strategy: str, options: argparse.Namespace) -> Run:
+    registry = WorkerRegistry(node.cluster, strategy=strategy, plugins=node.server.plugins)
+    await registry.start()
+    client = ClusterClient(registry, node.outgoing, cluster=node.cluster, plugins=node.server.plugins, idempotent=["infer"])
+    await client.start()
     try:
-        tasks = [asyncio.ensure_future(caller(i)) for i in range(options.concurrency)]
-        await asyncio.sleep(options.warmup)
-        phase["measuring"] = True
-        began, cpu_began = time.perf_counter(), time.process_time()
-        await asyncio.sleep(options.duration)
-        phase["measuring"] = False
-        seconds, cpu = time.perf_counter() - began, time.process_time() - cpu_began
-        phase["stop"] = True
-        await asyncio.gather(*tasks)
+        return await drive(lambda request: client.call_worker("infer", request, timeout=30), strategy, options)
     finally:
         await client.close()
         await registry.close()
-    return Run(strategy=strategy, requests=len(latencies), errors=errors, seconds=seconds,
-               p50=percentile(latencies, 0.5), p99=percentile(latencies, 0.99), per_worker=dict(sorted(per_worker.items())), cpu=cpu)
 
 
 async def measure_direct(node: Any, address: str, options: argparse.Namespace) -> Run:
@@ -127,41 +132,10 @@ async def measure_direct(node: Any, address: str, options: argparse.Namespace) -
 
     host, _, port = address.rpartition(":")
     client = RpcClient((host, int(port)), node.outgoing, plugins=node.server.plugins, server_name=host)
-    latencies: list[float] = []
-    per_worker: dict[str, int] = {}
-    errors = 0
-    phase = {"measuring": False, "stop": False}
-
-    async def caller(index: int) -> None:
-        nonlocal errors
-        number = 0
-        while not phase["stop"]:
-            number += 1
-            started = time.perf_counter()
-            try:
-                reply = await client.call("infer", {"prompt": f"{index}-{number}"}, timeout=30)
-            except Exception:  # counted, reported
-                if phase["measuring"]:
-                    errors += 1
-                continue
-            if phase["measuring"]:
-                latencies.append(time.perf_counter() - started)
-                per_worker[reply["worker"]] = per_worker.get(reply["worker"], 0) + 1
-
     try:
-        tasks = [asyncio.ensure_future(caller(i)) for i in range(options.concurrency)]
-        await asyncio.sleep(options.warmup)
-        phase["measuring"] = True
-        began, cpu_began = time.perf_counter(), time.process_time()
-        await asyncio.sleep(options.duration)
-        phase["measuring"] = False
-        seconds, cpu = time.perf_counter() - began, time.process_time() - cpu_began
-        phase["stop"] = True
-        await asyncio.gather(*tasks)
+        return await drive(lambda request: client.call("infer", request, timeout=30), DIRECT, options)
     finally:
         await client.close()
-    return Run(strategy=DIRECT, requests=len(latencies), errors=errors, seconds=seconds,
-               p50=percentile(latencies, 0.5), p99=percentile(latencies, 0.99), per_worker=dict(sorted(per_worker.items())), cpu=cpu)
 
 
 @attrs.define
