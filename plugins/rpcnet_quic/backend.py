@@ -32,6 +32,11 @@ _FRAME_CRYPTO = 0x06  # the frame type a TLS failure is attributed to
 #: Room a packet needs before a STREAM frame is worth trying: the largest
 #: frame header (type, stream id, offset, length) plus a few bytes of data.
 _MIN_STREAM_FRAME = 24
+#: aioquic's packet loop is offered streams with data to send in batches
+#: holding about this many bytes (see ``_write_application``).
+_SEND_BATCH_BYTES = 64 * 1024
+#: What a stream with nothing new to send counts toward a batch.
+_RESEND_ESTIMATE = 1200
 
 
 class EventTypes(NamedTuple):
@@ -304,9 +309,7 @@ class AioquicBackend(QuicBackend):
         return sender._buffer_stop - sender._buffer_start
 
     def grant_stream_credit(self, quic: Any, stream_id: int, limit: int) -> None:
-        stream = quic._streams.get(stream_id)
-        if stream is not None and stream.max_stream_data_local and limit > stream.max_stream_data_local:
-            stream.max_stream_data_local = limit
+        quic.rpcnet_grant_stream_credit(stream_id, limit)
 
     def grant_connection_credit(self, quic: Any, held: int) -> None:
         quic.rpcnet_grant_connection_credit(held)
@@ -386,6 +389,29 @@ class AioquicBackend(QuicBackend):
         return datagrams[0]
 
 
+def _flight_full(builder: Any) -> bool:
+    """Whether the congestion window leaves no room for another stream frame
+    (the packet loop then ends with an empty packet)."""
+    return builder._packet is not None and builder.remaining_flight_space < _MIN_STREAM_FRAME
+
+
+class _StreamsSeen:
+    """What aioquic's packet loop sees as the connection's stream table: the
+    streams with a limit to announce; discarding a stream reaches the table."""
+
+    __slots__ = ("_streams", "_announce")
+
+    def __init__(self, streams: dict[int, Any], announce: list[Any]) -> None:
+        self._streams = streams
+        self._announce = announce
+
+    def values(self) -> list[Any]:
+        return self._announce
+
+    def pop(self, stream_id: int) -> Any:
+        return self._streams.pop(stream_id)
+
+
 def _make_connection_class(base: type, max_stream_data_frame: int) -> type:
     """aioquic's ``QuicConnection`` with the changes rpcnet needs.
 
@@ -410,6 +436,11 @@ def _make_connection_class(base: type, max_stream_data_frame: int) -> type:
         _rpcnet_streams_batch = 16
         _rpcnet_reset_token: Callable[[bytes], bytes] | None = None
         _rpcnet_connection_window = 0
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            #: Streams whose receive limit was raised but not yet announced.
+            self._rpcnet_limits: set[Any] = set()
+            super().__init__(*args, **kwargs)
 
         def rpcnet_setup(
             self, options: QuicOptions, request_client_cert: bool, reset_token: Callable[[bytes], bytes] | None
@@ -455,6 +486,88 @@ def _make_connection_class(base: type, max_stream_data_frame: int) -> type:
             if space is not None and space.ack_at is not None and space.ack_at > now:
                 space.ack_at = now
 
+        def rpcnet_grant_stream_credit(self, stream_id: int, limit: int) -> None:
+            stream = self._streams.get(stream_id)
+            if stream is not None and stream.max_stream_data_local and limit > stream.max_stream_data_local:
+                stream.max_stream_data_local = limit
+                self._rpcnet_limits.add(stream)
+
+        def _on_max_stream_data_delivery(self, delivery: Any, stream: Any) -> None:
+            super()._on_max_stream_data_delivery(delivery, stream)
+            if stream.max_stream_data_local_sent != stream.max_stream_data_local:
+                self._rpcnet_limits.add(stream)  # lost: announce it again
+
+        def _write_application(self, builder: Any, network_path: Any, now: float) -> None:
+            # aioquic's packet loop walks every open stream for every packet it
+            # builds: once to announce stream limits, once more to offer each
+            # stream a frame, and then rebuilds its service queue. A client at
+            # its stream credit of large requests (100 streams) spent most of
+            # its CPU there. Here the loop sees only streams with work: the
+            # limits the driver raised (tracked as they change), and the
+            # streams with something to send, offered in batches of about
+            # _SEND_BATCH_BYTES, so a packet walks a few streams, not all.
+            # aioquic still writes every frame and keeps its round-robin
+            # within a batch; a batch that sent goes to the back of the queue.
+            if not self._cryptos[one_rtt].send.is_valid():
+                super()._write_application(builder, network_path, now)  # 0-RTT or none: as aioquic does
+                return
+            streams, queue = self._streams, self._streams_queue
+            work = []
+            idle = []
+            for stream in queue:
+                sender = stream.sender
+                if (
+                    not sender.buffer_is_empty
+                    or sender.reset_pending
+                    or stream.receiver.stop_pending
+                    or (sender.is_finished and stream.receiver.is_finished)
+                ):
+                    work.append(stream)
+                else:
+                    idle.append(stream)
+            limits = self._rpcnet_limits
+            announce = [stream for stream in limits if streams.get(stream.stream_id) is stream]
+            limits.clear()
+            self._streams = _StreamsSeen(streams, announce)
+            served: list[Any] = []
+            start = 0
+            try:
+                while True:
+                    batch_bytes = 0
+                    stop = start
+                    # What flow control lets the connection send that it never sent.
+                    room = self._remote_max_data - self._remote_max_data_used
+                    while stop < len(work) and batch_bytes < _SEND_BATCH_BYTES:
+                        # A stream counts the new bytes it may send (its own
+                        # window and the connection's), or a packet's worth
+                        # when it has only something to resend or nothing it may send.
+                        stream = work[stop]
+                        sender = stream.sender
+                        new = min(sender._buffer_stop, stream.max_stream_data_remote) - sender.highest_offset
+                        new = min(new, room)
+                        room -= max(new, 0)
+                        batch_bytes += max(new, _RESEND_ESTIMATE)
+                        stop += 1
+                    self._streams_queue = work[start:stop]
+                    start = stop
+                    super()._write_application(builder, network_path, now)
+                    served += self._streams_queue
+                    self._streams_queue = []
+                    if start >= len(work) or self._rpcnet_paced(now) or _flight_full(builder):
+                        break
+            finally:
+                self._streams = streams
+                # A limit the packets had no room for is announced next time.
+                limits.update(s for s in announce if s.max_stream_data_local_sent != s.max_stream_data_local)
+                self._streams_queue = work[start:] + idle + served + self._streams_queue
+
+        def _rpcnet_paced(self, now: float) -> bool:
+            # The test aioquic's packet loop makes before each packet.
+            space = self._spaces[one_rtt]
+            if space.ack_at is not None and space.ack_at < now:
+                return False
+            return self._loss._pacer.next_send_time(now=now) is not None
+
         def rpcnet_grant_connection_credit(self, held: int) -> None:
             limit = self._local_max_data
             window = self._rpcnet_connection_window
@@ -496,8 +609,7 @@ def _make_connection_class(base: type, max_stream_data_frame: int) -> type:
             return super()._write_stream_frame(builder, space, stream, max_offset)
 
         def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
-            # Called for every open stream on every packet built, so it only
-            # announces limits; the driver raises them as data is consumed
+            # Only announces limits: the driver raises them as data is consumed
             # (grant_stream_credit), where aioquic would double them on arrival.
             limit = stream.max_stream_data_local
             if stream.max_stream_data_local_sent != limit and limit:
