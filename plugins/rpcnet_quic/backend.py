@@ -37,6 +37,8 @@ _MIN_STREAM_FRAME = 24
 _SEND_BATCH_BYTES = 64 * 1024
 #: What a stream with nothing new to send counts toward a batch.
 _RESEND_ESTIMATE = 1200
+#: A STREAM frame's header, at most.
+_FRAME_OVERHEAD = 25
 
 
 class EventTypes(NamedTuple):
@@ -516,8 +518,11 @@ def _make_connection_class(base: type, max_stream_data_frame: int) -> type:
             idle = []
             for stream in queue:
                 sender = stream.sender
+                # ``buffer_is_empty`` stays False after the last frame went
+                # out, until aioquic next asks the stream for one; nothing
+                # pending is nothing to send.
                 if (
-                    not sender.buffer_is_empty
+                    (not sender.buffer_is_empty and (len(sender._pending) or sender._pending_eof))
                     or sender.reset_pending
                     or stream.receiver.stop_pending
                     or (sender.is_finished and stream.receiver.is_finished)
@@ -539,14 +544,21 @@ def _make_connection_class(base: type, max_stream_data_frame: int) -> type:
                     room = self._remote_max_data - self._remote_max_data_used
                     while stop < len(work) and batch_bytes < _SEND_BATCH_BYTES:
                         # A stream counts the new bytes it may send (its own
-                        # window and the connection's), or a packet's worth
-                        # when it has only something to resend or nothing it may send.
+                        # window and the connection's) and a frame header; a
+                        # packet's worth when it has only data to resend (or
+                        # flow control lets it send nothing new); a header
+                        # when all it has is a FIN, a reset or its discarding.
                         stream = work[stop]
                         sender = stream.sender
                         new = min(sender._buffer_stop, stream.max_stream_data_remote) - sender.highest_offset
                         new = min(new, room)
                         room -= max(new, 0)
-                        batch_bytes += max(new, _RESEND_ESTIMATE)
+                        if new > 0:
+                            batch_bytes += new + _FRAME_OVERHEAD
+                        elif len(sender._pending):
+                            batch_bytes += _RESEND_ESTIMATE
+                        else:  # a FIN, a reset, a STOP_SENDING, or a stream to discard
+                            batch_bytes += _FRAME_OVERHEAD
                         stop += 1
                     self._streams_queue = work[start:stop]
                     start = stop
