@@ -12,6 +12,8 @@ processes, the same variant on both sides; no RPC or HTTP/2 layer, only bytes:
 - ``sslsocket``: a non-blocking ``ssl.SSLSocket`` driven by
   ``loop.add_reader`` / ``loop.add_writer``: OpenSSL reads and writes the
   socket itself (no memory BIO copies), and releases the GIL while it does.
+  This is the tcp transport's TLS layer (``rpcnet_tcp.tlsio.TlsTransport``),
+  run here as the transport runs it.
 
 Kernel TLS would be a fourth (OpenSSL's ``SSL_OP_ENABLE_KTLS`` on the
 ``sslsocket`` variant); it runs only where ``/proc/sys/net/ipv4/tcp_available_ulp``
@@ -46,7 +48,6 @@ SCENARIOS = {"echo_1mib": (1 << 20, 100), "pingpong_64": (64, 5000)}  # message 
 VARIANTS = ("sslproto", "memorybio", "sslsocket", "ktls")
 CHUNK = 64 * 1024
 READ_SIZE = 256 * 1024
-RECORD = 16 * 1024  # the largest TLS record's plaintext
 OP_ENABLE_KTLS = 1 << 3  # OpenSSL's SSL_OP_ENABLE_KTLS; Python 3.11 has no constant for it
 
 
@@ -189,101 +190,26 @@ class MemoryBioProtocol(asyncio.BufferedProtocol):
         self.app.lost()
 
 
-# -- (c) a non-blocking SSLSocket under add_reader / add_writer -------------------
+# -- (c) a non-blocking SSLSocket under add_reader / add_writer: the tcp transport's own
+# TLS layer (plugins/rpcnet_tcp/tlsio.py), measured as the transport runs it.
 
 
-class SocketTls:
-    def __init__(self, sock: ssl.SSLSocket, app: App) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.app = app
-        self.buffer = bytearray(READ_SIZE)
-        self.view = memoryview(self.buffer)
-        self.pending: memoryview | None = None
-        app.write = self.write
-        self.loop.add_reader(self.fd, self._readable)
+def socket_transport(sock: ssl.SSLSocket, app: App) -> Any:
+    from rpcnet_tcp.tlsio import TlsTransport
 
-    def _readable(self) -> None:
-        view = self.view
-        filled = 0
-        while True:
-            try:
-                count = self.sock.recv_into(view[filled:])
-            except ssl.SSLWantReadError:
-                break
-            except (ssl.SSLError, OSError):
-                count = 0
-            if not count:
-                if filled:
-                    self.app.received(bytes(view[:filled]))
-                self.close()
-                return
-            filled += count
-            if filled == READ_SIZE:
-                self.app.received(bytes(view))
-                filled = 0
-            elif count < RECORD:
-                # A record shorter than the largest ends what the peer wrote:
-                # stop without the read that would only say "nothing more"
-                # (the socket signals again if more came).
-                break
-        if filled:
-            self.app.received(bytes(view[:filled]))
-
-    def write(self, data: bytes) -> None:
-        if self.pending is not None:
-            self.pending = memoryview(bytes(self.pending) + data)
-            return
-        self.pending = memoryview(data)
-        self._writable()
-
-    def _writable(self) -> None:
-        view = self.pending
-        assert view is not None
-        try:
-            while view:
-                view = view[self.sock.send(view) :]
-        except (ssl.SSLWantWriteError, BlockingIOError):
-            self.pending = view
-            self.loop.add_writer(self.fd, self._writable)
-            return
-        self.pending = None
-        self.loop.remove_writer(self.fd)
-
-    def close(self) -> None:
-        self.loop.remove_reader(self.fd)
-        self.loop.remove_writer(self.fd)
-        self.sock.close()
-        self.app.lost()
-
-
-async def socket_handshake(sock: ssl.SSLSocket) -> None:
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            sock.do_handshake()
-            return
-        except ssl.SSLWantReadError:
-            waiter = loop.create_future()
-            loop.add_reader(sock.fileno(), waiter.set_result, None)
-            try:
-                await waiter
-            finally:
-                loop.remove_reader(sock.fileno())
-        except ssl.SSLWantWriteError:
-            waiter = loop.create_future()
-            loop.add_writer(sock.fileno(), waiter.set_result, None)
-            try:
-                await waiter
-            finally:
-                loop.remove_writer(sock.fileno())
+    protocol = PlainProtocol(app)
+    transport = TlsTransport(sock, protocol)
+    protocol.connection_made(transport)
+    transport.start()
+    return transport
 
 
 # -- server and client -------------------------------------------------------------
 
 
 async def serve(variant: str, size: int, directory: Path) -> None:
+    from rpcnet_tcp.tlsio import handshake
+
     server_context, _ = contexts(directory, variant)
     loop = asyncio.get_running_loop()
     listening = socket.create_server(("127.0.0.1", 0))
@@ -299,14 +225,15 @@ async def serve(variant: str, size: int, directory: Path) -> None:
         _, protocol = await loop.connect_accepted_socket(lambda: MemoryBioProtocol(app, server_context, True), raw)
         await protocol.ready
     else:
-        sock = server_context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-        await socket_handshake(sock)
-        SocketTls(sock, app)
+        sock = await handshake(raw, server_context, server_side=True, timeout=None)
+        socket_transport(sock, app)
     await app.closed
     print(f"{time.process_time() - started:.6f}", flush=True)
 
 
 async def run_client(variant: str, size: int, calls: int, port: int, directory: Path) -> tuple[float, float]:
+    from rpcnet_tcp.tlsio import connect_socket, handshake
+
     _, client_context = contexts(directory, variant)
     loop = asyncio.get_running_loop()
     app = App(size, server=False)
@@ -323,12 +250,9 @@ async def run_client(variant: str, size: int, calls: int, port: int, directory: 
         await protocol.ready
         close = transport.close
     else:
-        raw = socket.create_connection(("127.0.0.1", port))
-        raw.setblocking(False)
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock = client_context.wrap_socket(raw, server_hostname="localhost", do_handshake_on_connect=False)
-        await socket_handshake(sock)
-        close = SocketTls(sock, app).close
+        raw = await connect_socket("127.0.0.1", port)
+        sock = await handshake(raw, client_context, server_side=False, server_hostname="localhost", timeout=None)
+        close = socket_transport(sock, app).close
     payload = os.urandom(size)
     started = time.perf_counter()
     for _ in range(calls):

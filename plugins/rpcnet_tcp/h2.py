@@ -189,8 +189,16 @@ class H2Stream(Stream):
         else:
             self._enqueue(data, end_stream)
             connection._send_queued(self)
-        if end_stream and self._recv_done and self._queue is None:
-            connection._forget(self)
+        if end_stream:
+            if self._recv_done and self._queue is None:
+                connection._forget(self)
+            elif self.local and connection._local_open == 1 and connection._flush_handle is not None:
+                # A lone call's request is complete and nothing else is
+                # open to share the write with: send it now rather than one
+                # event-loop turn later (with more calls open, the frames
+                # of one turn still leave together, in one TLS record).
+                connection._flush_handle.cancel()
+                connection._flush()
 
     def _enqueue(self, data: bytes, end_stream: bool) -> None:
         if self._queue is None:

@@ -346,7 +346,7 @@ class TlsTransport(asyncio.Transport):
         count = -1
         try:
             while True:
-                count = sock.recv_into(view[filled:])
+                count = sock.recv_into(view[filled:], READ_SIZE - filled)
                 if not count:
                     break  # close_notify
                 filled += count

@@ -261,7 +261,17 @@ class TcpTransport(Transport):
             raise _logged(TlsError(
                 explain_server_rejection(leaf, server_name=name, ca_file=tls.ca_file, address=where, detail=detail)
             )) from None
+        except (ssl.SSLEOFError, ConnectionResetError):
+            raise TransportError(
+                f"the server at {where} closed the connection during the TLS handshake (is a TLS server listening there?)"
+            ) from None
         except ssl.SSLError as exc:
+            if "ALERT" not in (exc.reason or ""):
+                # Not a refusal: what came back is not the TLS we speak.
+                raise _logged(TlsError(
+                    f"the TLS handshake with the server at {where} failed: {exc.reason or exc} "
+                    "(is a TLS 1.3 server listening there?)"
+                )) from None
             raise _logged(TlsError(explain_peer_rejection(
                 alert_of(exc), exc.reason or str(exc), address=where,
                 sent_certificate=tls.cert_file is not None, alpn=alpn,
