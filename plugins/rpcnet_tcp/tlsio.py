@@ -33,6 +33,7 @@ import collections
 import logging
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -230,6 +231,19 @@ def accept_loop(listening: socket.socket, on_accepted: Callable[[socket.socket, 
     return stop
 
 
+_thread = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    """The buffer every transport of this thread decrypts into. Shared: a
+    read copies what it decrypted out before any other code runs, so one
+    buffer per thread serves every connection (none holds 256 KiB idle)."""
+    view = getattr(_thread, "read_buffer", None)
+    if view is None:
+        view = _thread.read_buffer = memoryview(bytearray(READ_SIZE))
+    return view
+
+
 class TlsTransport(asyncio.Transport):
     """An asyncio transport over a non-blocking :class:`ssl.SSLSocket` whose
     handshake is done. Call :meth:`start` once the protocol is ready for data."""
@@ -240,8 +254,7 @@ class TlsTransport(asyncio.Transport):
         self._sock: ssl.SSLSocket | None = sock
         self._fd = sock.fileno()
         self._protocol = protocol
-        self._buffer = bytearray(READ_SIZE)
-        self._view = memoryview(self._buffer)
+        self._view = _read_buffer()
         self._pending: collections.deque[memoryview] = collections.deque()  # waiting for the socket
         self._pending_size = 0
         self._paused = False  # we told the protocol to pause writing
