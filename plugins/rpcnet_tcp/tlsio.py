@@ -14,9 +14,11 @@ asyncio's memory BIOs, its 256 KiB read buffer and its write backlog.
   the alert that names why, and the other side reads it.
 - :class:`TlsTransport`: the asyncio transport an ``asyncio.Protocol`` (the
   HTTP/2 connection) runs on. Reads are gathered into one buffer of up to
-  256 KiB per event-loop turn; writes go to OpenSSL as they come, one TLS
-  record of 16 KiB at a time reaching the socket at once, so the peer decrypts
-  the first records while later ones are encrypted. What the socket does
+  256 KiB per event-loop turn (one buffer per thread, shared by every
+  connection: each read copies its bytes out at once). Writes go to OpenSSL
+  as they come, and each 16 KiB record reaches the socket as soon as it is
+  encrypted, so the peer decrypts the first records while later ones are
+  encrypted. What the socket does
   not take waits in a buffer; past ``WRITE_HIGH`` bytes the protocol is told
   to pause (``pause_writing``), and resumes below ``WRITE_LOW``.
 - Closing sends TLS close_notify, shuts the socket for writing and reads
@@ -233,6 +235,29 @@ def accept_loop(listening: socket.socket, on_accepted: Callable[[socket.socket, 
 
 _thread = threading.local()
 
+#: See :func:`_nudge_allocator`.
+_ALLOCATOR_NUDGE = 4 * 1024 * 1024
+
+
+def _nudge_allocator() -> None:
+    """Free one 4 MiB block, once per process, before the first connection.
+
+    glibc serves blocks above its mmap threshold (128 KiB at first) with
+    mmap, and when it frees one it raises the threshold to that block's size
+    and the heap's trim threshold to twice that. A process that moves 1 MiB
+    messages otherwise settles at about 1 MiB and 2 MiB: every call frees
+    more than 2 MiB at the top of the heap, glibc returns it to the kernel,
+    and the next call page-faults it back in, which doubled the server's CPU
+    per 1 MiB echo (benchmarks/README.md, "The tcp transport's own TLS
+    layer"). After one 4 MiB block has come and gone, blocks up to 4 MiB come
+    from the heap and up to 8 MiB of free heap is kept. It costs one mmap and
+    munmap of untouched pages; elsewhere than glibc it changes nothing.
+    """
+    bytes(_ALLOCATOR_NUDGE)  # zero-filled by calloc: fresh pages, never touched
+
+
+_nudged = False
+
 
 def _read_buffer() -> memoryview:
     """The buffer every transport of this thread decrypts into. Shared: a
@@ -255,6 +280,10 @@ class TlsTransport(asyncio.Transport):
         self._fd = sock.fileno()
         self._protocol = protocol
         self._view = _read_buffer()
+        global _nudged
+        if not _nudged:
+            _nudged = True
+            _nudge_allocator()
         self._pending: collections.deque[memoryview] = collections.deque()  # waiting for the socket
         self._pending_size = 0
         self._paused = False  # we told the protocol to pause writing
@@ -399,7 +428,9 @@ class TlsTransport(asyncio.Transport):
         size = len(view)
         try:
             while sent < size:
-                # One TLS record per call (partial writes are on), on the wire at once.
+                # OpenSSL puts each 16 KiB record on the socket as soon as it is
+                # encrypted; when the socket is full it remembers how far it
+                # got and wants the same bytes again (SSLWantWriteError).
                 sent += sock.send(view[sent:])
         except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError, InterruptedError):
             pass
