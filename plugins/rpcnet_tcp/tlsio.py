@@ -288,6 +288,9 @@ class TlsTransport(asyncio.Transport):
         self._pending_size = 0
         self._paused = False  # we told the protocol to pause writing
         self._closing = False
+        # OpenSSL may need the other direction first (a TLS 1.3 key update):
+        self._read_waits_for_write = False
+        self._write_waits_for_read = False
         self._reading = False
         self._close_timer: asyncio.TimerHandle | None = None
         try:
@@ -401,6 +404,7 @@ class TlsTransport(asyncio.Transport):
             pass
         except ssl.SSLWantWriteError:
             # OpenSSL must send before it reads on: read again once the socket is writable.
+            self._read_waits_for_write = True
             if not self._pending:
                 self._loop.add_writer(self._fd, self._flush)
         except (OSError, ssl.SSLError) as exc:  # SSLEOFError: the TCP end came without close_notify
@@ -412,6 +416,9 @@ class TlsTransport(asyncio.Transport):
             self._loop.call_soon(self._read)  # decrypted bytes the socket will not signal
         if filled:
             self._protocol.data_received(bytes(view[:filled]))
+        if self._write_waits_for_read and self._sock is not None:
+            self._write_waits_for_read = False
+            self._loop.add_writer(self._fd, self._flush)
         if count == 0 and self._sock is not None and self._reading:
             # close_notify from the peer.
             self._stop_reading()
@@ -432,15 +439,18 @@ class TlsTransport(asyncio.Transport):
                 # encrypted; when the socket is full it remembers how far it
                 # got and wants the same bytes again (SSLWantWriteError).
                 sent += sock.send(view[sent:])
-        except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError, InterruptedError):
+        except (ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
             pass
+        except ssl.SSLWantReadError:
+            self._write_waits_for_read = True  # _read resumes the writing
         except (OSError, ssl.SSLError) as exc:
             self._fatal(exc)
             return
         if sent < size:
             # OpenSSL wants the same bytes again once the socket is writable.
             self._queue(view[sent:])
-            self._loop.add_writer(self._fd, self._flush)
+            if not self._write_waits_for_read:
+                self._loop.add_writer(self._fd, self._flush)
 
     def _queue(self, view: memoryview) -> None:
         if not len(view):
@@ -471,15 +481,19 @@ class TlsTransport(asyncio.Transport):
                     pending.popleft()
                 else:
                     pending[0] = head[count:]
-        except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError, InterruptedError):
+        except (ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
             pass
+        except ssl.SSLWantReadError:
+            self._write_waits_for_read = True  # _read resumes the writing
+            self._loop.remove_writer(self._fd)
         except (OSError, ssl.SSLError) as exc:
             self._fatal(exc)
             return
         if not pending:
             self._loop.remove_writer(self._fd)
-            if self._reading:
-                self._read()  # a read may have waited for this write (SSLWantWriteError)
+        if self._read_waits_for_write and self._reading and not pending:
+            self._read_waits_for_write = False
+            self._read()
         if self._paused and self._pending_size <= WRITE_LOW:
             self._paused = False
             try:
