@@ -189,8 +189,16 @@ class H2Stream(Stream):
         else:
             self._enqueue(data, end_stream)
             connection._send_queued(self)
-        if end_stream and self._recv_done and self._queue is None:
-            connection._forget(self)
+        if end_stream:
+            if self._recv_done and self._queue is None:
+                connection._forget(self)
+            elif self.local and connection._local_open == 1 and connection._flush_handle is not None:
+                # A lone call's request is complete and nothing else is
+                # open to share the write with: send it now rather than one
+                # event-loop turn later (with more calls open, the frames
+                # of one turn still leave together, in one TLS record).
+                connection._flush_handle.cancel()
+                connection._flush()
 
     def _enqueue(self, data: bytes, end_stream: bool) -> None:
         if self._queue is None:
@@ -404,6 +412,7 @@ class H2Connection(Connection, asyncio.Protocol):
         self._closed: asyncio.Future[None] = loop.create_future()
         self._close_callbacks: list[Callable[[BaseException | None], None]] = []
         self._close_exc: BaseException | None = None
+        self._closed_cleanly = False  # close() with code 0
         self._close_reported: BaseException | None = None
         self._handlers = {
             HEADERS: self._on_headers,
@@ -478,6 +487,7 @@ class H2Connection(Connection, asyncio.Protocol):
         self._close_transport()
         detail = f"code {error_code}" + (f": {reason}" if reason else "")
         self._close_exc = TransportError(f"connection to {self._describe} was closed locally ({detail})")
+        self._closed_cleanly = error_code == 0
         # Callbacks run on the next tick, never inside the caller's own callback.
         self._loop.call_soon(self._finish, None if error_code == 0 else self._close_exc)
 
@@ -565,9 +575,6 @@ class H2Connection(Connection, asyncio.Protocol):
             self._frame(WINDOW_UPDATE, 0, 0, _U32.pack(increment))
         self._flush()
         self._handshake_timer = self._loop.call_later(self._options.handshake_timeout, self._handshake_timed_out)
-        if self._partial:
-            early, self._partial = self._partial, b""
-            self.data_received(early)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport_lost = True
@@ -578,6 +585,8 @@ class H2Connection(Connection, asyncio.Protocol):
 
             from .tls import alert_of
 
+            # Under TLS 1.3 a server checks the client certificate after the
+            # client's handshake is done: its alert arrives here, before HTTP/2.
             alert = alert_of(exc)
             if alert is not None and self._is_client:
                 self._finish(TlsError(explain_peer_rejection(
@@ -585,15 +594,17 @@ class H2Connection(Connection, asyncio.Protocol):
                 )))
                 return
         if self._state == _HANDSHAKE and self._is_client and not self._goaway_received:
-            # TLS was up but the server hung up before its SETTINGS. asyncio
-            # drops the alert a server's failed handshake queues, so the
-            # cause is inferred: under TLS 1.3 it is the client certificate.
-            self._finish(TlsError(self._explain_hangup()))
+            # TLS was up but the server hung up before its SETTINGS, with an
+            # alert we have no words for or none at all: under TLS 1.3 that
+            # is the client certificate.
+            reason = getattr(exc, "reason", None)
+            said = f" (server said: {reason})" if isinstance(reason, str) and "ALERT" in reason else ""
+            self._finish(TlsError(self._explain_hangup() + said))
         elif self._goaway_received:
             reason = f": {self._goaway_reason}" if self._goaway_reason else ""
             self._finish(TransportError(f"the peer {self._describe} closed the connection{reason}"))
         elif self._state == _CLOSING:
-            self._finish(self._close_exc)
+            self._finish(None if self._closed_cleanly else self._close_exc)
         else:
             detail = f" ({exc})" if exc else ""
             self._finish(TransportError(f"the peer {self._describe} closed the connection{detail}"))
@@ -623,11 +634,6 @@ class H2Connection(Connection, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._state == _CLOSED:
-            return
-        if self._transport is None:
-            # Servers: TLS delivered the client's first bytes before the
-            # listener handed this connection its transport (loop.start_tls).
-            self._partial += data
             return
         self._last_received = self._loop.time()
         if self._partial:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import attrs
@@ -13,13 +15,22 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from rpcnet.config import TlsConfig
 from rpcnet.errors import ConfigError, TlsError, TransportError
-from rpcnet.tls import explain_peer_rejection, explain_server_rejection, identity_of
+from rpcnet.tls import (
+    ALERT_BAD_CERTIFICATE,
+    ALERT_CERTIFICATE_EXPIRED,
+    ALERT_UNKNOWN_CA,
+    explain_peer_rejection,
+    explain_server_rejection,
+    identity_of,
+)
 from rpcnet.transport import Address, Listener, NewStreamCallback, PeerInfo, Transport, format_address, parse_address
 
-from .h2 import _HANDSHAKE as _HANDSHAKE_STATE
 from .h2 import H2Connection
 from .options import TcpOptions
 from .tls import alert_of, client_context, server_context
+from .tlsio import TlsTransport, accept_loop, connect_socket, handshake, listening_sockets
+
+_CERTIFICATE_ALERTS = frozenset((ALERT_UNKNOWN_CA, ALERT_BAD_CERTIFICATE, ALERT_CERTIFICATE_EXPIRED))
 
 __all__ = ["TcpTransport", "TcpListener"]
 
@@ -32,19 +43,6 @@ def _peer_from_certificate(ssl_object: Any) -> PeerInfo:
         return PeerInfo()
     certificate = x509.load_der_x509_certificate(der)
     return PeerInfo(identity=identity_of(certificate), certificate=certificate.public_bytes(Encoding.DER))
-
-
-class _Acceptor(asyncio.Protocol):
-    """Holds an accepted TCP connection until its TLS handshake starts."""
-
-    def __init__(self, listener: TcpListener) -> None:
-        self._listener = listener
-
-    def connection_made(self, transport: Any) -> None:
-        # Nothing is read until TLS takes the socket over (loop.start_tls),
-        # so the ClientHello cannot reach this protocol.
-        transport.pause_reading()
-        self._listener._accepted(transport)
 
 
 class TcpListener(Listener):
@@ -66,7 +64,7 @@ class TcpListener(Listener):
         self._alpn = alpn
         self._mutual = mutual
         self._context = context
-        self._server: asyncio.Server | None = None
+        self._stop_accepting: list[Callable[[], None]] = []  # one per listening socket
         self._all: set[H2Connection] = set()  # established (TLS done, admitted)
         self._handshakes: set[asyncio.Task[None]] = set()
         self._per_source: dict[str, int] = {}  # admitted connections, handshaking or established, by IP address
@@ -75,8 +73,7 @@ class TcpListener(Listener):
         self._closed = False
         self.address: Address = ("", 0)
 
-    def _accepted(self, raw: Any) -> None:
-        peername = raw.get_extra_info("peername")
+    def _accepted(self, sock: socket.socket, peername: Any) -> None:
         source = str(peername[0]) if peername else "?"
         options = self._options
         refusal = None
@@ -104,42 +101,33 @@ class TcpListener(Listener):
             source=source,
             describe=format_address((source, int(peername[1]))) if peername else "?",
         )
-        task = asyncio.ensure_future(self._handshake(raw, connection, source, admitted=refusal is None))
+        task = asyncio.ensure_future(self._handshake(sock, connection, source, admitted=refusal is None))
         self._handshakes.add(task)
         task.add_done_callback(self._handshakes.discard)
 
-    async def _handshake(self, raw: Any, connection: H2Connection, source: str, *, admitted: bool) -> None:
-        loop = asyncio.get_running_loop()
+    async def _handshake(self, sock: socket.socket, connection: H2Connection, source: str, *, admitted: bool) -> None:
         try:
-            secure = await loop.start_tls(
-                raw, connection, self._context, server_side=True, ssl_handshake_timeout=self._options.handshake_timeout
-            )
+            secure = await handshake(sock, self._context, server_side=True, timeout=self._options.handshake_timeout)
         except BaseException as exc:
-            raw.abort()
             if admitted:
                 self._release(source)
             # Logged here, once per connection; the client's own error says why from its side.
             where = connection._describe
-            if isinstance(exc, ssl.SSLError):
-                logger.info("server: TLS handshake with client %s failed: %s", where, exc.reason or exc)
-            elif isinstance(exc, ConnectionResetError):
-                # A client that refuses our certificate hangs up (asyncio
-                # drops the alert it queues), so the cause is inferred.
+            if isinstance(exc, ssl.SSLError) and alert_of(exc) in _CERTIFICATE_ALERTS:
                 logger.info(
-                    "server: TLS handshake with client %s failed: the client hung up during the handshake, "
-                    "so it most likely refused this server's certificate (or it went away)", where,
+                    "server: TLS handshake with client %s failed: the client refused this server's certificate (%s)",
+                    where, exc.reason,
                 )
+            elif isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLEOFError):
+                logger.info("server: TLS handshake with client %s failed: %s", where, exc.reason or exc)
             elif isinstance(exc, (OSError, TimeoutError)):
-                logger.debug("server: no TLS handshake with client %s: %r", connection._describe, exc)
+                logger.debug("server: no TLS handshake with client %s: %r", where, exc)
             elif not isinstance(exc, asyncio.CancelledError):
                 raise
             return
-        # start_tls leaves connection_made to its caller; what TLS decrypted
-        # before this point waits in the connection (H2Connection.data_received).
-        if connection._transport_lost or connection._state != _HANDSHAKE_STATE:
-            secure.abort()
-            return
-        connection.connection_made(secure)
+        transport = TlsTransport(secure, connection)
+        connection.connection_made(transport)
+        transport.start()
 
     def _made(self, connection: H2Connection) -> None:
         """TLS is up on an admitted connection."""
@@ -172,8 +160,9 @@ class TcpListener(Listener):
         if not self._accepting:
             return
         self._accepting = False
-        if self._server is not None:
-            self._server.close()
+        for stop in self._stop_accepting:
+            stop()
+        self._stop_accepting = []
         for connection in list(self._all):
             connection.go_away("server shutting down")
 
@@ -230,13 +219,12 @@ class TcpTransport(Transport):
         context = server_context(tls, alpn)
         host, port = parse_address(address)
         listener = TcpListener(options, on_stream, alpn, mutual=tls.require_client_cert, context=context)
-        loop = asyncio.get_running_loop()
         try:
-            server = await loop.create_server(lambda: _Acceptor(listener), host, port, backlog=1024)
+            sockets = await listening_sockets(host, port, backlog=1024)
         except OSError as exc:
             raise TransportError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        listener._server = server
-        bound = server.sockets[0].getsockname()
+        listener._stop_accepting = [accept_loop(sock, listener._accepted) for sock in sockets]
+        bound = sockets[0].getsockname()
         listener.address = (bound[0], bound[1])
         return listener
 
@@ -263,23 +251,27 @@ class TcpTransport(Transport):
             options=self.options, is_client=True, alpn=alpn, describe=where, identify_peer=_peer_from_certificate
         )
         connection._sent_certificate = tls.cert_file is not None
-        loop = asyncio.get_running_loop()
         timeout = self.options.handshake_timeout
         try:
-            await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: connection, host, port, ssl=context, server_hostname=name, ssl_handshake_timeout=timeout,
-                    local_addr=(self.options.bind_address, 0) if self.options.bind_address is not None else None,
-                ),
-                timeout,
-            )
+            async with asyncio.timeout(timeout):
+                secure = await self._secure_socket(host, port, context, name)
         except ssl.SSLCertVerificationError as exc:
             leaf = await self._refused_certificate(host, port, tls, name, alpn)
             detail = exc.verify_message or exc.reason or str(exc)
             raise _logged(TlsError(
                 explain_server_rejection(leaf, server_name=name, ca_file=tls.ca_file, address=where, detail=detail)
             )) from None
+        except (ssl.SSLEOFError, ConnectionResetError):
+            raise TransportError(
+                f"the server at {where} closed the connection during the TLS handshake (is a TLS server listening there?)"
+            ) from None
         except ssl.SSLError as exc:
+            if "ALERT" not in (exc.reason or ""):
+                # Not a refusal: what came back is not the TLS we speak.
+                raise _logged(TlsError(
+                    f"the TLS handshake with the server at {where} failed: {exc.reason or exc} "
+                    "(is a TLS 1.3 server listening there?)"
+                )) from None
             raise _logged(TlsError(explain_peer_rejection(
                 alert_of(exc), exc.reason or str(exc), address=where,
                 sent_certificate=tls.cert_file is not None, alpn=alpn,
@@ -293,6 +285,9 @@ class TcpTransport(Transport):
             raise TransportError(f"no TCP + TLS handshake with {where} within {timeout:g} s") from None
         except OSError as exc:
             raise TransportError(f"cannot connect to {where}: {exc.strerror or exc}") from None
+        transport = TlsTransport(secure, connection)
+        connection.connection_made(transport)
+        transport.start()
         try:
             await connection.wait_ready()
         except BaseException:
@@ -300,27 +295,27 @@ class TcpTransport(Transport):
             raise
         return connection
 
+    async def _secure_socket(self, host: str, port: int, context: ssl.SSLContext, name: str) -> ssl.SSLSocket:
+        """TCP connect, then the TLS handshake (the caller bounds both in time)."""
+        sock = await connect_socket(host, port, bind_address=self.options.bind_address)
+        return await handshake(sock, context, server_side=False, server_hostname=name, timeout=None)
+
     async def _refused_certificate(
         self, host: str, port: int, tls: TlsConfig, name: str, alpn: str
     ) -> x509.Certificate | None:
         """The certificate a server presented that we refused, for the error
         message only: fetched once more without verification (the connection
         is closed right after; nothing is sent on it)."""
-        loop = asyncio.get_running_loop()
         try:
-            transport, _ = await asyncio.wait_for(
-                loop.create_connection(
-                    asyncio.Protocol, host, port, ssl=client_context(tls, alpn, verify=False), server_hostname=name
-                ),
-                self.options.handshake_timeout,
-            )
-        except (OSError, TimeoutError, ConfigError):
+            async with asyncio.timeout(self.options.handshake_timeout):
+                secure = await self._secure_socket(host, port, client_context(tls, alpn, verify=False), name)
+        except (OSError, TimeoutError, ConfigError):  # ssl.SSLError is an OSError
             return None
         try:
-            der = transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            der = secure.getpeercert(binary_form=True)
             return x509.load_der_x509_certificate(der) if der else None
         finally:
-            transport.abort()
+            secure.close()
 
 
 def _logged(exc: TlsError) -> TlsError:

@@ -23,7 +23,7 @@ from ..transport_helpers import DEADLINE, Recorder, until
 
 #: docs/transport.md, "Connection admission": the most one established tcp
 #: connection without calls costs the server.
-IDLE_CONNECTION_BOUND = 320 * 1024
+IDLE_CONNECTION_BOUND = 64 * 1024
 ECHO_SERVER = Path(__file__).with_name("echo_server.py")
 
 
