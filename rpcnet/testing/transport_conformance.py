@@ -713,6 +713,38 @@ class TransportConformance:
         rest = [len(item) async for item in stream]
         assert len(rest) == 399 and len(produced) == 400
 
+    async def test_a_paused_reader_holds_up_no_other_call(self, harness: Harness) -> None:
+        # One call's reader stops while 16 large calls run on the same
+        # connection: the paused stream may hold its own data, never theirs
+        # (nor the acknowledgements their requests wait for).
+        produced: list[int] = []
+        message = 16 * 1024
+        payload = bytes(range(256)) * 1024  # 256 KiB
+
+        def register(server: RpcServer) -> None:
+            @server.unary("echo")
+            async def echo(request: Any, ctx: Any) -> Any:
+                return request
+
+            @server.server_streaming("flood")
+            async def flood(count: int, ctx: Any) -> Any:
+                for index in range(count):
+                    produced.append(index)
+                    yield bytes(message)
+
+        _, client = await harness.serve(register)
+        stream = client.call_server_streaming("flood", 256)
+        assert len(await asyncio.wait_for(stream.read(), DEADLINE)) == message
+        # The reader stops; its stream fills while the calls run.
+        await wait_until(lambda: len(produced) >= 24, DEADLINE)
+        for _ in range(2):
+            results = await asyncio.wait_for(
+                asyncio.gather(*(client.call("echo", payload) for _ in range(16))), 3 * DEADLINE
+            )
+            assert all(result == payload for result in results)
+        rest = [len(item) async for item in stream]
+        assert len(rest) == 255 and len(produced) == 256
+
     async def test_a_slow_handler_stalls_the_sender(self, harness: Harness) -> None:
         gate = asyncio.Event()
         size = 16 * 1024
