@@ -208,10 +208,11 @@ async def test_the_core_gets_stream_data_only_within_its_congestion_window(start
 
 
 @pytest.mark.slow
-async def test_sixteen_large_calls_at_a_time_keep_finishing_across_processes(certs) -> None:
-    # rpc_bench's unary256k_c16 on qh3: before the backend kept the core
-    # within its congestion window, calls stalled for good (in about half
-    # of 5 s runs; a process each side, as there).
+async def test_many_large_calls_at_a_time_keep_finishing_across_processes(certs) -> None:
+    # 64 concurrent 256 KiB echoes, a process each side (rpc_bench's
+    # unary256k_c16 stalled in about half of its 5 s runs; this failed in 2
+    # of 3 runs): before the backend kept the core within its congestion
+    # window, calls stalled for good.
     server = await asyncio.create_subprocess_exec(
         sys.executable, str(ECHO_SERVER), str(certs.directory), json.dumps({"backend": "qh3"}),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -225,10 +226,10 @@ async def test_sixteen_large_calls_at_a_time_keep_finishing_across_processes(cer
         async with RpcClient(address, config) as client:
 
             async def caller() -> None:
-                for _ in range(40):
-                    assert await asyncio.wait_for(client.call("echo", payload), DEADLINE) == payload
+                for _ in range(8):
+                    assert await asyncio.wait_for(client.call("echo", payload), 3 * DEADLINE) == payload
 
-            await asyncio.wait_for(asyncio.gather(*(caller() for _ in range(16))), 12 * DEADLINE)
+            await asyncio.wait_for(asyncio.gather(*(caller() for _ in range(64))), 12 * DEADLINE)
     finally:
         server.stdin.close()
         await asyncio.wait_for(server.wait(), DEADLINE)
