@@ -153,6 +153,11 @@ class QuicBackend(abc.ABC):
         for data in datagrams:
             receive(data, addr, now)
 
+    def claim_stream(self, quic: Any, stream_id: int) -> None:
+        """Take ``stream_id`` (the next of ours) before any data is written,
+        so the next ``get_next_available_stream_id`` is past it."""
+        quic.send_stream_data(stream_id, b"")
+
     def hold_events(self, quic: Any, hold: bool) -> None:  # noqa: B027 - only without receive-credit control
         """Leave received stream data inside the library (``hold``), where it
         earns the peer no credit, or hand it over again; packets, and so

@@ -367,7 +367,7 @@ class QuicConnection(Connection):
             woken = True
         stream = QuicStream(self, stream_id, handler)
         self._streams[stream_id] = stream
-        quic.send_stream_data(stream_id, b"")  # claims the id now, before any await
+        self._backend.claim_stream(quic, stream_id)  # now, before any await
         if self._holding:
             self._update_hold()  # the reply of this call may come behind held data
         if self._credit_waiters:

@@ -187,6 +187,9 @@ class Qh3Backend(AioquicBackend):
     def hold_events(self, quic: Any, hold: bool) -> None:
         quic.rpcnet_hold_events(hold)
 
+    def claim_stream(self, quic: Any, stream_id: int) -> None:
+        quic.rpcnet_claim_stream(stream_id)
+
     def receive_datagrams(self, quic: Any, datagrams: list[bytes], addr: Any, now: float) -> None:
         # One call into the native core for the lot (after the handshake;
         # before it qh3 takes them one by one itself).
@@ -284,11 +287,17 @@ def _make_qh3_connection_class() -> type:
 
         def send_stream_data(self, stream_id: int, data: Any, end_stream: bool = False) -> None:
             size = len(data)
-            # An empty write only claims a stream id (the driver's
-            # open_stream): it must reach the core at once.
-            if (size == 0 and not end_stream) or (
-                not self._rpcnet_queue and (size <= self._rpcnet_credit or not self._handshake_complete)
-            ):
+            if not self._rpcnet_queue and size <= self._rpcnet_credit and type(data) is bytes:
+                # The common case, straight into the core: the stream is one
+                # the peer opened or one rpcnet_claim_stream claimed, and
+                # bytes need none of the Python layer's buffer handling.
+                self._rpcnet_credit -= size
+                try:
+                    self._core.send_stream(stream_id, data, end_stream)
+                except RuntimeError as exc:
+                    raise QuicConnectionError(0x1, None, str(exc)) from exc
+                return
+            if not self._rpcnet_queue and (size <= self._rpcnet_credit or not self._handshake_complete):
                 self._rpcnet_credit -= size
                 super().send_stream_data(stream_id, data, end_stream)
                 return
@@ -299,6 +308,18 @@ def _make_qh3_connection_class() -> type:
             queue.append([stream_id, memoryview(bytes(data)), end_stream])
             queued = self._rpcnet_queued
             queued[stream_id] = queued.get(stream_id, 0) + size
+
+        def rpcnet_claim_stream(self, stream_id: int) -> None:
+            """Take the next stream id of ours, in the core too (so it can be
+            reset before any data), without the Python layer's write path."""
+            if not self._handshake_complete:
+                super().send_stream_data(stream_id, b"")
+                return
+            self._record_local_stream(stream_id)
+            try:
+                self._core.send_stream(stream_id, b"", False)
+            except RuntimeError as exc:
+                raise QuicConnectionError(0x1, None, str(exc)) from exc
 
         def reset_stream(self, stream_id: int, error_code: int) -> None:
             if self._rpcnet_queue:
