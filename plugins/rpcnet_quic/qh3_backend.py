@@ -24,10 +24,14 @@ on it unchanged; this module adapts what differs (see docs/transport.md,
   client's datagrams past ``max_datagram_size``. Neither side announces a
   ``max_udp_payload_size`` (qh3 clients say 1472), so each side sends up
   to its own ``max_datagram_size``, as on aioquic.
-- **Receive credit.** qh3's core raises receive windows by itself as data is
-  delivered; there is nothing to call. ``controls_receive_credit`` is False,
-  and the driver bounds what paused streams hold by holding the
-  connection's datagrams instead (see ``QuicConnection._hold_input``).
+- **Receive credit.** qh3's core raises receive windows by itself as it
+  hands stream data to Python; there is nothing to call.
+  ``controls_receive_credit`` is False, and the driver bounds what paused
+  streams hold by leaving stream data in the core (``hold_events``; packets
+  and ACKs are still processed, see ``QuicConnection._should_hold``).
+- **Sending within the congestion window.** The core gets stream data only
+  as far as its congestion window has room; the rest waits in order in the
+  connection object (see the connection class, and docs/transport.md).
 
 Everything here that reaches below qh3's public API is checked by
 ``tests/plugins/quic/test_qh3_internals.py`` against the pinned versions.
