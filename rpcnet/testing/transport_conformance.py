@@ -692,15 +692,7 @@ class TransportConformance:
     async def test_a_slow_reader_stalls_the_producer(self, harness: Harness) -> None:
         produced: list[int] = []
         size = 16 * 1024
-
-        def register(server: RpcServer) -> None:
-            @server.server_streaming("flood")
-            async def flood(count: int, ctx: Any) -> Any:
-                for index in range(count):
-                    produced.append(index)
-                    yield bytes(size)
-
-        _, client = await harness.serve(register)
+        _, client = await harness.serve(lambda server: _register_flood(server, produced, size))
         stream = client.call_server_streaming("flood", 400)
         assert len(await asyncio.wait_for(stream.read(), DEADLINE)) == size
         # The reader stops: the producer must stall (reader's queue + stream
@@ -726,11 +718,7 @@ class TransportConformance:
             async def echo(request: Any, ctx: Any) -> Any:
                 return request
 
-            @server.server_streaming("flood")
-            async def flood(count: int, ctx: Any) -> Any:
-                for index in range(count):
-                    produced.append(index)
-                    yield bytes(message)
+            _register_flood(server, produced, message)
 
         _, client = await harness.serve(register)
         stream = client.call_server_streaming("flood", 256)
@@ -790,6 +778,17 @@ class TransportConformance:
         for client in clients:
             await client.close()
         await wait_until(lambda: server.active_calls == 0, DEADLINE)
+
+
+def _register_flood(server: RpcServer, produced: list[int], size: int) -> None:
+    """``flood(count)``: ``count`` messages of ``size`` bytes, each index
+    appended to ``produced`` as it is yielded."""
+
+    @server.server_streaming("flood")
+    async def flood(count: int, ctx: Any) -> Any:
+        for index in range(count):
+            produced.append(index)
+            yield bytes(size)
 
 
 def _kind(name: str) -> Any:
