@@ -76,9 +76,9 @@ class QuicBackend(abc.ABC):
 
     name: ClassVar[str]
     events: EventTypes
-    #: False when the library raises receive windows by itself (qh3): the
-    #: driver then bounds what paused streams hold by holding the
-    #: connection's incoming datagrams instead.
+    #: False when the library raises receive windows by itself as it hands
+    #: data over (qh3): the driver then bounds what paused streams hold by
+    #: leaving stream data in the library (``hold_events``) instead.
     controls_receive_credit: ClassVar[bool] = True
     #: What the library raises for an operation on a stream it has already
     #: finished and forgotten (ignored when aborting such a stream).
@@ -152,6 +152,17 @@ class QuicBackend(abc.ABC):
         receive = quic.receive_datagram
         for data in datagrams:
             receive(data, addr, now)
+
+    def claim_stream(self, quic: Any, stream_id: int) -> None:
+        """Take ``stream_id`` (the next of ours) before any data is written,
+        so the next ``get_next_available_stream_id`` is past it."""
+        quic.send_stream_data(stream_id, b"")
+
+    def hold_events(self, quic: Any, hold: bool) -> None:  # noqa: B027 - only without receive-credit control
+        """Leave received stream data inside the library (``hold``), where it
+        earns the peer no credit, or hand it over again; packets, and so
+        ACKs, are processed either way. Only for ``controls_receive_credit``
+        False."""
 
     def ack_with_data(self, quic: Any, now: float) -> None:  # noqa: B027 - optional, a no-op by default
         """Stream data is about to be sent: send pending ACKs with it rather

@@ -51,10 +51,9 @@ STREAM_REFUSED = 0x1
 
 _HANDSHAKE, _OPEN, _CLOSING, _CLOSED = range(4)
 _CLOCK_SLACK = time.get_clock_info("monotonic").resolution
-#: Datagrams a connection keeps while it holds its input; later ones are dropped.
-_HOLD_DATAGRAMS = 1024
-#: Room a held connection needs before it reads again: a full Ethernet datagram.
-_RELEASE_ROOM = 1500
+#: Bytes one receive call may hand a backend without receive-credit control
+#: at least, whatever the stream window (see ``datagrams_received``).
+_MIN_RECEIVE_BUDGET = 1500
 
 
 class PeerUnreachable(TransportError):
@@ -160,6 +159,8 @@ class QuicStream(Stream):
         connection = self.connection
         if self._pending is not None:
             connection._loop.call_soon(self._deliver_pending)
+        elif connection._holding:
+            connection._update_hold()
         # Consumed bytes may now earn the peer more credit.
         connection._schedule_transmit()
 
@@ -240,7 +241,7 @@ class QuicStream(Stream):
             connection._held -= len(pending)
             self._pending = None
             if connection._holding:
-                connection._check_release()
+                connection._update_hold()
 
     def _fail_drain(self) -> None:
         waiter = self._drain_waiter
@@ -297,15 +298,11 @@ class QuicConnection(Connection):
         self._transmit_handle: asyncio.Handle | None = None
         self._data_pending = False  # stream data written since the last transmit
         self._held = 0  # bytes received and held for paused streams
-        # Backends whose library grants receive credit by itself (qh3): once
-        # a paused stream holds a stream window, or paused streams hold a
-        # connection window, incoming datagrams wait here unprocessed (so
-        # unacknowledged: the peer's congestion window stops it) until
-        # enough is read. None when the backend controls credit itself.
-        self._hold_input: collections.deque[tuple[bytes, Any]] | None = (
-            None if backend.controls_receive_credit else collections.deque()
-        )
-        self._holding = False
+        # Backends whose library grants receive credit by itself as it hands
+        # data over (qh3): see _should_hold. Their packets are always
+        # processed, so ACKs flow and no held stream stops the others' sending.
+        self._credit_by_library = not backend.controls_receive_credit
+        self._holding = False  # stream data is left in the library
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._keepalive_handle: asyncio.TimerHandle | None = None
@@ -370,7 +367,9 @@ class QuicConnection(Connection):
             woken = True
         stream = QuicStream(self, stream_id, handler)
         self._streams[stream_id] = stream
-        quic.send_stream_data(stream_id, b"")  # claims the id now, before any await
+        self._backend.claim_stream(quic, stream_id)  # now, before any await
+        if self._holding:
+            self._update_hold()  # the reply of this call may come behind held data
         if self._credit_waiters:
             self._wake_credit_waiters()
         return stream
@@ -421,46 +420,33 @@ class QuicConnection(Connection):
             return
         now = self._loop.time()
         self._last_received = now
-        held = self._hold_input
-        if held is not None and (self._holding or (self._held and self._no_room_for(len(data)))):
-            self._holding = True
-            if len(held) < _HOLD_DATAGRAMS:
-                held.append((data, addr))
-            return  # beyond that, lost like on a network: the peer resends it
         self._quic.receive_datagram(data, addr, now)
         self._after_input()
 
     def datagrams_received(self, datagrams: list[bytes], addr: Any) -> None:
         """Several datagrams from one read (a GRO buffer): the QUIC library
         takes them in one call where it can, and their events are handled
-        once. While input is held, or could soon be, they go one by one."""
+        once."""
         if self._state == _CLOSED:
             return
         token = self._reset_token
-        held = self._hold_input
-        if (token is not None and any(d[-16:] == token for d in datagrams)) or (
-            held is not None and (self._holding or self._held)
-        ):
+        if token is not None and any(d[-16:] == token for d in datagrams):
             for data in datagrams:
                 self.datagram_received(data, addr)
             return
         now = self._loop.time()
         self._last_received = now
-        if held is None:
+        if not self._credit_by_library:
             self._backend.receive_datagrams(self._quic, datagrams, addr, now)
             self._after_input()
             return
         # Without receive-credit control, a stream that pauses while its
         # events are handled may get the rest of the batch: feed at most
         # half a stream window at a time, then look again.
-        budget = max(self._options.stream_window // 2, _RELEASE_ROOM)
+        budget = max(self._options.stream_window // 2, _MIN_RECEIVE_BUDGET)
         start, count = 0, len(datagrams)
         while start < count:
             if self._state == _CLOSED:
-                return
-            if self._holding or self._held:
-                for data in datagrams[start:]:
-                    self.datagram_received(data, addr)
                 return
             end, size = start, 0
             while end < count and (end == start or size + len(datagrams[end]) <= budget):
@@ -470,36 +456,47 @@ class QuicConnection(Connection):
             self._after_input()
             start = end
 
-    # -- holding input (backends without receive-credit control) -------------
+    # -- holding stream data (backends without receive-credit control) --------
 
-    def _no_room_for(self, size: int) -> bool:
-        """True when a datagram of ``size`` bytes could take a paused stream
-        beyond ``stream_window`` or the connection beyond
-        ``connection_window`` (its stream data is shorter than the datagram)."""
+    def _should_hold(self) -> bool:
+        """Whether received stream data should stay in the QUIC library,
+        where it earns the peer no credit. Paused streams may together
+        buffer half a ``connection_window``; one paused stream stops within its
+        ``stream_window`` only while no other stream is waiting for data,
+        since held data would hold that stream's too."""
+        held = self._held
+        if not held:
+            return False
         options = self._options
-        if self._held + size > options.connection_window:
+        if held >= options.connection_window // 2:
             return True
-        room = options.stream_window - size
-        return any(s.buffered_bytes > room for s in self._streams.values())
+        # Half a window, so the next receive (at most half a window, see
+        # datagrams_received) leaves it within its window.
+        half = options.stream_window // 2
+        full = False
+        for stream in self._streams.values():
+            if not stream.paused:
+                if not stream._recv_done:
+                    return False  # someone reads: keep data flowing
+            elif stream._pending is not None and len(stream._pending) >= half:
+                full = True
+        return full
 
-    def _check_release(self) -> None:
-        if self._held and self._no_room_for(_RELEASE_ROOM):
+    def _update_hold(self) -> None:
+        hold = self._state == _OPEN and self._should_hold()
+        if hold == self._holding:
             return
-        self._holding = False
-        if self._hold_input:
-            self._loop.call_soon(self._release_input)
+        self._holding = hold
+        if hold:
+            self._backend.hold_events(self._quic, True)
+        else:
+            self._loop.call_soon(self._release_events)
 
-    def _release_input(self) -> None:
-        held = self._hold_input
-        quic = self._quic
-        while held and not self._holding and self._state != _CLOSED:
-            data, addr = held[0]
-            if self._held and self._no_room_for(len(data)):
-                self._holding = True
-                return
-            held.popleft()
-            quic.receive_datagram(data, addr, self._loop.time())
-            self._after_input()
+    def _release_events(self) -> None:
+        if self._holding or self._state >= _CLOSING:
+            return
+        self._backend.hold_events(self._quic, False)
+        self._after_input()
 
     def error_received(self, exc: OSError) -> None:
         # ICMP errors (port unreachable) on a client socket mean nobody listens.
@@ -548,6 +545,8 @@ class QuicConnection(Connection):
             self._transmit()  # a close we must send (protocol error found while receiving)
             self._finish(self._error_for_close(info))
             return
+        if self._credit_by_library and (self._held or self._holding):
+            self._update_hold()
         if self._transmit_handle is None:
             if self._is_client:
                 # Replies just delivered wake their callers on the next turn;

@@ -24,10 +24,14 @@ on it unchanged; this module adapts what differs (see docs/transport.md,
   client's datagrams past ``max_datagram_size``. Neither side announces a
   ``max_udp_payload_size`` (qh3 clients say 1472), so each side sends up
   to its own ``max_datagram_size``, as on aioquic.
-- **Receive credit.** qh3's core raises receive windows by itself as data is
-  delivered; there is nothing to call. ``controls_receive_credit`` is False,
-  and the driver bounds what paused streams hold by holding the
-  connection's datagrams instead (see ``QuicConnection._hold_input``).
+- **Receive credit.** qh3's core raises receive windows by itself as it
+  hands stream data to Python; there is nothing to call.
+  ``controls_receive_credit`` is False, and the driver bounds what paused
+  streams hold by leaving stream data in the core (``hold_events``; packets
+  and ACKs are still processed, see ``QuicConnection._should_hold``).
+- **Sending within the congestion window.** The core gets stream data only
+  as far as its congestion window has room; the rest waits in order in the
+  connection object (see the connection class, and docs/transport.md).
 
 Everything here that reaches below qh3's public API is checked by
 ``tests/plugins/quic/test_qh3_internals.py`` against the pinned versions.
@@ -35,6 +39,8 @@ Everything here that reaches below qh3's public API is checked by
 
 from __future__ import annotations
 
+import collections
+import logging
 import ssl
 import threading
 from collections.abc import Callable
@@ -55,6 +61,7 @@ __all__ = ["Qh3Backend", "QH3_TESTED_VERSIONS"]
 QH3_TESTED_VERSIONS = ("2.1.0",)
 
 _FRAME_CRYPTO = 0x06
+logger = logging.getLogger("rpcnet.quic")
 
 
 def _qh3_missing() -> ConfigError:
@@ -176,9 +183,16 @@ class Qh3Backend(AioquicBackend):
         return None if parameters is None else parameters.stateless_reset_token
 
     def send_backlog(self, quic: Any, stream_id: int) -> int:
-        # Bytes not yet sent. Unlike aioquic's figure this leaves out bytes
+        # Bytes not yet sent (in the core, or waiting for room in the
+        # congestion window). Unlike aioquic's figure this leaves out bytes
         # sent and not yet acknowledged; the congestion window bounds those.
-        return quic.get_send_buffer_size(stream_id)
+        return quic.get_send_buffer_size(stream_id) + quic.rpcnet_queued(stream_id)
+
+    def hold_events(self, quic: Any, hold: bool) -> None:
+        quic.rpcnet_hold_events(hold)
+
+    def claim_stream(self, quic: Any, stream_id: int) -> None:
+        quic.rpcnet_claim_stream(stream_id)
 
     def receive_datagrams(self, quic: Any, datagrams: list[bytes], addr: Any, now: float) -> None:
         # One call into the native core for the lot (after the handshake;
@@ -258,27 +272,171 @@ def _make_qh3_connection_class() -> type:
             # A client accepts no streams: only clients open calls.
             self._rpcnet_streams_bidi = 0 if self._is_client else options.max_streams
 
+        # -- sending within the congestion window -----------------------
+        #
+        # qh3 2.1's core reserves up to 16 packets of stream data at a time
+        # and builds one packet per poll. Once the congestion window is
+        # full, the reservations left over block ACK-only packets (so two
+        # peers that both fill their windows wait for each other's ACKs
+        # until a probe timeout), and a stream that finishes meanwhile is
+        # dropped under its reservation, which fails the next packet with
+        # "reserved stream is missing" and strands the data of every stream
+        # in it. So stream data waits here, in order, and the core gets only
+        # what its congestion window can send at once.
+
+        _rpcnet_credit = 0  # bytes the core may take before the next transmit
+        _rpcnet_queue: collections.deque[list[Any]] | None = None  # [stream_id, data, end_stream]
+        _rpcnet_queued: dict[int, int] | None = None  # queued bytes per stream
+        _rpcnet_hold = False  # stream events stay in the core (see rpcnet_hold_events)
+
+        def send_stream_data(self, stream_id: int, data: Any, end_stream: bool = False) -> None:
+            size = len(data)
+            if not self._rpcnet_queue and size <= self._rpcnet_credit and type(data) is bytes:
+                # The common case, straight into the core: the stream is one
+                # the peer opened or one rpcnet_claim_stream claimed, and
+                # bytes need none of the Python layer's buffer handling.
+                self._rpcnet_credit -= size
+                try:
+                    self._core.send_stream(stream_id, data, end_stream)
+                except RuntimeError as exc:
+                    raise QuicConnectionError(0x1, None, str(exc)) from exc
+                return
+            if not self._rpcnet_queue and (size <= self._rpcnet_credit or not self._handshake_complete):
+                self._rpcnet_credit -= size
+                super().send_stream_data(stream_id, data, end_stream)
+                return
+            queue = self._rpcnet_queue
+            if queue is None:
+                queue = self._rpcnet_queue = collections.deque()
+                self._rpcnet_queued = {}
+            queue.append([stream_id, memoryview(bytes(data)), end_stream])
+            queued = self._rpcnet_queued
+            queued[stream_id] = queued.get(stream_id, 0) + size
+
+        def rpcnet_claim_stream(self, stream_id: int) -> None:
+            """Take the next stream id of ours, in the core too (so it can be
+            reset before any data), without the Python layer's write path."""
+            if not self._handshake_complete:
+                super().send_stream_data(stream_id, b"")
+                return
+            self._record_local_stream(stream_id)
+            try:
+                self._core.send_stream(stream_id, b"", False)
+            except RuntimeError as exc:
+                raise QuicConnectionError(0x1, None, str(exc)) from exc
+
+        def reset_stream(self, stream_id: int, error_code: int) -> None:
+            if self._rpcnet_queue:
+                self._rpcnet_queued.pop(stream_id, None)
+                self._rpcnet_queue = collections.deque(e for e in self._rpcnet_queue if e[0] != stream_id)
+            super().reset_stream(stream_id, error_code)
+
+        def rpcnet_queued(self, stream_id: int) -> int:
+            queued = self._rpcnet_queued
+            return queued.get(stream_id, 0) if queued else 0
+
+        def _rpcnet_allowance(self, core: Any) -> int:
+            # Room in the congestion window, less what the core already
+            # holds unsent and two datagrams of slack.
+            size = self._configuration.max_datagram_size
+            unsent = core.get_send_buffer_size(None)
+            in_flight = core.bytes_in_flight
+            room = core.congestion_window - in_flight - unsent - 2 * size
+            if room <= 0 and not unsent and not in_flight:
+                room = size  # nothing moves otherwise
+            return room
+
+        def _rpcnet_feed(self, core: Any) -> bool:
+            queue = self._rpcnet_queue
+            room = self._rpcnet_allowance(core)
+            if room <= 0:
+                return False
+            queued = self._rpcnet_queued
+            send = super().send_stream_data
+            while queue and room > 0:
+                entry = queue[0]
+                stream_id, data, end_stream = entry
+                size = len(data)
+                try:
+                    if size > room:
+                        send(stream_id, data[:room], False)
+                        entry[1] = data[room:]
+                        queued[stream_id] -= room
+                        return True
+                    queue.popleft()
+                    left = queued.get(stream_id, 0) - size
+                    if left > 0:
+                        queued[stream_id] = left
+                    else:
+                        queued.pop(stream_id, None)
+                    send(stream_id, data, end_stream)
+                except ValueError:
+                    # The core reset the stream meanwhile (the peer's
+                    # STOP_SENDING): what waits for it goes too.
+                    queued.pop(stream_id, None)
+                    queue = self._rpcnet_queue = collections.deque(e for e in queue if e[0] != stream_id)
+                    continue
+                room -= size
+            return True
+
         def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
+            core = self._core
+            if core is None:
+                return []
+            datagrams: list[tuple[bytes, Any]] = []
+            if self._close_event is not None:
+                self._rpcnet_queue = self._rpcnet_queued = None
+            while True:
+                fed = bool(self._rpcnet_queue) and self._handshake_complete and self._rpcnet_feed(core)
+                before = len(datagrams)
+                if not self._rpcnet_poll(core, now, datagrams):
+                    break
+                if not fed or not self._rpcnet_queue or len(datagrams) == before:
+                    break
+            self._rpcnet_credit = self._rpcnet_allowance(core) if self._handshake_complete else 0
+            return datagrams
+
+        def _rpcnet_poll(self, core: Any, now: float, datagrams: list[tuple[bytes, Any]]) -> bool:
             # qh3 2.1's core can fail to build a packet while the handshake
             # is limited by anti-amplification ("packet builder capacity
             # exhausted", seen with aioquic clients; qh3's own server logs it
             # and carries on). What was built still leaves; the rest goes
-            # with the next transmit.
-            core = self._core
-            if core is None:
-                return []
-            datagrams = []
+            # with the next transmit. False when it stopped that way.
             while True:
                 try:
                     transmit = core.poll_transmit(now)
                 except RuntimeError as exc:
                     if "capacity exhausted" not in str(exc):
                         raise QuicConnectionError(0x1, None, str(exc)) from exc
-                    break
+                    return False
+                except ValueError as exc:
+                    # The core's stream state broke (see above): what it
+                    # holds can no longer be delivered, so end the
+                    # connection rather than leave its calls waiting.
+                    logger.warning("qh3 core failed to build a packet (%s); closing the connection", exc)
+                    self.close(error_code=0x1, reason_phrase=f"internal error: {exc}")
+                    return False
                 if transmit is None:
-                    return datagrams
+                    return True
                 datagrams.append((transmit[0], transmit[1]))
-            return datagrams
+
+        # -- receive credit ------------------------------------------------
+
+        def rpcnet_hold_events(self, hold: bool) -> None:
+            """While held, stream data stays in the core as events not yet
+            taken. The core raises receive windows (MAX_STREAM_DATA,
+            MAX_DATA) only as it hands data over, so the peer stops at the
+            credit it has; packets (and so ACKs) are still processed."""
+            self._rpcnet_hold = hold
+            if not hold and self._core is not None:
+                self._drain_core()
+
+        def _drain_core(self) -> None:
+            # Only an established connection holds: a close, an idle timeout
+            # or a handshake step always gets through.
+            if self._rpcnet_hold and self._core.state == "connected" and self._handshake_complete:
+                return
+            super()._drain_core()
 
         @property
         def rpcnet_closed_by_peer(self) -> bool:

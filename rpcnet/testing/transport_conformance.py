@@ -692,15 +692,7 @@ class TransportConformance:
     async def test_a_slow_reader_stalls_the_producer(self, harness: Harness) -> None:
         produced: list[int] = []
         size = 16 * 1024
-
-        def register(server: RpcServer) -> None:
-            @server.server_streaming("flood")
-            async def flood(count: int, ctx: Any) -> Any:
-                for index in range(count):
-                    produced.append(index)
-                    yield bytes(size)
-
-        _, client = await harness.serve(register)
+        _, client = await harness.serve(lambda server: _register_flood(server, produced, size))
         stream = client.call_server_streaming("flood", 400)
         assert len(await asyncio.wait_for(stream.read(), DEADLINE)) == size
         # The reader stops: the producer must stall (reader's queue + stream
@@ -712,6 +704,34 @@ class TransportConformance:
             await asyncio.sleep(0.01)
         rest = [len(item) async for item in stream]
         assert len(rest) == 399 and len(produced) == 400
+
+    async def test_a_paused_reader_holds_up_no_other_call(self, harness: Harness) -> None:
+        # One call's reader stops while 16 large calls run on the same
+        # connection: the paused stream may hold its own data, never theirs
+        # (nor the acknowledgements their requests wait for).
+        produced: list[int] = []
+        message = 16 * 1024
+        payload = bytes(range(256)) * 1024  # 256 KiB
+
+        def register(server: RpcServer) -> None:
+            @server.unary("echo")
+            async def echo(request: Any, ctx: Any) -> Any:
+                return request
+
+            _register_flood(server, produced, message)
+
+        _, client = await harness.serve(register)
+        stream = client.call_server_streaming("flood", 256)
+        assert len(await asyncio.wait_for(stream.read(), DEADLINE)) == message
+        # The reader stops; its stream fills while the calls run.
+        await wait_until(lambda: len(produced) >= 24, DEADLINE)
+        for _ in range(2):
+            results = await asyncio.wait_for(
+                asyncio.gather(*(client.call("echo", payload) for _ in range(16))), 3 * DEADLINE
+            )
+            assert all(result == payload for result in results)
+        rest = [len(item) async for item in stream]
+        assert len(rest) == 255 and len(produced) == 256
 
     async def test_a_slow_handler_stalls_the_sender(self, harness: Harness) -> None:
         gate = asyncio.Event()
@@ -758,6 +778,17 @@ class TransportConformance:
         for client in clients:
             await client.close()
         await wait_until(lambda: server.active_calls == 0, DEADLINE)
+
+
+def _register_flood(server: RpcServer, produced: list[int], size: int) -> None:
+    """``flood(count)``: ``count`` messages of ``size`` bytes, each index
+    appended to ``produced`` as it is yielded."""
+
+    @server.server_streaming("flood")
+    async def flood(count: int, ctx: Any) -> Any:
+        for index in range(count):
+            produced.append(index)
+            yield bytes(size)
 
 
 def _kind(name: str) -> Any:
