@@ -168,3 +168,18 @@ def test_tcp_goals_compare_rpcnet_tcp_with_their_own_baselines_and_latency_must_
         ("unary64_c64", "rpcnet_tcp", "rpcnet"): (pytest.approx(1.4), False),
         ("unary64_c1", "rpcnet_tcp", "tls_tcp"): (pytest.approx(1.4), True),
     }
+
+
+def test_a_goal_without_a_bound_reports_its_ratio_and_no_verdict() -> None:
+    harness = _load_harness()
+
+    def outcome(target: str, rate: float):
+        found = harness.Outcome(scenario="unary64_c64", target=target)
+        found.runs = [{"repetition": 1, "requests_per_s": rate, "p50_us": 1.0}]
+        return found
+
+    report = {
+        (g["subject"], g["baseline"]): (g["ratio"], g["met"])
+        for g in harness.goals([outcome("rpcnet_tcp", 300.0), outcome("rpcnet_qh3", 200.0)])
+    }
+    assert report == {("rpcnet_tcp", "rpcnet_qh3"): (pytest.approx(1.5), None)}
