@@ -529,11 +529,15 @@ def _make_connection_class(base: type, max_stream_data_frame: int) -> type:
             idle = []
             for stream in queue:
                 sender = stream.sender
-                # ``buffer_is_empty`` stays False after the last frame went
-                # out, until aioquic next asks the stream for one; nothing
-                # pending is nothing to send.
+                if not sender.buffer_is_empty and not (
+                    sender.highest_offset < sender._buffer_stop or sender._pending_eof or len(sender._pending)
+                ):
+                    # The last frame went out: what aioquic records the next
+                    # time it asks the stream for a frame (a loss or a write
+                    # sets it back), recorded now since this stream is not asked.
+                    sender.buffer_is_empty = True
                 if (
-                    (not sender.buffer_is_empty and (len(sender._pending) or sender._pending_eof))
+                    not sender.buffer_is_empty
                     or sender.reset_pending
                     or stream.receiver.stop_pending
                     or (sender.is_finished and stream.receiver.is_finished)
