@@ -327,8 +327,18 @@ class UdpSocket:
             self._loop.call_soon(self._finish_close)
 
 
+#: Asked of the kernel for each socket's receive and send buffers (it grants
+#: at most ``net.core.rmem_max`` / ``wmem_max``).
+SOCKET_BUFFER = 4 * 1024 * 1024
+
+
 def _start(loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: Any, read_batch: int) -> UdpSocket:
     try:
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+            except OSError:
+                pass
         return UdpSocket(loop, sock, protocol, read_batch)
     except BaseException:
         sock.close()

@@ -5,11 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import socket
 from typing import Any
 
 import pytest
-from rpcnet_quic.udp import SEND_QUEUE_LIMIT, UdpSocket, bind_udp_socket, connect_udp_socket, enable_gro, supports_gso
+from rpcnet_quic.udp import (
+    SEND_QUEUE_LIMIT,
+    SOCKET_BUFFER,
+    UdpSocket,
+    bind_udp_socket,
+    connect_udp_socket,
+    enable_gro,
+    supports_gso,
+)
 
 from ..transport_helpers import DEADLINE, until
 
@@ -341,3 +350,32 @@ async def test_without_offload_in_the_kernel_the_socket_reads_and_sends_plainly(
     finally:
         peer.close()
         udp.close()
+
+
+def _proc_limits() -> bool:
+    return os.path.exists("/proc/sys/net/core/rmem_max") and os.path.exists("/proc/sys/net/core/wmem_max")
+
+
+def _kernel_limit(name: str) -> int:
+    with open(f"/proc/sys/net/core/{name}") as limit:
+        return int(limit.read())
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_RCVBUF") or not _proc_limits(), reason="needs Linux's /proc/sys/net/core")
+async def test_sockets_ask_for_large_buffers_so_bursts_are_not_dropped() -> None:
+    # The kernel's default (about 208 KiB) holds some 90 datagrams: a burst
+    # from a peer with a large congestion window overflowed it, and every
+    # drop halved that window.
+    protocol = Recording()
+    server = await bind_udp_socket(protocol, "127.0.0.1", 0)
+    client = await connect_udp_socket(Recording(), socket.AF_INET, server.get_extra_info("sockname"))
+    try:
+        for udp in (server, client):
+            sock = udp.get_extra_info("socket")
+            # Linux grants up to the sysctl limit and reports twice what it granted.
+            for option, limit in ((socket.SO_RCVBUF, "rmem_max"), (socket.SO_SNDBUF, "wmem_max")):
+                granted = sock.getsockopt(socket.SOL_SOCKET, option) // 2
+                assert granted >= min(SOCKET_BUFFER, _kernel_limit(limit)), (option, granted)
+    finally:
+        client.close()
+        server.close()
