@@ -177,6 +177,8 @@ async def run_once(target: str, scenario: str, options: argparse.Namespace, tls_
     server_cpu = ["--cpu", str(options.cpus[0])] if options.pin else []
     client_cpu = ["--cpu", str(options.cpus[1])] if options.pin else []
     env = dict(os.environ)
+    if options.quic_options:
+        env["RPCNET_BENCH_QUIC_OPTIONS"] = json.dumps(options.quic_options)
     if SCENARIOS[scenario].max_datagram is not None:
         env["RPCNET_BENCH_MAX_DATAGRAM"] = str(SCENARIOS[scenario].max_datagram)
     with tempfile.TemporaryFile(mode="w+") as server_errors:
@@ -455,6 +457,7 @@ def report_json(outcomes: list[Outcome], options: argparse.Namespace) -> dict[st
             "duration_s": options.duration,
             "warmup_s": options.warmup,
             "repeat": options.repeat,
+            "quic_options": options.quic_options,
         },
         "scenarios": {name: attrs.asdict(SCENARIOS[name]) for name in options.scenarios},
         "results": [o.as_json() for o in outcomes],
@@ -584,7 +587,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pin", action="store_true", help="pin the server to CPU 0 and the client to CPU 1")
     parser.add_argument("--host", default="127.0.0.1", help="address the servers bind to (default 127.0.0.1)")
     parser.add_argument("--startup-timeout", type=float, default=30.0, help="seconds a server gets to report ready")
+    parser.add_argument("--quic-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a QUIC transport option for the rpcnet targets (both sides), e.g. listener_read_batch=8; "
+                        "VALUE is read as JSON, else as a string; repeatable")
     options = parser.parse_args(argv)
+    options.quic_options = {}
+    for item in options.quic_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--quic-option takes KEY=VALUE, got {item!r}")
+        try:
+            options.quic_options[key] = json.loads(value)
+        except ValueError:
+            options.quic_options[key] = value
     options.scenarios = _names(options.scenarios, list(SCENARIOS), "scenario")
     options.targets = _names(options.targets, TARGETS, "target")
     defaults = (1.0, 0.3, 1) if options.quick else (3.0, 1.0, 3)

@@ -7,6 +7,7 @@ files are set, the same ones the other TLS targets load.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from typing import Protocol
@@ -62,6 +63,8 @@ def _quic_options() -> dict:
     size = os.environ.get("RPCNET_BENCH_MAX_DATAGRAM")
     if size:
         options["max_datagram_size"] = int(size)
+    # rpc_bench.py --quic-option KEY=VALUE: a setting to measure against the default.
+    options.update(json.loads(os.environ.get("RPCNET_BENCH_QUIC_OPTIONS", "{}")))
     return {"quic": options}
 
 

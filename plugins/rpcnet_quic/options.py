@@ -95,11 +95,12 @@ class QuicOptions:
     #: address validation (Retry), so a flood of spoofed Initials cannot pile
     #: up connection state. 0 behaves like ``retry = true``.
     max_pending_handshakes: int = attrs.field(default=100, converter=int, validator=_between(0, 1_000_000))
-    #: Datagrams a listener reads from its socket per event-loop wake-up.
-    #: Datagrams that arrived together are then answered with one transmit
-    #: per connection; a small bound keeps calls flowing in several waves
-    #: (client and server busy at once) instead of one lockstep burst.
-    listener_read_batch: int = attrs.field(default=8, converter=int, validator=_between(1, 1024))
+    #: Datagrams a listener reads from its socket per event-loop wake-up
+    #: (a GRO buffer, several datagrams of one sender, counts as one read).
+    #: One keeps client and server working at the same time; larger values
+    #: answer more datagrams per transmit but merge calls into lockstep
+    #: bursts (docs/transport.md, "Reading datagrams").
+    listener_read_batch: int = attrs.field(default=1, converter=int, validator=_between(1, 1024))
     #: Largest UDP payload we send; raise only where the path MTU allows.
     max_datagram_size: int = attrs.field(default=1200, converter=int, validator=_between(1200, 65527))
     #: Congestion controller: "reno" or "cubic" (aioquic only: qh3's core

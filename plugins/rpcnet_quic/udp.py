@@ -6,12 +6,13 @@ together to separate event-loop turns, and each turn ends in its own
 transmit: a burst split over a full datagram and a straggler is answered
 with a full datagram and a straggler, and the split repeats round after
 round. A listener therefore reads up to ``read_batch`` waiting datagrams per
-wake-up (``QuicOptions.listener_read_batch``), so a connection answers what
-arrived together with one transmit. The bound is small on purpose: reading
-everything that waits would merge all calls into one burst per round trip,
-leaving client and server to work in turns instead of at the same time.
-A client socket reads one datagram per wake-up, which keeps its calls
-flowing in several waves.
+wake-up (``QuicOptions.listener_read_batch``, 1 by default), and with GRO
+(below) the datagrams one sender sent together arrive as one buffer, one
+read, so a connection answers what arrived together with one transmit.
+The bound is small on purpose: reading everything that waits merges all
+calls into one burst per round trip, leaving client and server to work in
+turns instead of at the same time. A client socket reads one datagram per
+wake-up, which keeps its calls flowing in several waves.
 
 Sending writes straight to the socket; when the kernel buffer is full the
 datagram waits in a bounded queue, and beyond that it is dropped like any

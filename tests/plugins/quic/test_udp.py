@@ -10,6 +10,7 @@ import socket
 from typing import Any
 
 import pytest
+from rpcnet_quic.options import QuicOptions
 from rpcnet_quic.udp import (
     SEND_QUEUE_LIMIT,
     SOCKET_BUFFER,
@@ -291,6 +292,34 @@ async def test_send_many_delivers_every_datagram_whole_and_in_order(offload: boo
             # The kernel handed a GSO run over as one buffer, split here.
             assert receiver.batches and max(receiver.batches) > 1
     finally:
+        sender.close()
+        listening.close()
+
+
+async def test_a_burst_from_one_sender_is_one_read_at_the_default_bound() -> None:
+    """Why a listener's default bound of one read per wake-up is enough:
+    with GRO, the datagrams one sender sent together arrive as one buffer,
+    handed over in one call and one turn."""
+    loop = asyncio.get_running_loop()
+    receiver = Batches()
+    listening = await bind_udp_socket(receiver, "127.0.0.1", 0, read_batch=QuicOptions().listener_read_batch)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sock.connect(listening.get_extra_info("sockname"))
+    sender = UdpSocket(loop, sock, Recording(), 1)
+    stop = asyncio.Event()
+    try:
+        if not (sender.gso and listening.gro):
+            pytest.skip("this kernel has no UDP GSO or GRO")
+        burst = [bytes([index]) * 1200 for index in range(5)]
+        sender.send_many(burst)
+        _count_turns(receiver, stop)
+        await until(lambda: len(receiver.received) == 5)
+        assert [data for data, _ in receiver.received] == burst
+        assert receiver.batches == [5]
+        assert len({turn for _, turn in receiver.received}) == 1
+    finally:
+        stop.set()
         sender.close()
         listening.close()
 
