@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from ..serializers import Serializer
+from .eager import cannot_suspend
 
 __all__ = ["MethodKind", "MethodSpec"]
 
@@ -44,7 +45,12 @@ class MethodSpec:
     #: Copies of ``kind.streams_requests`` / ``kind.streams_responses``, read per call.
     streams_requests: bool = attrs.field(init=False)
     streams_responses: bool = attrs.field(init=False)
+    #: A unary method whose implementation has no suspension point: its call
+    #: runs to its end without a task (:func:`rpcnet.rpc.eager.cannot_suspend`).
+    runs_to_end: bool = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "streams_requests", self.kind.streams_requests)
         object.__setattr__(self, "streams_responses", self.kind.streams_responses)
+        target = self.handler if self.typed is None else self.typed.function
+        object.__setattr__(self, "runs_to_end", self.kind is MethodKind.UNARY and cannot_suspend(target))

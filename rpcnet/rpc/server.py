@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import inspect
 import logging
@@ -17,7 +18,7 @@ from ..errors import ConfigError, MessageTooLargeError, RpcError, SerializationE
 from ..plugins import PluginHost
 from ..transport import Address, Listener, PeerInfo, Stream, parse_address
 from .context import CallInfo, ServerContext, context_var, deadline_var
-from .eager import start_task
+from .eager import run_to_end, start_task
 from .endpoint import RpcEndpoint
 from .methods import MethodKind, MethodSpec
 from .protocol import (
@@ -132,6 +133,13 @@ class RpcServer(RpcEndpoint):
         return decorate
 
     def unary(self, name: str | None = None, **kwargs: Any) -> Callable[[Any], Any]:
+        """Register ``async def handler(request, ctx)`` under ``name``.
+
+        The handler runs as its own task, whose first step runs at once in
+        the callback that delivered the request. A handler whose body has no
+        ``await``, ``async for`` or ``async with`` cannot suspend, so it runs
+        to its end there without a task (``asyncio.current_task()`` is None
+        in it); each call still gets its own copy of the context."""
         return self._decorator(MethodKind.UNARY, name, kwargs)
 
     def server_streaming(self, name: str | None = None, **kwargs: Any) -> Callable[[Any], Any]:
@@ -506,6 +514,10 @@ class _ServerCall:
     def _start(self) -> None:
         spec = self.spec
         assert spec is not None
+        if spec.runs_to_end:
+            # No suspension point: no task, the reply leaves now (rpc/eager.py).
+            contextvars.copy_context().run(self._run_unary_to_end)
+            return
         coro = self._run_unary() if spec.kind is MethodKind.UNARY else self._run_general()
         self.task = start_task(self.server._loop, coro)
 
@@ -548,35 +560,62 @@ class _ServerCall:
         return encode_response_header(ctx._initial_metadata)
 
     async def _run_unary(self) -> None:
+        ctx, typed = self._enter_unary()
+        try:
+            if typed is None:
+                response = await self.spec.handler(self._decode_request(), ctx)  # type: ignore[union-attr]
+            else:
+                response = typed.dump(await typed.function(typed.load(self._decode_request())))
+            self._reply(response)
+        except (asyncio.CancelledError, Exception) as exc:
+            self._unary_failed(exc, typed)
+
+    def _run_unary_to_end(self) -> None:
+        """``_run_unary`` for an implementation without suspension points,
+        run in the call's own context copy instead of a task."""
+        ctx, typed = self._enter_unary()
+        try:
+            if typed is None:
+                response = run_to_end(self.spec.handler(self._decode_request(), ctx))  # type: ignore[union-attr]
+            else:
+                response = typed.dump(run_to_end(typed.function(typed.load(self._decode_request()))))
+            self._reply(response)
+        except (asyncio.CancelledError, Exception) as exc:
+            self._unary_failed(exc, typed)
+
+    def _enter_unary(self) -> tuple[ServerContext, Any]:
+        """Set the call's contextvars; return its context and typed conversions."""
         ctx = self.ctx
         spec = self.spec
         assert ctx is not None and spec is not None
         deadline_var.set(ctx.deadline)
         context_var.set(ctx)
-        typed = spec.typed
-        try:
-            if typed is None:
-                response = await spec.handler(self._decode_request(), ctx)
-            else:
-                response = typed.dump(await typed.function(typed.load(self._decode_request())))
-            frame = self._encode(response)
-            if ctx._initial_metadata:
-                head = self._initial_metadata_frame()
-            else:
-                head = b""
-                ctx._initial_sent = True
-            if ctx._trailers:
-                self._send_final(head + frame + encode_trailer(StatusCode.OK, metadata=ctx._trailers), StatusCode.OK)
-            else:
-                self._send_final(head + frame + OK_TRAILER, StatusCode.OK)
-        except asyncio.CancelledError:
+        return ctx, spec.typed
+
+    def _unary_failed(self, exc: BaseException, typed: Any) -> None:
+        if isinstance(exc, asyncio.CancelledError):
             self._on_cancelled()
-        except RpcError as exc:
+        elif isinstance(exc, RpcError):
             if typed is not None:
                 exc = typed.error(exc)
             self._fail(exc.code, exc.message, exc.details, exc.trailers)
-        except Exception as exc:
-            self._on_handler_error(exc)
+        else:
+            self._on_handler_error(exc)  # type: ignore[arg-type]
+
+    def _reply(self, response: Any) -> None:
+        """Send a unary call's response and its OK trailer, in one piece."""
+        ctx = self.ctx
+        assert ctx is not None
+        frame = self._encode(response)
+        if ctx._initial_metadata:
+            head = self._initial_metadata_frame()
+        else:
+            head = b""
+            ctx._initial_sent = True
+        if ctx._trailers:
+            self._send_final(head + frame + encode_trailer(StatusCode.OK, metadata=ctx._trailers), StatusCode.OK)
+        else:
+            self._send_final(head + frame + OK_TRAILER, StatusCode.OK)
 
     async def _run_general(self) -> None:
         ctx = self.ctx
