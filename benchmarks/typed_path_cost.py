@@ -7,7 +7,7 @@ engine and the typed layer) or QUIC on loopback. One process runs both
 sides, so the time per call is the CPU of both sides.
 
     python benchmarks/typed_path_cost.py                          # memory transport, both scenarios
-    python benchmarks/typed_path_cost.py --transport quic
+    python benchmarks/typed_path_cost.py --transport quic [--backend qh3]
     python benchmarks/typed_path_cost.py --only typed --profile   # cProfile of the typed calls
     python benchmarks/typed_path_cost.py --parts                  # the conversion steps alone
 
@@ -39,15 +39,16 @@ PAYLOAD = b"x" * 64
 CALLERS = 64
 
 
-def _configs(transport: str) -> tuple[RpcConfig, RpcConfig]:
+def _configs(transport: str, backend: str = "aioquic") -> tuple[RpcConfig, RpcConfig]:
     if transport == "memory":
         config = RpcConfig(transport="memory", options={"memory": {"network": "typed-path-cost"}})
         return config, config
     from devcerts import write_dev_certs
 
     tls = write_dev_certs(tempfile.mkdtemp(prefix="typed-path-cost-"))
-    server = RpcConfig(transport="quic", tls=TlsConfig(cert_file=tls.cert_file, key_file=tls.key_file))
-    client = RpcConfig(transport="quic", tls=TlsConfig(ca_file=tls.ca_file, server_name=tls.server_name))
+    options = {"quic": {"backend": backend}}
+    server = RpcConfig(transport="quic", tls=TlsConfig(cert_file=tls.cert_file, key_file=tls.key_file), options=options)
+    client = RpcConfig(transport="quic", tls=TlsConfig(ca_file=tls.ca_file, server_name=tls.server_name), options=options)
     return server, client
 
 
@@ -64,7 +65,7 @@ async def _run(calls: int, call: object) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
-    server_config, client_config = _configs(args.transport)
+    server_config, client_config = _configs(args.transport, args.backend)
     server = RpcServer(server_config)
 
     @server.unary("echo")
@@ -134,6 +135,7 @@ def parts() -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transport", choices=["memory", "quic"], default="memory")
+    parser.add_argument("--backend", choices=["aioquic", "qh3"], default="aioquic", help="QUIC library (--transport quic)")
     parser.add_argument("--only", choices=["untyped", "typed"])
     parser.add_argument("--calls", type=int, default=64_000)
     parser.add_argument("--warmup", type=int, default=6400, help="calls before the measured ones")

@@ -168,6 +168,23 @@ class Connection(abc.ABC):
         """Open a new bidirectional stream whose events go to ``handler``.
         Waits for stream credit (MAX_STREAMS) if the peer's limit is reached."""
 
+    #: True when :meth:`open_stream_soon` is implemented; the RPC client
+    #: then queues a call for stream credit without suspending its caller.
+    opens_streams_soon: bool = False
+
+    def open_stream_soon(
+        self, handler: StreamHandler, opened: Callable[[Stream | None, BaseException | None], None]
+    ) -> Callable[[], None]:
+        """Optional: :meth:`open_stream` without a waiting coroutine.
+
+        Calls ``opened(stream, None)`` before returning when there is stream
+        credit, else as soon as the peer grants it (in the same turn as
+        :meth:`open_stream`'s waiters), or ``opened(None, exc)`` if the
+        connection ends first. Returns a function that withdraws a request
+        still waiting (``opened`` is then never called). Transports that
+        implement it set :attr:`opens_streams_soon`."""
+        raise NotImplementedError(f"{type(self).__name__} does not open streams from callbacks")
+
     @abc.abstractmethod
     def close(self, error_code: int = 0, reason: str = "") -> None:
         """Close now. Streams still open get ``stream_reset(CONNECTION_LOST)``."""

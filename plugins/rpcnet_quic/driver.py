@@ -249,6 +249,54 @@ class QuicStream(Stream):
             waiter.set_exception(TransportError(self._error or "stream ended"))
 
 
+def _nothing_to_withdraw() -> None:
+    pass
+
+
+class _SoonOpen:
+    """A stream asked for with ``open_stream_soon``, waiting for credit among
+    ``open_stream``'s futures: it answers to ``done``, ``set_result`` (credit
+    for it: open the stream now) and ``set_exception`` like one."""
+
+    __slots__ = ("connection", "handler", "opened")
+
+    def __init__(
+        self,
+        connection: QuicConnection,
+        handler: StreamHandler,
+        opened: Callable[[Stream | None, BaseException | None], None],
+    ) -> None:
+        self.connection: QuicConnection | None = connection
+        self.handler = handler
+        self.opened = opened
+
+    def done(self) -> bool:
+        return self.connection is None
+
+    def withdraw(self) -> None:
+        self.connection = None
+
+    def set_result(self, _: None) -> None:
+        connection = self.connection
+        if connection is None:
+            return
+        if connection._state != _OPEN:
+            self.set_exception(connection._closed_error())
+            return
+        quic = connection._quic
+        stream_id = quic.get_next_available_stream_id()
+        if stream_id // 4 >= connection._backend.peer_stream_limit(quic):
+            connection._credit_waiters.appendleft(self)  # taken meanwhile: first in line again
+            return
+        self.connection = None
+        self.opened(connection._open_granted(stream_id, self.handler, wake=False), None)
+
+    def set_exception(self, exc: BaseException) -> None:
+        if self.connection is not None:
+            self.connection = None
+            self.opened(None, exc)
+
+
 class QuicConnection(Connection):
     """A QUIC connection (client or server side)."""
 
@@ -311,7 +359,7 @@ class QuicConnection(Connection):
         )
         self._last_received = loop.time()
         self._reset_token: bytes | None = None  # the server's stateless reset token (clients)
-        self._credit_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._credit_waiters: collections.deque[asyncio.Future[None] | _SoonOpen] = collections.deque()
         self._drain_waiting: set[QuicStream] = set()
         # Peer-opened stream ids: the highest seen, and lower ones skipped by
         # reordering (bounded by the stream credit we grant).
@@ -365,12 +413,40 @@ class QuicConnection(Connection):
                         pass
                 raise
             woken = True
+        return self._open_granted(stream_id, handler)
+
+    #: open_stream_soon is implemented (see rpcnet.transport.Connection).
+    opens_streams_soon = True
+
+    def open_stream_soon(
+        self, handler: StreamHandler, opened: Callable[[Stream | None, BaseException | None], None]
+    ) -> Callable[[], None]:
+        """``open_stream`` without a waiting coroutine: ``opened(stream, None)``
+        runs at once when there is stream credit, else as soon as the peer
+        grants it (in turn with ``open_stream``'s waiters), or
+        ``opened(None, exc)`` when the connection ends first. Returns a
+        function that withdraws a request still waiting."""
+        if not self._is_client:
+            raise TransportError("only clients open streams: a server answers the calls its clients make")
+        if self._state != _OPEN:
+            opened(None, TransportError("the connection is still handshaking") if self._state == _HANDSHAKE else self._closed_error())
+            return _nothing_to_withdraw
+        quic = self._quic
+        stream_id = quic.get_next_available_stream_id()
+        if not self._credit_waiters and stream_id // 4 < self._backend.peer_stream_limit(quic):
+            opened(self._open_granted(stream_id, handler), None)
+            return _nothing_to_withdraw
+        request = _SoonOpen(self, handler, opened)
+        self._credit_waiters.append(request)
+        return request.withdraw
+
+    def _open_granted(self, stream_id: int, handler: StreamHandler, wake: bool = True) -> QuicStream:
         stream = QuicStream(self, stream_id, handler)
         self._streams[stream_id] = stream
-        self._backend.claim_stream(quic, stream_id)  # now, before any await
+        self._backend.claim_stream(self._quic, stream_id)  # now, before any await
         if self._holding:
             self._update_hold()  # the reply of this call may come behind held data
-        if self._credit_waiters:
+        if wake and self._credit_waiters:
             self._wake_credit_waiters()
         return stream
 

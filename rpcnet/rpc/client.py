@@ -56,6 +56,11 @@ class _Refused(Exception):
     """The server refused the call before running a handler; safe to retry."""
 
 
+class _NotOpened(Exception):
+    """``open_stream_soon`` could not open the call's stream, or the
+    connection began draining meanwhile: nothing was sent."""
+
+
 class _Link:
     """A connection as the client uses it: its calls in flight, and whether
     it still takes new calls.
@@ -117,6 +122,8 @@ class _ClientCall:
         "timer",
         "finished",
         "streaming",
+        "pending",
+        "withdraw",
     )
 
     def __init__(self, client: RpcClient, decode: Any, streaming: bool) -> None:
@@ -135,6 +142,40 @@ class _ClientCall:
         self.timer: asyncio.TimerHandle | None = None
         self.finished = False
         self.streaming = streaming
+        #: What to send once ``open_stream_soon`` grants the stream:
+        #: (serializer, request, method, metadata, link).
+        self.pending: tuple[Any, Any, str, dict[str, Any] | None, _Link] | None = None
+        self.withdraw: Callable[[], None] | None = None
+
+    def stream_granted(self, stream: Stream | None, exc: BaseException | None) -> None:
+        """``open_stream_soon``'s callback: encode the request and send it."""
+        pending = self.pending
+        self.pending = self.withdraw = None
+        if stream is None or pending is None:
+            self._finish(_NotOpened())
+            return
+        if self.finished:
+            stream.reset(ResetCode.CANCELLED)  # the caller gave up meanwhile
+            return
+        codec, request, method, metadata, link = pending
+        if link.draining:
+            stream.reset(ResetCode.CANCELLED)  # refused meanwhile; nothing was sent
+            self._finish(_NotOpened())
+            return
+        self.stream = stream
+        self.link = link
+        link.calls += 1
+        client = self.client
+        try:
+            data = client._message(codec, request, client._header(method, metadata, None))
+        except Exception as error:
+            self._abort(error, ResetCode.CANCELLED)
+            return
+        self.half_closed = True
+        try:
+            stream.send(data, True)
+        except TransportError:
+            pass  # the connection ended meanwhile: the call reports it
 
     def data_received(self, data: bytes, end_stream: bool) -> None:
         if self.finished:
@@ -205,6 +246,9 @@ class _ClientCall:
         if self.finished:
             return
         self.finished = True
+        if self.withdraw is not None:
+            self.withdraw()  # still waiting for stream credit: never sent
+            self.pending = self.withdraw = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -479,6 +523,44 @@ class RpcClient(RpcEndpoint):
 
     # -- unary -----------------------------------------------------------------
 
+    async def _start_unary(
+        self, call: _ClientCall, link: _Link | None, deadline: float | None,
+        codec: Any, request: Any, method: str, metadata: dict[str, Any] | None,
+    ) -> None:
+        """Open ``call``'s stream (waiting for credit, reconnecting), then
+        encode and send the request: a call waiting for credit has encoded
+        nothing yet."""
+        stream = None
+        if deadline is None and link is not None and not link.draining:
+            try:
+                stream = await link.connection.open_stream(call)
+            except TransportError:
+                pass
+            else:
+                if link.draining:
+                    stream.reset(ResetCode.CANCELLED)  # refused meanwhile; nothing was sent
+                    stream = None
+                else:
+                    call.stream = stream
+                    call.link = link
+                    link.calls += 1
+        if stream is None:
+            stream = await self._open(call, deadline)
+        try:
+            data = self._message(codec, request, self._header(method, metadata, self._remaining(deadline)))
+        except BaseException as exc:
+            call._abort(exc, ResetCode.CANCELLED)
+            call.future.exception()  # raised here instead
+            raise
+        call.half_closed = True
+        try:
+            stream.send(data, True)
+        except TransportError:
+            pass  # the connection ended meanwhile: the call reports it
+        data = b""  # the transport has its copy; ours is not kept for the whole call
+        if deadline is not None:
+            call.timer = asyncio.get_running_loop().call_at(deadline, call.on_deadline)
+
     async def call(
         self,
         method: str,
@@ -502,49 +584,31 @@ class RpcClient(RpcEndpoint):
         codec = self._serializer(serializer) if serializer else self.serializer
         wrapped = self._wrap_start(method, MethodKind.UNARY, metadata) if self._wrappers else None
         try:
-            for attempt in (1, 2):
+            refusals = 0
+            soon = True  # the connection may open the stream from a callback
+            while True:
                 if timeout is None and self._default_timeout is None and deadline_var.get() is None:
                     deadline = None
                 else:
                     deadline = self._timeout(timeout)[0]
                 call = _ClientCall(self, codec.loads, False)
-                # The stream first (it may wait for credit), then the request:
-                # a call waiting for credit has encoded nothing yet.
                 link = self._link
-                stream = None
-                if deadline is None and link is not None and not link.draining:
-                    try:
-                        stream = await link.connection.open_stream(call)
-                    except TransportError:
-                        pass
-                    else:
-                        if link.draining:
-                            stream.reset(ResetCode.CANCELLED)  # refused meanwhile; nothing was sent
-                            stream = None
-                        else:
-                            call.stream = stream
-                            call.link = link
-                            link.calls += 1
-                if stream is None:
-                    stream = await self._open(call, deadline)
-                try:
-                    data = self._message(codec, request, self._header(method, metadata, self._remaining(deadline)))
-                except BaseException as exc:
-                    call._abort(exc, ResetCode.CANCELLED)
-                    call.future.exception()  # raised here instead
-                    raise
-                call.half_closed = True
-                try:
-                    stream.send(data, True)
-                except TransportError:
-                    pass  # the connection ended meanwhile: the call reports it
-                data = b""  # the transport has its copy; ours is not kept for the whole call
-                if deadline is not None:
-                    call.timer = asyncio.get_running_loop().call_at(deadline, call.on_deadline)
+                if soon and deadline is None and link is not None and not link.draining and link.connection.opens_streams_soon:
+                    # The request is encoded and sent when the stream is
+                    # granted (at once if there is credit); this coroutine
+                    # waits only for the response.
+                    call.pending = (codec, request, method, metadata, link)
+                    call.withdraw = link.connection.open_stream_soon(call, call.stream_granted)
+                else:
+                    await self._start_unary(call, link, deadline, codec, request, method, metadata)
                 try:
                     response = await call.future
+                except _NotOpened:
+                    soon = False  # nothing was sent: open the stream the long way
+                    continue
                 except _Refused:
-                    if attempt == 2:
+                    refusals += 1
+                    if refusals == 2:
                         raise _refused_error() from None
                     continue
                 except asyncio.CancelledError:

@@ -14,6 +14,7 @@ from rpcnet.errors import (
     InvalidArgumentError,
     NotFoundError,
     ResourceExhaustedError,
+    RpcError,
     StatusCode,
     UnknownError,
 )
@@ -542,3 +543,34 @@ async def _first(responses: Any) -> Any:
     async with responses:
         async for item in responses:
             return item
+
+
+async def test_a_call_queued_for_credit_on_a_lost_connection_goes_to_a_fresh_one(serve: Any, setup: Any) -> None:
+    """A call waiting for stream credit has sent nothing, so when its
+    connection ends it connects again instead of failing; the call that was
+    running on the lost connection fails (UNAVAILABLE)."""
+    release = asyncio.Event()
+    entered: list[str] = []
+
+    def register(server: RpcServer) -> None:
+        @server.unary("held")
+        async def held(request: str, ctx: ServerContext) -> str:
+            entered.append(request)
+            if request == "first":
+                await release.wait()
+            return request
+
+    _, client = await serve(register, max_concurrent_calls_per_connection=1)
+    first = asyncio.ensure_future(client.call("held", "first"))
+    await until(lambda: entered == ["first"])
+    queued = asyncio.ensure_future(client.call("held", "queued"))
+    await asyncio.sleep(0)
+    assert not queued.done() and entered == ["first"]  # waiting for credit
+    lost = client._link.connection  # the only way to lose a connection on purpose from outside
+    lost.close(0, "test: connection lost")
+    with pytest.raises(RpcError) as failed:
+        await asyncio.wait_for(first, 5)
+    assert failed.value.code is StatusCode.UNAVAILABLE
+    assert await asyncio.wait_for(queued, 5) == "queued"
+    assert client._link.connection is not lost and entered == ["first", "queued"]
+    release.set()

@@ -192,6 +192,89 @@ async def test_cancelled_credit_waiter_does_not_consume_credit(start_server, con
     assert stream.stream_id == first.stream_id + 4
 
 
+class Opened:
+    """``open_stream_soon``'s callback: what it was called with, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, BaseException | None]] = []
+
+    def __call__(self, stream: object, exc: BaseException | None) -> None:
+        self.calls.append((stream, exc))
+
+
+async def test_open_stream_soon_opens_at_once_with_credit_and_later_in_turn(start_server, connect) -> None:
+    server = await start_server(handler=Recorder, max_streams=2)
+    connection = await connect(server)
+    assert connection.opens_streams_soon
+    now = Opened()
+    connection.open_stream_soon(Recorder(), now)
+    assert len(now.calls) == 1 and now.calls[0][1] is None  # credit: opened before returning
+    first = now.calls[0][0]
+    first.send(b"one")
+    second = await connection.open_stream(Recorder())
+    second.send(b"two")
+    held = [await asyncio.wait_for(server.accepted.get(), DEADLINE) for _ in range(2)]
+
+    # No credit: a future waiter, then a callback, then another waiter, each in turn.
+    waiter = asyncio.ensure_future(connection.open_stream(Recorder()))
+    await asyncio.sleep(0)
+    later = Opened()
+    connection.open_stream_soon(Recorder(), later)
+    last = asyncio.ensure_future(connection.open_stream(Recorder()))
+    await asyncio.sleep(0)
+    assert later.calls == [] and not waiter.done() and not last.done()
+
+    for stream, (server_side, _) in zip((first, second), held, strict=True):
+        stream.send(b"", end_stream=True)
+        server_side.send(b"", end_stream=True)
+    # Two units of credit went to the first two in line; the callback opens
+    # its stream as it is granted, the waiter when it next runs.
+    third = await asyncio.wait_for(waiter, DEADLINE)
+    await until(lambda: later.calls)
+    (fourth, error), = later.calls
+    assert error is None and {third.stream_id, fourth.stream_id} == {second.stream_id + 4, second.stream_id + 8}
+    assert not last.done()  # still no credit for it
+    fourth.send(b"fourth", end_stream=True)
+    _, recorder = await asyncio.wait_for(server.accepted.get(), DEADLINE)
+    assert await asyncio.wait_for(recorder.finished, DEADLINE) == b"fourth"
+    connection.close()
+    with pytest.raises(TransportError):
+        await asyncio.wait_for(last, DEADLINE)
+
+
+async def test_open_stream_soon_withdrawn_or_failed_by_the_connection(start_server, connect) -> None:
+    server = await start_server(handler=Recorder, max_streams=1)
+    connection = await connect(server)
+    first = await connection.open_stream(Recorder())
+    first.send(b"x")
+    (server_stream, _) = await asyncio.wait_for(server.accepted.get(), DEADLINE)
+    withdrawn, failed = Opened(), Opened()
+    connection.open_stream_soon(Recorder(), withdrawn)()  # queued, then withdrawn at once
+    connection.open_stream_soon(Recorder(), failed)
+    waiting = asyncio.ensure_future(connection.open_stream(Recorder()))
+    await asyncio.sleep(0)
+    # Credit for one: the withdrawn request takes none, the next in line gets it.
+    first.send(b"", end_stream=True)
+    server_stream.send(b"", end_stream=True)
+    await until(lambda: failed.calls)
+    (stream, error), = failed.calls
+    assert error is None and stream.stream_id == first.stream_id + 4
+    assert withdrawn.calls == [] and not waiting.done()
+
+    # Closing the connection answers a waiting request with the error.
+    queued = Opened()
+    connection.open_stream_soon(Recorder(), queued)
+    connection.close()
+    await until(lambda: queued.calls)
+    (nothing, error), = queued.calls
+    assert nothing is None and isinstance(error, TransportError)
+    closed = Opened()
+    connection.open_stream_soon(Recorder(), closed)  # on a closed connection: at once
+    assert closed.calls[0][0] is None and isinstance(closed.calls[0][1], TransportError)
+    with pytest.raises(TransportError):
+        await asyncio.wait_for(waiting, DEADLINE)
+
+
 async def test_paused_stream_buffers_at_most_one_window(start_server, connect) -> None:
     window = 64 * 1024
     server = await start_server(handler=Recorder, stream_window=window)
