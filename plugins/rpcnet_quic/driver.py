@@ -202,7 +202,8 @@ class QuicStream(Stream):
                 logger.exception("stream handler failed on data for %r; resetting the stream", self)
                 self.reset(STREAM_REFUSED)
                 return
-        if end_stream and self._send_done:
+        if end_stream and self._send_done and self.handler is not None:
+            # (A handler that answered at once has already been forgotten.)
             self.connection._forget(self)
 
     def _deliver_pending(self) -> None:

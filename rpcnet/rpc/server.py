@@ -302,13 +302,15 @@ class RpcServer(RpcEndpoint):
     def _on_stream(self, stream: Stream) -> _ServerCall:
         return _ServerCall(self, stream)
 
-    def _admit(self, call: _ServerCall) -> str | None:
+    def _admit(self, call: _ServerCall, count_in: bool = True) -> str | None:
         """Count a new call in; return why it is refused, or None.
 
         The global cap is true overload: every connection is within its
         credit, but the server as a whole is full. The per-connection check
         cannot trip while the transport enforces the credit it was given
-        (``max_streams``); it stays as a guard for transports that do not."""
+        (``max_streams``); it stays as a guard for transports that do not.
+        ``count_in=False`` only checks: for a call that will run to its end
+        before anything else runs, so nobody could see it counted."""
         config = self.config
         if len(self._active) >= config.max_concurrent_calls:
             return f"server is at its limit of {config.max_concurrent_calls} concurrent calls"
@@ -318,8 +320,10 @@ class RpcServer(RpcEndpoint):
             return (
                 f"connection is at its limit of {config.max_concurrent_calls_per_connection} concurrent calls"
             )
+        if not count_in:
+            return None
         self._per_connection[connection] = count + 1
-        call.on_connection = True
+        call.on_connection = call.active = True
         self._active.add(call)
         return None
 
@@ -362,6 +366,7 @@ class _ServerCall:
         "timer",
         "cancel_reason",
         "counted",
+        "active",
         "on_connection",
         "info",
         "wrappers",
@@ -380,6 +385,7 @@ class _ServerCall:
         self.timer: asyncio.TimerHandle | None = None
         self.cancel_reason: str | None = None
         self.counted = False
+        self.active = False  # in the server's active calls (see RpcServer._admit)
         self.on_connection = False  # counted against its connection's limit
         self.info: CallInfo | None = None
         self.wrappers: list[Any] | None = None
@@ -437,7 +443,7 @@ class _ServerCall:
 
     def _on_whole_request(self, header: bytes, message: bytes) -> None:
         """The usual request: header, one message and FIN in one piece."""
-        self._on_header(header)
+        self._on_header(header, whole=True)
         if self.done:
             return
         if self.requests is not None:
@@ -464,7 +470,7 @@ class _ServerCall:
 
     # -- call flow ----------------------------------------------------------
 
-    def _on_header(self, payload: bytes) -> None:
+    def _on_header(self, payload: bytes, whole: bool = False) -> None:
         server = self.server
         cached = _HEADER_CACHE.get(payload)
         if cached is not None:
@@ -493,7 +499,9 @@ class _ServerCall:
             self._fail(StatusCode.UNIMPLEMENTED, f"method {method!r} is not implemented by this server")
             return
         self.spec = spec
-        refused = server._admit(self)
+        # A whole request to a handler that cannot suspend is answered
+        # before this callback returns: checked against the limits, not counted.
+        refused = server._admit(self, not (whole and spec.runs_to_end))
         if refused is not None:
             self._fail(StatusCode.RESOURCE_EXHAUSTED, refused)
             return
@@ -573,7 +581,11 @@ class _ServerCall:
     def _run_unary_to_end(self) -> None:
         """``_run_unary`` for an implementation without suspension points,
         run in the call's own context copy instead of a task."""
-        ctx, typed = self._enter_unary()
+        ctx = self.ctx
+        assert ctx is not None and self.spec is not None
+        deadline_var.set(ctx.deadline)
+        context_var.set(ctx)
+        typed = self.spec.typed
         try:
             if typed is None:
                 response = run_to_end(self.spec.handler(self._decode_request(), ctx))  # type: ignore[union-attr]
@@ -721,7 +733,8 @@ class _ServerCall:
             self.requests.close()
         if self.counted:
             self.counted = False
-            self.server._release(self)
+            if self.active:
+                self.server._release(self)
             if self.wrappers:
                 info = self.info
                 assert info is not None

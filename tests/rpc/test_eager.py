@@ -12,12 +12,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import pytest
 
 from rpcnet import RpcClient, RpcConfig, RpcError, RpcServer, StatusCode
 from rpcnet.errors import NotFoundError
 from rpcnet.rpc import eager
 from rpcnet.rpc.context import deadline_var
+from rpcnet.testing import wait_until
 
 Starter = Callable[[asyncio.AbstractEventLoop, Any], "asyncio.Task[Any]"]
 
@@ -216,5 +218,38 @@ async def test_errors_of_a_handler_without_suspension_points_reach_the_caller() 
             with pytest.raises(RpcError) as unknown:
                 await client.call("broken")
             assert unknown.value.code is StatusCode.UNKNOWN and "ValueError: bad" in unknown.value.message
+    finally:
+        await server.stop()
+
+
+async def test_a_handler_without_suspension_points_is_held_to_the_server_limits() -> None:
+    """Such a call is answered before anything else runs, so it is checked
+    against the limits but never counted: it cannot hold a slot."""
+    config = attrs.evolve(_memory_config(), max_concurrent_calls=1)
+    server = RpcServer(config)
+    release = asyncio.Event()
+
+    @server.unary("instant")
+    async def instant(request: Any, ctx: Any) -> Any:
+        return (request, server.active_calls)
+
+    @server.unary("slow")
+    async def slow(request: Any, ctx: Any) -> Any:
+        await release.wait()
+        return request
+
+    await server.start(("server", 0))
+    try:
+        async with RpcClient(server.address, config) as client:
+            assert [await client.call("instant", index) for index in range(3)] == [[0, 0], [1, 0], [2, 0]]
+            held = asyncio.ensure_future(client.call("slow", "held"))
+            await wait_until(lambda: server.active_calls == 1)
+            with pytest.raises(RpcError) as refused:
+                await client.call("instant", "refused")
+            assert refused.value.code is StatusCode.RESOURCE_EXHAUSTED
+            release.set()
+            assert await held == "held"
+            assert await client.call("instant", "after") == ["after", 0]
+            assert server.active_calls == 0
     finally:
         await server.stop()
