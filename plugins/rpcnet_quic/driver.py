@@ -648,7 +648,10 @@ class QuicConnection(Connection):
                 return
         data = event.data
         if data or event.end_stream:
-            stream._deliver(data, event.end_stream)
+            if stream.paused or stream._pending is not None or stream._recv_done:
+                stream._deliver(data, event.end_stream)
+            else:
+                stream._hand_over(data, event.end_stream)  # the usual case, one call less
 
     def _on_stream_reset(self, event: Any) -> None:
         stream = self._streams.get(event.stream_id)
@@ -764,7 +767,11 @@ class QuicConnection(Connection):
         return False
 
     def _accept_stream(self, stream_id: int) -> QuicStream | None:
-        if self._state != _OPEN or not self._is_new_peer_stream(stream_id) or self._on_stream is None:
+        if stream_id == self._peer_highest + 4 and stream_id & 0b11 == (0b01 if self._is_client else 0b00):
+            self._peer_highest = stream_id  # the next stream in order: _is_new_peer_stream's usual case
+            if self._state != _OPEN or self._on_stream is None:
+                return None
+        elif self._state != _OPEN or not self._is_new_peer_stream(stream_id) or self._on_stream is None:
             return None
         stream = QuicStream(self, stream_id, None)
         self._streams[stream_id] = stream

@@ -132,7 +132,7 @@ class _ClientCall:
         self.half_closed = False  # our FIN (or a reset) has gone out
         self.decode = decode
         self.decoder: FrameDecoder | None = None  # made when a reply comes in pieces
-        self.max_size = client.config.max_message_size
+        self.max_size = client._max_message_size
         self.future: asyncio.Future[Any] = (client._loop or asyncio.get_running_loop()).create_future()
         self.responses: MessageQueue | None = None
         self.response: Any = None
@@ -166,8 +166,9 @@ class _ClientCall:
         self.link = link
         link.calls += 1
         client = self.client
+        header = None if metadata else client._header_cache.get(method)
         try:
-            data = client._message(codec, request, client._header(method, metadata, None))
+            data = client._message(codec, request, header or client._header(method, metadata, None))
         except Exception as error:
             self._abort(error, ResetCode.CANCELLED)
             return
@@ -318,6 +319,7 @@ class RpcClient(RpcEndpoint):
         self._closed = False
         self._header_cache: dict[str, bytes] = {}
         self._default_timeout = self.config.default_timeout
+        self._max_message_size = self.config.max_message_size
         #: The loop of the current connection (connections belong to one loop).
         self._loop: asyncio.AbstractEventLoop | None = None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import importlib
 import inspect
 import logging
@@ -230,7 +231,7 @@ class RpcServer(RpcEndpoint):
         # being refused.
         self._listener = await self.transport.listen(
             parse_address(address),
-            self._on_stream,
+            functools.partial(_ServerCall, self),  # each new stream is a call
             tls=self.config.tls,
             alpn=ALPN,
             max_streams=self.config.max_concurrent_calls_per_connection,
@@ -298,9 +299,6 @@ class RpcServer(RpcEndpoint):
         await self.stop()
 
     # -- per-call bookkeeping -------------------------------------------------
-
-    def _on_stream(self, stream: Stream) -> _ServerCall:
-        return _ServerCall(self, stream)
 
     def _admit(self, call: _ServerCall, count_in: bool = True) -> str | None:
         """Count a new call in; return why it is refused, or None.

@@ -19,6 +19,7 @@ from rpcnet.errors import (
     UnknownError,
 )
 from rpcnet.rpc import MethodKind
+from rpcnet.rpc.server import _ServerCall
 
 from .helpers import until
 
@@ -425,7 +426,7 @@ async def test_a_handler_that_answers_at_once_replies_inside_the_delivery_callba
 
     def deliver() -> None:
         # Transports deliver from loop callbacks, as here, not from a task.
-        server._on_stream(stream).data_received(request, True)
+        _ServerCall(server, stream).data_received(request, True)
         written_during_delivery.set_result(list(stream.sent))
 
     try:
