@@ -153,6 +153,12 @@ class QuicBackend(abc.ABC):
         for data in datagrams:
             receive(data, addr, now)
 
+    def next_stream(self, quic: Any) -> int:
+        """The id our next stream gets, or -1 while the peer's stream credit
+        (MAX_STREAMS) has no room for it."""
+        stream_id = quic.get_next_available_stream_id()
+        return stream_id if stream_id // 4 < self.peer_stream_limit(quic) else -1
+
     def claim_stream(self, quic: Any, stream_id: int) -> None:
         """Take ``stream_id`` (the next of ours) before any data is written,
         so the next ``get_next_available_stream_id`` is past it."""

@@ -284,9 +284,8 @@ class _SoonOpen:
         if connection._state != _OPEN:
             self.set_exception(connection._closed_error())
             return
-        quic = connection._quic
-        stream_id = quic.get_next_available_stream_id()
-        if stream_id // 4 >= connection._backend.peer_stream_limit(quic):
+        stream_id = connection._backend.next_stream(connection._quic)
+        if stream_id < 0:
             connection._credit_waiters.appendleft(self)  # taken meanwhile: first in line again
             return
         self.connection = None
@@ -393,8 +392,8 @@ class QuicConnection(Connection):
                 if self._state == _HANDSHAKE:
                     raise TransportError("the connection is still handshaking")
                 raise self._closed_error()
-            stream_id = quic.get_next_available_stream_id()
-            if (woken or not self._credit_waiters) and stream_id // 4 < self._backend.peer_stream_limit(quic):
+            stream_id = self._backend.next_stream(quic)
+            if (woken or not self._credit_waiters) and stream_id >= 0:
                 break
             # Out of stream credit (MAX_STREAMS): wait for the peer to grant more.
             waiter = self._loop.create_future()
@@ -432,9 +431,7 @@ class QuicConnection(Connection):
         if self._state != _OPEN:
             opened(None, TransportError("the connection is still handshaking") if self._state == _HANDSHAKE else self._closed_error())
             return _nothing_to_withdraw
-        quic = self._quic
-        stream_id = quic.get_next_available_stream_id()
-        if not self._credit_waiters and stream_id // 4 < self._backend.peer_stream_limit(quic):
+        if not self._credit_waiters and (stream_id := self._backend.next_stream(self._quic)) >= 0:
             opened(self._open_granted(stream_id, handler), None)
             return _nothing_to_withdraw
         request = _SoonOpen(self, handler, opened)

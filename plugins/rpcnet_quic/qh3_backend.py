@@ -162,6 +162,12 @@ class Qh3Backend(AioquicBackend):
         core = quic._core
         return 0 if core is None else core.stream_limits[0]
 
+    def next_stream(self, quic: Any) -> int:
+        # get_next_available_stream_id and peer_stream_limit, in one call.
+        core = quic._core
+        stream_id = quic._next_stream_id_bidi
+        return stream_id if core is not None and stream_id // 4 < core.stream_limits[0] else -1
+
     def handshake_confirmed(self, quic: Any) -> bool:
         return quic._handshake_confirmed
 
@@ -319,7 +325,11 @@ def _make_qh3_connection_class() -> type:
             if not self._handshake_complete:
                 super().send_stream_data(stream_id, b"")
                 return
-            self._record_local_stream(stream_id)
+            # _record_local_stream, for the case here: the next stream of
+            # ours, bidirectional, after the handshake.
+            self._created_local_stream_ids.add(stream_id)
+            if stream_id >= self._next_stream_id_bidi:
+                self._next_stream_id_bidi = stream_id + 4
             try:
                 self._core.send_stream(stream_id, b"", False)
             except RuntimeError as exc:

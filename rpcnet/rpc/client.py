@@ -77,10 +77,6 @@ class _Link:
         self.calls = 0
         self.draining = False
 
-    def call_ended(self) -> None:
-        self.calls -= 1
-        if self.draining and self.calls <= 0:
-            self.connection.close(0, "drained: the server refused new calls")
 
 
 def _refused_error() -> RpcError:
@@ -265,7 +261,9 @@ class _ClientCall:
         link = self.link
         if link is not None:
             self.link = None
-            link.call_ended()
+            link.calls -= 1  # a draining connection closes with its last call
+            if link.draining and link.calls <= 0:
+                link.connection.close(0, "drained: the server refused new calls")
         if self.responses is not None:
             self.responses.close(exc)
         future = self.future

@@ -151,6 +151,12 @@ def test_the_core_and_python_layer_have_what_credit_and_send_pacing_use() -> Non
     source = inspect.getsource(QuicConnection)
     for name in ("def _drain_core", "_handshake_complete", "def send_stream_data", "def reset_stream"):
         assert name in source, f"qh3 QuicConnection lost {name}"
+    # Claiming a stream and reading the next stream id use the Python
+    # layer's own bookkeeping of our streams, inline (qh3_backend.py).
+    record = inspect.getsource(QuicConnection._record_local_stream)
+    assert "self._created_local_stream_ids.add(stream_id)" in record
+    assert "self._next_stream_id_bidi = max(self._next_stream_id_bidi, stream_id + 4)" in record
+    assert "self._next_stream_id_bidi" in inspect.getsource(QuicConnection.get_next_available_stream_id)
     # The core raises receive windows as the Python layer takes stream data
     # out of it (poll of its events), and the Python layer takes it right
     # after each datagram: holding it there is what bounds a paused stream.
