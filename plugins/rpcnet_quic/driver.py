@@ -289,12 +289,22 @@ class _SoonOpen:
             connection._credit_waiters.appendleft(self)  # taken meanwhile: first in line again
             return
         self.connection = None
-        self.opened(connection._open_granted(stream_id, self.handler, wake=False), None)
+        stream = connection._open_granted(stream_id, self.handler, wake=False)
+        try:
+            self.opened(stream, None)
+        except Exception:
+            # Runs inside the connection's receive path: a failing callback
+            # loses its own stream, not the connection.
+            logger.exception("open_stream_soon callback %r failed; resetting %r", self.opened, stream)
+            stream.reset(STREAM_REFUSED)
 
     def set_exception(self, exc: BaseException) -> None:
         if self.connection is not None:
             self.connection = None
-            self.opened(None, exc)
+            try:
+                self.opened(None, exc)
+            except Exception:
+                logger.exception("open_stream_soon callback %r failed", self.opened)
 
 
 class QuicConnection(Connection):

@@ -176,12 +176,18 @@ async def test_open_stream_waits_for_stream_credit(start_server, connect) -> Non
         await asyncio.wait_for(sixth, DEADLINE)
 
 
-async def test_cancelled_credit_waiter_does_not_consume_credit(start_server, connect) -> None:
+async def _the_only_stream_in_use(start_server, connect) -> tuple:
+    """A server granting one stream, a client using it, and the server's side of it."""
     server = await start_server(handler=Recorder, max_streams=1)
     connection = await connect(server)
     first = await connection.open_stream(Recorder())
     first.send(b"x")
     (server_stream, _) = await asyncio.wait_for(server.accepted.get(), DEADLINE)
+    return server, connection, first, server_stream
+
+
+async def test_cancelled_credit_waiter_does_not_consume_credit(start_server, connect) -> None:
+    server, connection, first, server_stream = await _the_only_stream_in_use(start_server, connect)
     cancelled = asyncio.ensure_future(connection.open_stream(Recorder()))
     waiting = asyncio.ensure_future(connection.open_stream(Recorder()))
     await asyncio.sleep(0)
@@ -243,11 +249,7 @@ async def test_open_stream_soon_opens_at_once_with_credit_and_later_in_turn(star
 
 
 async def test_open_stream_soon_withdrawn_or_failed_by_the_connection(start_server, connect) -> None:
-    server = await start_server(handler=Recorder, max_streams=1)
-    connection = await connect(server)
-    first = await connection.open_stream(Recorder())
-    first.send(b"x")
-    (server_stream, _) = await asyncio.wait_for(server.accepted.get(), DEADLINE)
+    server, connection, first, server_stream = await _the_only_stream_in_use(start_server, connect)
     withdrawn, failed = Opened(), Opened()
     connection.open_stream_soon(Recorder(), withdrawn)()  # queued, then withdrawn at once
     connection.open_stream_soon(Recorder(), failed)
@@ -273,6 +275,26 @@ async def test_open_stream_soon_withdrawn_or_failed_by_the_connection(start_serv
     assert closed.calls[0][0] is None and isinstance(closed.calls[0][1], TransportError)
     with pytest.raises(TransportError):
         await asyncio.wait_for(waiting, DEADLINE)
+
+
+async def test_a_failing_open_stream_soon_callback_loses_only_its_stream(start_server, connect) -> None:
+    server, connection, first, server_stream = await _the_only_stream_in_use(start_server, connect)
+    granted: list[object] = []
+
+    def failing(stream: object, exc: BaseException | None) -> None:
+        granted.append(stream)
+        raise RuntimeError("callback bug")
+
+    connection.open_stream_soon(Recorder(), failing)
+    first.send(b"", end_stream=True)
+    server_stream.send(b"", end_stream=True)  # credit for the queued request, granted in the receive path
+    await until(lambda: granted)
+    assert granted[0]._error is not None  # reset: its credit comes back
+    stream = await asyncio.wait_for(connection.open_stream(Echo()), DEADLINE)  # the connection carries on
+    stream.send(b"after", end_stream=True)
+    _, recorder = await asyncio.wait_for(server.accepted.get(), DEADLINE)
+    assert await asyncio.wait_for(recorder.finished, DEADLINE) == b"after"
+    assert not connection.is_closed
 
 
 async def test_paused_stream_buffers_at_most_one_window(start_server, connect) -> None:
