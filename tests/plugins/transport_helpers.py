@@ -1,8 +1,15 @@
-"""Helpers shared by the transport tests (quic and tcp): recording handlers and waiting."""
+"""Helpers shared by the transport tests (quic and tcp): recording handlers,
+waiting, and an echo server in a process of its own."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from rpcnet.testing import wait_until as until  # noqa: F401 - used by the tests
@@ -10,6 +17,36 @@ from rpcnet.transport import Stream
 
 #: Every wait in these tests ends by this deadline at the latest.
 DEADLINE = 5.0
+
+_ECHO_SERVER = Path(__file__).with_name("echo_server.py")
+
+
+@contextlib.asynccontextmanager
+async def echo_server_process(
+    transport: str, cert_dir: Path, options: dict[str, Any] | None = None
+) -> AsyncIterator[tuple[tuple[str, int], int]]:
+    """An rpcnet echo server (method ``echo``) on ``transport`` in its own
+    process: yields its address and process id, and stops it on the way out."""
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, str(_ECHO_SERVER), transport, str(cert_dir), json.dumps(options or {}),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )
+    try:
+        line = await asyncio.wait_for(server.stdout.readline(), 30)
+        assert line.startswith(b"READY"), line
+        yield ("127.0.0.1", int(line.split()[1])), server.pid
+    finally:
+        server.stdin.close()
+        await asyncio.wait_for(server.wait(), 30)
+
+
+def rss(pid: int) -> int:
+    """Resident memory of a process, in bytes (Linux)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
 
 
 class Recorder:

@@ -6,10 +6,7 @@ The server runs in its own process so its resident memory can be read.
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from rpcnet_quic import QuicOptions, QuicTransport
@@ -18,20 +15,11 @@ from rpcnet import RpcClient, RpcConfig
 from rpcnet.errors import TransportError
 from rpcnet.rpc.protocol import ALPN
 
-from ..transport_helpers import DEADLINE, Recorder
+from ..transport_helpers import DEADLINE, Recorder, echo_server_process, rss
 
 #: docs/transport.md, "Connection admission": the most one established
 #: connection without calls costs the server (measured: about 77 KiB).
 IDLE_CONNECTION_BOUND = 128 * 1024
-ECHO_SERVER = Path(__file__).with_name("echo_server.py")
-
-
-def _rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 async def _echo(connection, payload: bytes) -> bytes:
@@ -58,18 +46,11 @@ async def test_one_source_is_refused_at_its_limit_while_others_are_served(certs)
     """A host on 127.0.0.2 opens connections until refused; a client on
     127.0.0.1 keeps completing calls within 1 s; the server's memory stays
     under the documented bound per connection."""
-    server = await asyncio.create_subprocess_exec(
-        sys.executable, str(ECHO_SERVER), str(certs.directory), json.dumps({}),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-    )
-    try:
-        line = await asyncio.wait_for(server.stdout.readline(), 30)
-        assert line.startswith(b"READY"), line
-        address = ("127.0.0.1", int(line.split()[1]))
+    async with echo_server_process("quic", certs.directory) as (address, pid):
         config = RpcConfig(transport="quic", tls=certs.client_tls())
         async with RpcClient(address, config) as client:
             assert await client.call("echo", 0) == 0
-            before = _rss(server.pid)
+            before = rss(pid)
             attacking = True
             slowest = 0.0
             calls = 0
@@ -94,7 +75,7 @@ async def test_one_source_is_refused_at_its_limit_while_others_are_served(certs)
                         held.append(await asyncio.wait_for(attacker.connect(address, alpn=ALPN, tls=certs.client_tls()), DEADLINE))
                 assert len(held) == limit
                 assert held[0].peer.address == address
-                grown = _rss(server.pid) - before
+                grown = rss(pid) - before
             finally:
                 attacking = False
                 await asyncio.wait_for(caller, DEADLINE)
@@ -102,6 +83,3 @@ async def test_one_source_is_refused_at_its_limit_while_others_are_served(certs)
                     connection.close()
         assert calls > 0 and slowest < 1.0, f"slowest call took {slowest:.3f} s"
         assert grown < limit * IDLE_CONNECTION_BOUND, f"{grown / limit / 1024:.0f} KiB per connection"
-    finally:
-        server.stdin.close()
-        await asyncio.wait_for(server.wait(), 30)

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
-import subprocess
 import sys
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,9 +29,7 @@ from rpcnet_quic.qh3_backend import QH3_TESTED_VERSIONS  # noqa: E402
 from rpcnet import RpcClient, RpcConfig  # noqa: E402
 from rpcnet.rpc.protocol import ALPN  # noqa: E402
 
-from ..transport_helpers import DEADLINE, Echo, Recorder, until  # noqa: E402
-
-ECHO_SERVER = Path(__file__).with_name("echo_server.py")
+from ..transport_helpers import DEADLINE, Echo, Recorder, echo_server_process, until  # noqa: E402
 
 
 def test_the_installed_qh3_is_a_tested_release() -> None:
@@ -99,7 +94,6 @@ class _Sink:
 
 
 async def test_a_missing_qh3_is_a_clear_configuration_error(monkeypatch) -> None:
-    import sys
 
     from rpcnet.errors import ConfigError
 
@@ -219,14 +213,7 @@ async def test_many_large_calls_at_a_time_keep_finishing_across_processes(certs)
     # unary256k_c16 stalled in about half of its 5 s runs; this failed in 2
     # of 3 runs): before the backend kept the core within its congestion
     # window, calls stalled for good.
-    server = await asyncio.create_subprocess_exec(
-        sys.executable, str(ECHO_SERVER), str(certs.directory), json.dumps({"backend": "qh3"}),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-    )
-    try:
-        line = await asyncio.wait_for(server.stdout.readline(), 30)
-        assert line.startswith(b"READY"), line
-        address = ("127.0.0.1", int(line.split()[1]))
+    async with echo_server_process("quic", certs.directory, {"backend": "qh3"}) as (address, _):
         config = RpcConfig(transport="quic", tls=certs.client_tls(), options={"quic": {"backend": "qh3"}})
         payload = bytes(range(256)) * 1024
         async with RpcClient(address, config) as client:
@@ -236,6 +223,3 @@ async def test_many_large_calls_at_a_time_keep_finishing_across_processes(certs)
                     assert await asyncio.wait_for(client.call("echo", payload), 3 * DEADLINE) == payload
 
             await asyncio.wait_for(asyncio.gather(*(caller() for _ in range(64))), 12 * DEADLINE)
-    finally:
-        server.stdin.close()
-        await asyncio.wait_for(server.wait(), DEADLINE)

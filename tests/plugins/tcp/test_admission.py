@@ -7,10 +7,7 @@ The memory test's server runs in its own process so its resident memory can be r
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from rpcnet_tcp import TcpOptions, TcpTransport
@@ -19,22 +16,11 @@ from rpcnet import RpcClient, RpcConfig
 from rpcnet.errors import TransportError
 from rpcnet.rpc.protocol import ALPN
 
-from ..transport_helpers import DEADLINE, Recorder, until
+from ..transport_helpers import DEADLINE, Recorder, echo_server_process, rss, until
 
 #: docs/transport.md, "Connection admission": the most one established tcp
 #: connection without calls costs the server.
 IDLE_CONNECTION_BOUND = 64 * 1024
-ECHO_SERVER = Path(__file__).with_name("echo_server.py")
-
-
-def _rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 async def _echo(connection, payload: bytes) -> bytes:
     recorder = Recorder()
     stream = await connection.open_stream(recorder)
@@ -93,18 +79,11 @@ async def test_one_source_is_refused_at_the_default_limit_while_others_are_serve
     """A host on 127.0.0.2 opens connections until refused; a client on
     127.0.0.1 keeps completing calls within 1 s; the server's memory stays
     under the documented bound per connection."""
-    server = await asyncio.create_subprocess_exec(
-        sys.executable, str(ECHO_SERVER), str(certs.directory), json.dumps({}),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-    )
-    try:
-        line = await asyncio.wait_for(server.stdout.readline(), 30)
-        assert line.startswith(b"READY"), line
-        address = ("127.0.0.1", int(line.split()[1]))
+    async with echo_server_process("tcp", certs.directory) as (address, pid):
         config = RpcConfig(transport="tcp", tls=certs.client_tls())
         async with RpcClient(address, config) as client:
             assert await client.call("echo", 0) == 0
-            before = _rss(server.pid)
+            before = rss(pid)
             attacking = True
             slowest = 0.0
             calls = 0
@@ -130,7 +109,7 @@ async def test_one_source_is_refused_at_the_default_limit_while_others_are_serve
                             await asyncio.wait_for(attacker.connect(address, alpn=ALPN, tls=certs.client_tls()), DEADLINE)
                         )
                 assert len(held) == limit
-                grown = _rss(server.pid) - before
+                grown = rss(pid) - before
             finally:
                 attacking = False
                 await asyncio.wait_for(caller, DEADLINE)
@@ -139,6 +118,3 @@ async def test_one_source_is_refused_at_the_default_limit_while_others_are_serve
         assert calls > 0 and slowest < 1.0, f"slowest call took {slowest:.3f} s"
         print(f"server memory per idle connection: {grown / limit / 1024:.0f} KiB")
         assert grown < limit * IDLE_CONNECTION_BOUND, f"{grown / limit / 1024:.0f} KiB per connection"
-    finally:
-        server.stdin.close()
-        await asyncio.wait_for(server.wait(), 30)

@@ -1,8 +1,8 @@
-"""An rpcnet echo server on the tcp transport in its own process, for tests
-that measure the server.
+"""An rpcnet echo server in its own process, for tests that measure the server.
 
-``python echo_server.py CERT_DIR [tcp options as JSON]`` prints
-``READY <port>`` and serves on 127.0.0.1 until its standard input closes.
+``python echo_server.py TRANSPORT CERT_DIR [transport options as JSON]``
+prints ``READY <port>`` and serves on 127.0.0.1 until its standard input
+closes. Tests start it with ``transport_helpers.echo_server_process``.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from rpcnet import RpcConfig, RpcServer, TlsConfig
 
 
 async def main() -> None:
-    certs = Path(sys.argv[1])
-    options = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    transport, certs = sys.argv[1], Path(sys.argv[2])
+    options = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     config = RpcConfig(
-        transport="tcp",
-        options={"tcp": options},
+        transport=transport,
+        options={transport: options},
         tls=TlsConfig(cert_file=certs / "server.pem", key_file=certs / "server.key", ca_file=certs / "ca.pem"),
     )
     server = RpcServer(config)
