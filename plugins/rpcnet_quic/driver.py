@@ -399,9 +399,7 @@ class QuicConnection(Connection):
         quic = self._quic
         while True:
             if self._state != _OPEN:
-                if self._state == _HANDSHAKE:
-                    raise TransportError("the connection is still handshaking")
-                raise self._closed_error()
+                raise self._not_open_error()
             stream_id = self._backend.next_stream(quic)
             if (woken or not self._credit_waiters) and stream_id >= 0:
                 break
@@ -439,7 +437,7 @@ class QuicConnection(Connection):
         if not self._is_client:
             raise TransportError("only clients open streams: a server answers the calls its clients make")
         if self._state != _OPEN:
-            opened(None, TransportError("the connection is still handshaking") if self._state == _HANDSHAKE else self._closed_error())
+            opened(None, self._not_open_error())
             return _nothing_to_withdraw
         if not self._credit_waiters and (stream_id := self._backend.next_stream(self._quic)) >= 0:
             opened(self._open_granted(stream_id, handler), None)
@@ -447,6 +445,12 @@ class QuicConnection(Connection):
         request = _SoonOpen(self, handler, opened)
         self._credit_waiters.append(request)
         return request.withdraw
+
+    def _not_open_error(self) -> TransportError:
+        """Why no stream can be opened now (the connection is not open)."""
+        if self._state == _HANDSHAKE:
+            return TransportError("the connection is still handshaking")
+        return self._closed_error()
 
     def _open_granted(self, stream_id: int, handler: StreamHandler, wake: bool = True) -> QuicStream:
         stream = QuicStream(self, stream_id, handler)
@@ -655,10 +659,7 @@ class QuicConnection(Connection):
                 return
         data = event.data
         if data or event.end_stream:
-            if stream.paused or stream._pending is not None or stream._recv_done:
-                stream._deliver(data, event.end_stream)
-            else:
-                stream._hand_over(data, event.end_stream)  # the usual case, one call less
+            stream._deliver(data, event.end_stream)
 
     def _on_stream_reset(self, event: Any) -> None:
         stream = self._streams.get(event.stream_id)
@@ -774,11 +775,7 @@ class QuicConnection(Connection):
         return False
 
     def _accept_stream(self, stream_id: int) -> QuicStream | None:
-        if stream_id == self._peer_highest + 4 and stream_id & 0b11 == (0b01 if self._is_client else 0b00):
-            self._peer_highest = stream_id  # the next stream in order: _is_new_peer_stream's usual case
-            if self._state != _OPEN or self._on_stream is None:
-                return None
-        elif self._state != _OPEN or not self._is_new_peer_stream(stream_id) or self._on_stream is None:
+        if self._state != _OPEN or not self._is_new_peer_stream(stream_id) or self._on_stream is None:
             return None
         stream = QuicStream(self, stream_id, None)
         self._streams[stream_id] = stream

@@ -168,9 +168,13 @@ class _ClientCall:
         except Exception as error:
             self._abort(error, ResetCode.CANCELLED)
             return
-        self.half_closed = True
+        self.send_opening(stream, data, True)
+
+    def send_opening(self, stream: Stream, data: bytes, end_stream: bool) -> None:
+        """Send the call's first frames (and FIN, for a single request)."""
+        self.half_closed = end_stream
         try:
-            stream.send(data, True)
+            stream.send(data, end_stream)
         except TransportError:
             pass  # the connection ended meanwhile: the call reports it
 
@@ -552,14 +556,9 @@ class RpcClient(RpcEndpoint):
             call._abort(exc, ResetCode.CANCELLED)
             call.future.exception()  # raised here instead
             raise
-        call.half_closed = True
-        try:
-            stream.send(data, True)
-        except TransportError:
-            pass  # the connection ended meanwhile: the call reports it
+        call.send_opening(stream, data, True)
         data = b""  # the transport has its copy; ours is not kept for the whole call
-        if deadline is not None:
-            call.timer = asyncio.get_running_loop().call_at(deadline, call.on_deadline)
+        self._arm(call, deadline)
 
     async def call(
         self,
@@ -745,11 +744,7 @@ class _StreamCall:
                 call._abort(exc, ResetCode.CANCELLED)
                 call.future.exception()  # raised here instead
                 raise
-            call.half_closed = end
-            try:
-                stream.send(first, end)
-            except TransportError:
-                pass  # the connection ended meanwhile: the call reports it
+            call.send_opening(stream, first, end)
             client._arm(call, deadline)
         except BaseException as exc:
             self._starting.set_exception(exc)

@@ -321,7 +321,7 @@ class RpcServer(RpcEndpoint):
         if not count_in:
             return None
         self._per_connection[connection] = count + 1
-        call.on_connection = call.active = True
+        call.on_connection = True
         self._active.add(call)
         return None
 
@@ -364,7 +364,6 @@ class _ServerCall:
         "timer",
         "cancel_reason",
         "counted",
-        "active",
         "on_connection",
         "info",
         "wrappers",
@@ -383,7 +382,6 @@ class _ServerCall:
         self.timer: asyncio.TimerHandle | None = None
         self.cancel_reason: str | None = None
         self.counted = False
-        self.active = False  # in the server's active calls (see RpcServer._admit)
         self.on_connection = False  # counted against its connection's limit
         self.info: CallInfo | None = None
         self.wrappers: list[Any] | None = None
@@ -731,8 +729,7 @@ class _ServerCall:
             self.requests.close()
         if self.counted:
             self.counted = False
-            if self.active:
-                self.server._release(self)
+            self.server._release(self)
             if self.wrappers:
                 info = self.info
                 assert info is not None

@@ -147,6 +147,13 @@ async def test_peer_close_marks_client_connection_closed(start_server, connect) 
         await connection.open_stream(Recorder())
 
 
+async def _server_gets(server, stream, data: bytes) -> bytes:
+    """Send ``data`` and FIN on a fresh client stream; what the server's side received."""
+    stream.send(data, end_stream=True)
+    _, server_side = await asyncio.wait_for(server.accepted.get(), DEADLINE)
+    return await asyncio.wait_for(server_side.finished, DEADLINE)
+
+
 async def test_open_stream_waits_for_stream_credit(start_server, connect) -> None:
     server = await start_server(handler=Recorder, max_streams=4)
     connection = await connect(server)
@@ -166,9 +173,7 @@ async def test_open_stream_waits_for_stream_credit(start_server, connect) -> Non
     held[0][0].send(b"", end_stream=True)
     stream5 = await asyncio.wait_for(fifth, DEADLINE)
     assert not sixth.done()
-    stream5.send(b"fifth", end_stream=True)
-    _, server_side = await asyncio.wait_for(server.accepted.get(), DEADLINE)
-    assert await asyncio.wait_for(server_side.finished, DEADLINE) == b"fifth"
+    assert await _server_gets(server, stream5, b"fifth") == b"fifth"
 
     # Closing the connection fails a waiter instead of leaving it hanging.
     connection.close()
@@ -240,9 +245,7 @@ async def test_open_stream_soon_opens_at_once_with_credit_and_later_in_turn(star
     (fourth, error), = later.calls
     assert error is None and {third.stream_id, fourth.stream_id} == {second.stream_id + 4, second.stream_id + 8}
     assert not last.done()  # still no credit for it
-    fourth.send(b"fourth", end_stream=True)
-    _, recorder = await asyncio.wait_for(server.accepted.get(), DEADLINE)
-    assert await asyncio.wait_for(recorder.finished, DEADLINE) == b"fourth"
+    assert await _server_gets(server, fourth, b"fourth") == b"fourth"
     connection.close()
     with pytest.raises(TransportError):
         await asyncio.wait_for(last, DEADLINE)
@@ -291,9 +294,7 @@ async def test_a_failing_open_stream_soon_callback_loses_only_its_stream(start_s
     await until(lambda: granted)
     assert granted[0]._error is not None  # reset: its credit comes back
     stream = await asyncio.wait_for(connection.open_stream(Echo()), DEADLINE)  # the connection carries on
-    stream.send(b"after", end_stream=True)
-    _, recorder = await asyncio.wait_for(server.accepted.get(), DEADLINE)
-    assert await asyncio.wait_for(recorder.finished, DEADLINE) == b"after"
+    assert await _server_gets(server, stream, b"after") == b"after"
     assert not connection.is_closed
 
 
