@@ -7,9 +7,10 @@ files are set, the same ones the other TLS targets load.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 import attrs
@@ -108,9 +109,9 @@ class RpcnetClient:
     def __init__(self, client: RpcClient) -> None:
         self._client = client
         self._bench = Bench.client(client)
-
-    async def unary(self, payload: bytes) -> bytes:
-        return await self._client.call("echo", payload)
+        # The public call itself, as raw QUIC's target binds its own: no
+        # coroutine of the benchmark's between the caller and rpcnet.
+        self.unary: Callable[[bytes], Awaitable[bytes]] = functools.partial(client.call, "echo")
 
     async def download(self, request: bytes) -> AsyncIterator[bytes]:
         async for message in self._client.call_server_streaming("download", request):

@@ -320,8 +320,11 @@ def _make_qh3_connection_class() -> type:
             queued[stream_id] = queued.get(stream_id, 0) + size
 
         def rpcnet_claim_stream(self, stream_id: int) -> None:
-            """Take the next stream id of ours, in the core too (so it can be
-            reset before any data), without the Python layer's write path."""
+            """Take the next stream id of ours. After the handshake only the
+            Python layer's bookkeeping changes: the core creates one of our
+            streams on its first write or reset, whichever comes first (both
+            go through its ``ensure_send_stream_core``), so a stream reset
+            before any data still reaches the peer."""
             if not self._handshake_complete:
                 super().send_stream_data(stream_id, b"")
                 return
@@ -330,10 +333,6 @@ def _make_qh3_connection_class() -> type:
             self._created_local_stream_ids.add(stream_id)
             if stream_id >= self._next_stream_id_bidi:
                 self._next_stream_id_bidi = stream_id + 4
-            try:
-                self._core.send_stream(stream_id, b"", False)
-            except RuntimeError as exc:
-                raise QuicConnectionError(0x1, None, str(exc)) from exc
 
         def reset_stream(self, stream_id: int, error_code: int) -> None:
             if self._rpcnet_queue:

@@ -391,6 +391,26 @@ async def test_finished_and_reset_streams_are_released(start_server, connect) ->
     await until(lambda: not connection._quic._streams and not server_connection._quic._streams)
 
 
+async def test_a_stream_reset_before_any_data_returns_its_credit(start_server, connect) -> None:
+    # A stream whose caller gave up before sending anything (cancelled while
+    # its request was encoded, or refused meanwhile) must still reach the
+    # server as a reset: a later stream of ours that did send makes the
+    # server count it as opened, and only the reset finishes it there.
+    server = await start_server(handler=Echo, max_streams=2)
+    connection = await connect(server)
+    for round_ in range(4):
+        # Both units of credit came back from the round before, or this waits.
+        silent = await asyncio.wait_for(connection.open_stream(Recorder()), DEADLINE)
+        recorder = Recorder()
+        sent = await asyncio.wait_for(connection.open_stream(recorder), DEADLINE)
+        assert sent.stream_id == silent.stream_id + 4
+        sent.send(b"%d" % round_, end_stream=True)  # the higher stream id goes first
+        assert await asyncio.wait_for(recorder.finished, DEADLINE) == b"%d" % round_
+        silent.reset(7)
+    server_connection = server.listener.connections()[0]
+    await until(lambda: not server_connection._streams)
+
+
 async def test_servers_do_not_open_streams(start_server, connect) -> None:
     server = await start_server()
     await connect(server)
