@@ -146,6 +146,10 @@ class QuicBackend(abc.ABC):
         received so far, minus ``held`` (received but not consumed), plus
         ``options.connection_window``. Never lowers it."""
 
+    def receive_datagram(self, quic: Any, data: bytes, addr: Any, now: float) -> None:
+        """Feed one datagram."""
+        quic.receive_datagram(data, addr, now)
+
     def receive_datagrams(self, quic: Any, datagrams: list[bytes], addr: Any, now: float) -> None:
         """Feed several datagrams from one address (one by one unless the
         library takes a batch)."""

@@ -172,6 +172,8 @@ class QuicStream(Stream):
         return len(self._pending) if self._pending is not None else 0
 
     def _deliver(self, data: bytes, end_stream: bool) -> None:
+        """Hand data to the handler, or keep it while reading is paused (or
+        earlier data still waits)."""
         if self._recv_done:
             return
         if self.paused or self._pending is not None:
@@ -181,9 +183,6 @@ class QuicStream(Stream):
             self._pending_fin = end_stream
             self.connection._held += len(data)
             return
-        self._hand_over(data, end_stream)
-
-    def _hand_over(self, data: bytes, end_stream: bool) -> None:
         if end_stream:
             self._recv_done = True
         else:
@@ -210,8 +209,9 @@ class QuicStream(Stream):
         pending = self._pending
         if pending is None or self.paused or self._recv_done:
             return
+        fin = self._pending_fin
         self._drop_pending()
-        self._hand_over(bytes(pending), self._pending_fin)
+        self._deliver(bytes(pending), fin)  # nothing is pending now: straight to the handler
         self.connection._schedule_transmit()
 
     def _peer_aborted(self, error_code: int) -> None:
@@ -508,7 +508,7 @@ class QuicConnection(Connection):
             return
         now = self._loop.time()
         self._last_received = now
-        self._quic.receive_datagram(data, addr, now)
+        self._backend.receive_datagram(self._quic, data, addr, now)
         self._after_input()
 
     def datagrams_received(self, datagrams: list[bytes], addr: Any) -> None:
@@ -815,7 +815,11 @@ class QuicConnection(Connection):
         waiters = self._credit_waiters
         while available > 0 and waiters:
             waiter = waiters.popleft()
-            if not waiter.done():
+            if type(waiter) is _SoonOpen:
+                if waiter.connection is not None:  # not withdrawn: opens its stream now
+                    waiter.set_result(None)
+                    available -= 1
+            elif not waiter.done():
                 waiter.set_result(None)
                 available -= 1
 

@@ -198,7 +198,26 @@ class Qh3Backend(AioquicBackend):
         quic.rpcnet_hold_events(hold)
 
     def claim_stream(self, quic: Any, stream_id: int) -> None:
-        quic.rpcnet_claim_stream(stream_id)
+        if not quic._handshake_complete:
+            quic._record_local_stream(stream_id)  # qh3 replays it into the core later
+            return
+        # Only the Python layer's bookkeeping (_record_local_stream, for the
+        # next stream of ours, bidirectional): the core creates one of our
+        # streams on its first write or reset, whichever comes first (both
+        # go through its ensure_send_stream_core), so a stream reset before
+        # any data still reaches the peer.
+        quic._created_local_stream_ids.add(stream_id)
+        if stream_id >= quic._next_stream_id_bidi:
+            quic._next_stream_id_bidi = stream_id + 4
+
+    def receive_datagram(self, quic: Any, data: bytes, addr: Any, now: float) -> None:
+        # qh3's receive_datagram runs about a dozen Python calls per
+        # datagram (address normalising, version-negotiation and Retry
+        # checks, a header parse and a copy per packet, logging hooks) that
+        # only matter before the handshake completes; its batch entry point
+        # goes straight to the native core after that, and falls back to
+        # receive_datagram itself before.
+        quic.receive_many_datagrams([data], addr, now)
 
     def receive_datagrams(self, quic: Any, datagrams: list[bytes], addr: Any, now: float) -> None:
         # One call into the native core for the lot (after the handshake;
@@ -299,7 +318,7 @@ def _make_qh3_connection_class() -> type:
             size = len(data)
             if not self._rpcnet_queue and size <= self._rpcnet_credit and type(data) is bytes:
                 # The common case, straight into the core: the stream is one
-                # the peer opened or one rpcnet_claim_stream claimed, and
+                # the peer opened or one claim_stream claimed, and
                 # bytes need none of the Python layer's buffer handling.
                 self._rpcnet_credit -= size
                 try:
@@ -318,21 +337,6 @@ def _make_qh3_connection_class() -> type:
             queue.append([stream_id, memoryview(bytes(data)), end_stream])
             queued = self._rpcnet_queued
             queued[stream_id] = queued.get(stream_id, 0) + size
-
-        def rpcnet_claim_stream(self, stream_id: int) -> None:
-            """Take the next stream id of ours. After the handshake only the
-            Python layer's bookkeeping changes: the core creates one of our
-            streams on its first write or reset, whichever comes first (both
-            go through its ``ensure_send_stream_core``), so a stream reset
-            before any data still reaches the peer."""
-            if not self._handshake_complete:
-                super().send_stream_data(stream_id, b"")
-                return
-            # _record_local_stream, for the case here: the next stream of
-            # ours, bidirectional, after the handshake.
-            self._created_local_stream_ids.add(stream_id)
-            if stream_id >= self._next_stream_id_bidi:
-                self._next_stream_id_bidi = stream_id + 4
 
         def reset_stream(self, stream_id: int, error_code: int) -> None:
             if self._rpcnet_queue:

@@ -67,7 +67,8 @@ class MsgpackSerializer(Serializer):
         return data
 
     def loads(self, data: bytes) -> Any:
-        _check_bytes_like(self.name, data)
+        if type(data) is not bytes:  # the usual type, without a call
+            _check_bytes_like(self.name, data)
         if len(data) > self.max_size:
             self._check_size(len(data), "received")
         try:
@@ -141,7 +142,8 @@ class JsonSerializer(Serializer):
         return data
 
     def loads(self, data: bytes) -> Any:
-        _check_bytes_like(self.name, data)
+        if type(data) is not bytes:  # the usual type, without a call
+            _check_bytes_like(self.name, data)
         if len(data) > self.max_size:
             self._check_size(len(data), "received")
         try:

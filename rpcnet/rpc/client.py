@@ -132,8 +132,8 @@ class _ClientCall:
         self.future: asyncio.Future[Any] = (client._loop or asyncio.get_running_loop()).create_future()
         self.responses: MessageQueue | None = None
         self.response: Any = None
-        self.initial: dict[str, Any] = {}
-        self.trailers: dict[str, Any] = {}
+        self.initial: dict[str, Any] | None = None  # the response header's metadata, once it came
+        self.trailers: dict[str, Any] | None = None  # the trailer's metadata, once it came
         self.stream: Stream | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.finished = False
@@ -627,7 +627,7 @@ class RpcClient(RpcEndpoint):
         if _typed is not None:
             response = _typed.load_response(response)
         if _with_metadata:
-            return response, CallMetadata(call.initial, call.trailers)
+            return response, CallMetadata(call.initial or {}, call.trailers or {})
         return response
 
     async def call_with_metadata(
@@ -782,11 +782,11 @@ class _StreamCall:
 
     @property
     def initial_metadata(self) -> dict[str, Any]:
-        return self._call.initial if self._call else {}
+        return (self._call.initial if self._call else None) or {}
 
     @property
     def trailers(self) -> dict[str, Any]:
-        return self._call.trailers if self._call else {}
+        return (self._call.trailers if self._call else None) or {}
 
     async def __aenter__(self) -> Self:
         await self._start()

@@ -394,9 +394,18 @@ class _ServerCall:
         decoder = self.decoder
         if decoder is None:
             if end_stream and self.spec is None:
+                # The usual request: header, one message and FIN in one piece.
                 whole = whole_request(data, self.server.config.max_message_size)
                 if whole is not None:
-                    self._on_whole_request(*whole)
+                    self._on_header(whole[0], whole=True)
+                    if self.done:
+                        return
+                    if self.requests is not None:
+                        self.requests.put(whole[1])
+                        self.requests.close()
+                    else:
+                        self.request = whole[1]
+                        self._start()
                     return
             decoder = self.decoder = FrameDecoder(self.server.config.max_message_size)
         try:
@@ -436,18 +445,6 @@ class _ServerCall:
                 self._fail(StatusCode.INVALID_ARGUMENT, f"{self.spec.kind.value} method {self.spec.name!r} takes exactly one request message, got none")
             elif self.task is None:
                 self._start()
-
-    def _on_whole_request(self, header: bytes, message: bytes) -> None:
-        """The usual request: header, one message and FIN in one piece."""
-        self._on_header(header, whole=True)
-        if self.done:
-            return
-        if self.requests is not None:
-            self.requests.put(message)
-            self.requests.close()
-        else:
-            self.request = message
-            self._start()
 
     def stream_reset(self, error_code: int) -> None:
         if self.ctx is not None:
