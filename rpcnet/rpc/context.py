@@ -61,8 +61,9 @@ class ServerContext:
         #: Absolute ``loop.time()`` by which the call must end, or None.
         self.deadline = deadline
         self._loop = loop
-        self._trailers: dict[str, Any] = {}
-        self._initial_metadata: dict[str, Any] = {}
+        # Made by set_trailers / set_initial_metadata: most calls set neither.
+        self._trailers: dict[str, Any] | None = None
+        self._initial_metadata: dict[str, Any] | None = None
         self._initial_sent = False
         #: True once the client cancelled or the deadline passed.
         self.cancelled = False
@@ -75,12 +76,16 @@ class ServerContext:
 
     def set_trailers(self, metadata: dict[str, Any]) -> None:
         """Metadata sent with the final status."""
+        if self._trailers is None:
+            self._trailers = {}
         self._trailers.update(metadata)
 
     def set_initial_metadata(self, metadata: dict[str, Any]) -> None:
         """Metadata sent before the first response message (or with the status)."""
         if self._initial_sent:
             raise RuntimeError("initial metadata was already sent")
+        if self._initial_metadata is None:
+            self._initial_metadata = {}
         self._initial_metadata.update(metadata)
 
     def abort(self, code: StatusCode | int, message: str = "", details: Any = None) -> NoReturn:

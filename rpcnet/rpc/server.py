@@ -702,7 +702,7 @@ class _ServerCall:
 
     def _fail(self, code: StatusCode, message: str, details: Any = None, trailers: dict[str, Any] | None = None) -> None:
         ctx = self.ctx
-        metadata = dict(ctx._trailers) if ctx is not None else {}
+        metadata = dict(ctx._trailers or ()) if ctx is not None else {}
         if trailers:
             metadata.update(trailers)
         try:
