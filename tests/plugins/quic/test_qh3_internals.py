@@ -158,6 +158,10 @@ def test_the_core_and_python_layer_have_what_credit_and_send_pacing_use() -> Non
     assert "self._core.next_event()" in drain and '"stream_data"' in drain
     receive = inspect.getsource(QuicConnection.receive_many_datagrams)
     assert "self._drain_core()" in receive
+    # Single datagrams go to receive_many_datagrams too (Qh3Backend.receive_datagram):
+    # before the handshake it must hand them to receive_datagram one by one.
+    assert "self._core is None" in receive and "not self._handshake_complete" in receive
+    assert "self.receive_datagram(" in receive
 
 
 async def test_held_stream_data_earns_the_peer_no_credit(start_server, connect) -> None:
