@@ -247,7 +247,9 @@ async def test_restarted_server_resets_connections_it_forgot(start_server, conne
     server.listener._udp.abort()
     await asyncio.wait_for(asyncio.shield(server.listener._socket_closed), DEADLINE)
 
-    restarted = await QuicTransport(QuicOptions()).listen(address, lambda s: Recorder(), alpn=ALPN, tls=server.tls)
+    restarted = await QuicTransport(QuicOptions(backend=server.transport.options.backend)).listen(
+        address, lambda s: Recorder(), alpn=ALPN, tls=server.tls
+    )
     try:
         orphan = Recorder()
         stream = await connection.open_stream(orphan)
@@ -354,6 +356,10 @@ async def _client_is_quiet(connection) -> None:
     unacknowledged in flight (with keep-alive off and no call open, it then
     stays silent until it is given something to send)."""
     quic = connection._quic
+    core = getattr(quic, "_core", None)
+    if core is not None:  # qh3: its native core's figures; an idle timer is the only one left
+        await until(lambda: core.bytes_in_flight == 0 and core.get_timer()[0] == "idle")
+        return
     await until(
         lambda: quic._loss.bytes_in_flight == 0 and all(space.ack_at is None for space in quic._spaces.values())
     )
@@ -366,3 +372,6 @@ async def _delivered_and_acknowledged(server, connection, stream) -> None:
     _, recorder = await asyncio.wait_for(server.accepted.get(), DEADLINE)
     await until(lambda: recorder.received == b"a call that never gets its answer")
     await until(lambda: connection._backend.send_backlog(connection._quic, stream.stream_id) == 0)
+    core = getattr(connection._quic, "_core", None)
+    if core is not None:  # qh3's backlog leaves out bytes sent and not yet acknowledged
+        await until(lambda: core.bytes_in_flight == 0)
