@@ -815,11 +815,7 @@ class QuicConnection(Connection):
         waiters = self._credit_waiters
         while available > 0 and waiters:
             waiter = waiters.popleft()
-            if type(waiter) is _SoonOpen:
-                if waiter.connection is not None:  # not withdrawn: opens its stream now
-                    waiter.set_result(None)
-                    available -= 1
-            elif not waiter.done():
+            if not waiter.done():
                 waiter.set_result(None)
                 available -= 1
 

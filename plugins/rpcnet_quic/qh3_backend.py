@@ -198,17 +198,13 @@ class Qh3Backend(AioquicBackend):
         quic.rpcnet_hold_events(hold)
 
     def claim_stream(self, quic: Any, stream_id: int) -> None:
-        if not quic._handshake_complete:
-            quic._record_local_stream(stream_id)  # qh3 replays it into the core later
-            return
-        # Only the Python layer's bookkeeping (_record_local_stream, for the
-        # next stream of ours, bidirectional): the core creates one of our
-        # streams on its first write or reset, whichever comes first (both
-        # go through its ensure_send_stream_core), so a stream reset before
-        # any data still reaches the peer.
-        quic._created_local_stream_ids.add(stream_id)
-        if stream_id >= quic._next_stream_id_bidi:
-            quic._next_stream_id_bidi = stream_id + 4
+        # Only the Python layer's bookkeeping of our streams (the next id;
+        # before the handshake, qh3 replays it into the core later). The
+        # core creates one of our streams on its first write or reset,
+        # whichever comes first (both go through its
+        # ensure_send_stream_core), so a stream reset before any data still
+        # reaches the peer.
+        quic._record_local_stream(stream_id)
 
     def receive_datagram(self, quic: Any, data: bytes, addr: Any, now: float) -> None:
         # qh3's receive_datagram runs about a dozen Python calls per

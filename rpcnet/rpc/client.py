@@ -162,9 +162,8 @@ class _ClientCall:
         self.link = link
         link.calls += 1
         client = self.client
-        header = None if metadata else client._header_cache.get(method)
         try:
-            data = client._message(codec, request, header or client._header(method, metadata, None))
+            data = client._message(codec, request, client._header(method, metadata, None))
         except Exception as error:
             self._abort(error, ResetCode.CANCELLED)
             return

@@ -561,7 +561,7 @@ class _ServerCall:
         return encode_response_header(ctx._initial_metadata)
 
     async def _run_unary(self) -> None:
-        ctx, typed = self._enter_unary()
+        ctx, typed = self._enter_call()
         try:
             if typed is None:
                 response = await self.spec.handler(self._decode_request(), ctx)  # type: ignore[union-attr]
@@ -574,11 +574,7 @@ class _ServerCall:
     def _run_unary_to_end(self) -> None:
         """``_run_unary`` for an implementation without suspension points,
         run in the call's own context copy instead of a task."""
-        ctx = self.ctx
-        assert ctx is not None and self.spec is not None
-        deadline_var.set(ctx.deadline)
-        context_var.set(ctx)
-        typed = self.spec.typed
+        ctx, typed = self._enter_call()
         try:
             if typed is None:
                 response = run_to_end(self.spec.handler(self._decode_request(), ctx))  # type: ignore[union-attr]
@@ -588,7 +584,7 @@ class _ServerCall:
         except (asyncio.CancelledError, Exception) as exc:
             self._unary_failed(exc, typed)
 
-    def _enter_unary(self) -> tuple[ServerContext, Any]:
+    def _enter_call(self) -> tuple[ServerContext, Any]:
         """Set the call's contextvars; return its context and typed conversions."""
         ctx = self.ctx
         spec = self.spec
@@ -623,11 +619,9 @@ class _ServerCall:
             self._send_final(head + frame + OK_TRAILER, StatusCode.OK)
 
     async def _run_general(self) -> None:
-        ctx = self.ctx
+        ctx, _ = self._enter_call()
         spec = self.spec
-        assert ctx is not None and spec is not None
-        deadline_var.set(ctx.deadline)
-        context_var.set(ctx)
+        assert spec is not None
         try:
             argument = self.requests if self.requests is not None else self._decode_request()
             result = spec.handler(argument, ctx)

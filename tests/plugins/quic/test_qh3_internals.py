@@ -145,8 +145,9 @@ def test_the_core_and_python_layer_have_what_credit_and_send_pacing_use() -> Non
     source = inspect.getsource(QuicConnection)
     for name in ("def _drain_core", "_handshake_complete", "def send_stream_data", "def reset_stream"):
         assert name in source, f"qh3 QuicConnection lost {name}"
-    # Claiming a stream and reading the next stream id use the Python
-    # layer's own bookkeeping of our streams, inline (qh3_backend.py).
+    # Claiming a stream is the Python layer's own bookkeeping of our streams
+    # (_record_local_stream), and the next stream id is read from it
+    # directly (qh3_backend.py).
     record = inspect.getsource(QuicConnection._record_local_stream)
     assert "self._created_local_stream_ids.add(stream_id)" in record
     assert "self._next_stream_id_bidi = max(self._next_stream_id_bidi, stream_id + 4)" in record
